@@ -1,0 +1,475 @@
+//! The at-least-once consumer loop.
+//!
+//! One record at a time, in order: poll, hand the record to the [`Handler`],
+//! and store its offset only after the handler returned (its outputs are
+//! acknowledged by then, because [`crate::Producer`] sends await the broker)
+//! or after the record's DLQ envelope was acknowledged. librdkafka commits
+//! stored offsets every `commit_interval`; revokes and shutdown commit
+//! synchronously. A handler that runs longer than `keepalive` gets its
+//! partitions paused while the loop keeps polling, so a long training never
+//! exceeds `max.poll.interval.ms` and never triggers a rebalance.
+//!
+//! Errors are classified by the handler ([`HandlerError`]): decode and
+//! permanent errors go to the DLQ at once, retryable ones are retried with
+//! exponential backoff up to `max_attempts`, then dead-lettered.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::FutureExt as _;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use contracts::FailureKind;
+
+use crate::config::{ConfigError, KafkaArgs};
+use crate::dlq;
+use crate::metrics;
+use crate::producer::Producer;
+
+/// One Kafka record, owned, as handed to a [`Handler`].
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    /// The payload bytes exactly as received.
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    fn from_message(m: &BorrowedMessage<'_>) -> Self {
+        let headers = m
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+            .unwrap_or_default();
+        Record {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
+
+    /// The key as UTF-8, if it is.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key.as_deref().and_then(|k| std::str::from_utf8(k).ok())
+    }
+
+    /// Decode the payload as a contract message; failure is a decode error (DLQ at once).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, HandlerError> {
+        contracts::decode(&self.payload).map_err(|e| HandlerError::decode(e))
+    }
+}
+
+/// How a handler failure should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The payload is not a valid message; retrying cannot help.
+    Decode,
+    /// Valid message, unprocessable (bad data, missing object); retrying cannot help.
+    Permanent,
+    /// A dependency is unavailable or slow; retry with backoff.
+    Retryable,
+    /// Shutdown interrupted the work: leave the offset where it is.
+    Cancelled,
+}
+
+/// A handler failure with its retry policy and a short machine-readable code.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {source:#}")]
+pub struct HandlerError {
+    pub disposition: Disposition,
+    /// Short cause, e.g. `checksum_mismatch`; ends up in the DLQ envelope.
+    pub code: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl HandlerError {
+    fn new(disposition: Disposition, code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        HandlerError { disposition, code: code.into(), source: source.into() }
+    }
+    /// The payload could not be decoded.
+    pub fn decode(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::new(Disposition::Decode, "decode", source)
+    }
+    /// Processing can never succeed for this record.
+    pub fn permanent(code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::new(Disposition::Permanent, code, source)
+    }
+    /// Processing may succeed later.
+    pub fn retryable(code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::new(Disposition::Retryable, code, source)
+    }
+    /// Shutdown interrupted processing; the record will be redelivered.
+    pub fn cancelled() -> Self {
+        Self::new(Disposition::Cancelled, "cancelled", "shutdown requested")
+    }
+    /// The full error chain as one line.
+    pub fn message(&self) -> String {
+        let mut msg = self.source.to_string();
+        let mut cur = self.source.source();
+        while let Some(s) = cur {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            cur = s.source();
+        }
+        msg
+    }
+}
+
+/// What a stage does with one record.
+pub trait Handler: Send + Sync + 'static {
+    /// Process `record`. Outputs must be durable when this returns `Ok`
+    /// (await every produce and upload).
+    fn handle(&self, record: &Record) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Retry and liveness settings of the consumer loop (`#[command(flatten)]`).
+#[derive(Debug, Clone, Args)]
+pub struct ConsumerArgs {
+    /// Handler attempts for a retryable error before the record goes to the DLQ.
+    #[arg(long, env = "HANDLER_MAX_ATTEMPTS", default_value_t = 5)]
+    pub handler_max_attempts: u32,
+    /// First retry backoff in milliseconds; doubles per attempt.
+    #[arg(long, env = "HANDLER_BACKOFF_MS", default_value_t = 500)]
+    pub handler_backoff_ms: u64,
+    /// Upper bound of the retry backoff in milliseconds.
+    #[arg(long, env = "HANDLER_BACKOFF_MAX_MS", default_value_t = 30_000)]
+    pub handler_backoff_max_ms: u64,
+    /// librdkafka max.poll.interval.ms. Long handlers are safe anyway: the loop
+    /// pauses and keeps polling while a handler runs.
+    #[arg(long, env = "KAFKA_MAX_POLL_INTERVAL_MS", default_value_t = 300_000)]
+    pub max_poll_interval_ms: u64,
+    /// How often stored offsets are committed, in milliseconds.
+    #[arg(long, env = "KAFKA_COMMIT_INTERVAL_MS", default_value_t = 1_000)]
+    pub commit_interval_ms: u64,
+    /// librdkafka session.timeout.ms: how soon a crashed member's partitions
+    /// move to another member. Capped at max.poll.interval.ms.
+    #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 30_000)]
+    pub session_timeout_ms: u64,
+}
+
+impl Default for ConsumerArgs {
+    fn default() -> Self {
+        ConsumerArgs {
+            handler_max_attempts: 5,
+            handler_backoff_ms: 500,
+            handler_backoff_max_ms: 30_000,
+            max_poll_interval_ms: 300_000,
+            commit_interval_ms: 1_000,
+            session_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ConsumerArgs {
+    /// Backoff before attempt `attempt + 1` (attempt counts from 1).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.handler_backoff_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
+        Duration::from_millis(base.min(self.handler_backoff_max_ms))
+    }
+}
+
+/// What one consumer is: who it is, what it reads and where failures go.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Service name: client id, DLQ envelope `service`.
+    pub service: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    /// Dead-letter topic for every record of this consumer; `None` means
+    /// `DLQ-<record's topic>`.
+    pub dlq_topic: Option<String>,
+    pub args: ConsumerArgs,
+}
+
+impl ConsumerSettings {
+    fn dlq_for(&self, topic: &str) -> String {
+        self.dlq_topic.clone().unwrap_or_else(|| contracts::topics::dlq_topic(topic))
+    }
+}
+
+/// A failure that stops the consumer loop itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create consumer: {0}")]
+    Create(KafkaError),
+    #[error("cannot subscribe to {topics:?}: {source}")]
+    Subscribe { topics: Vec<String>, source: KafkaError },
+    #[error("consumer thread failed: {0}")]
+    Thread(String),
+}
+
+/// What happened to one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Processed,
+    DeadLettered,
+    Cancelled,
+}
+
+/// Counts for one run of the loop (tests and logs).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    pub processed: u64,
+    pub dead_lettered: u64,
+}
+
+/// Commits on revoke and logs rebalances and commits.
+struct LoopContext;
+
+impl ClientContext for LoopContext {}
+
+impl ConsumerContext for LoopContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            info!(partitions = tpl.count(), "partitions revoked; committing stored offsets");
+            commit_sync(consumer);
+        }
+    }
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            info!(partitions = ?tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>(), "partitions assigned");
+        }
+    }
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => debug!("offsets committed"),
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => warn!(error = %e, "offset commit failed"),
+        }
+    }
+}
+
+fn commit_sync(consumer: &BaseConsumer<LoopContext>) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => warn!(error = %e, "synchronous offset commit failed"),
+    }
+}
+
+/// Run the loop until `cancel` fires. The record in hand is finished first,
+/// then stored offsets are committed and the consumer leaves its group.
+pub async fn run<H: Handler>(
+    kafka: &KafkaArgs,
+    settings: ConsumerSettings,
+    producer: Producer,
+    handler: Arc<H>,
+    cancel: CancellationToken,
+) -> Result<RunSummary, ConsumerError> {
+    let mut cfg = kafka.client_config(&settings.service)?;
+    cfg.set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", settings.args.commit_interval_ms.to_string())
+        .set("auto.offset.reset", "earliest")
+        .set("max.poll.interval.ms", settings.args.max_poll_interval_ms.to_string())
+        .set("session.timeout.ms", settings.args.session_timeout_ms.min(settings.args.max_poll_interval_ms).to_string())
+        .set("partition.assignment.strategy", "range,roundrobin");
+    let consumer: BaseConsumer<LoopContext> = cfg.create_with_context(LoopContext).map_err(ConsumerError::Create)?;
+    let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|source| ConsumerError::Subscribe { topics: settings.topics.clone(), source })?;
+    info!(group = %settings.group_id, topics = ?settings.topics, "consumer started");
+
+    let rt = Handle::current();
+    let thread = tokio::task::spawn_blocking(move || poll_loop(consumer, rt, settings, producer, handler, cancel));
+    thread.await.map_err(|e| ConsumerError::Thread(e.to_string()))
+}
+
+fn poll_loop<H: Handler>(
+    consumer: BaseConsumer<LoopContext>,
+    rt: Handle,
+    settings: ConsumerSettings,
+    producer: Producer,
+    handler: Arc<H>,
+    cancel: CancellationToken,
+) -> RunSummary {
+    let mut summary = RunSummary::default();
+    while !cancel.is_cancelled() {
+        let record = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(e)) => {
+                warn!(error = %e, "poll error");
+                continue;
+            }
+            Some(Ok(m)) => Record::from_message(&m),
+        };
+        metrics::CONSUMED.with_label_values(&[&record.topic]).inc();
+        let work = process_record(&*handler, &producer, &settings, &record, &cancel);
+        let outcome = run_with_keepalive(&consumer, &rt, work);
+        let (topic, partition, offset) = (&record.topic, record.partition, record.offset);
+        match outcome {
+            Outcome::Cancelled => {
+                info!(%topic, partition, offset, "shutdown before the record was done; it will be redelivered");
+                break;
+            }
+            Outcome::Processed => summary.processed += 1,
+            Outcome::DeadLettered => summary.dead_lettered += 1,
+        }
+        if let Err(e) = consumer.store_offset(topic, partition, offset) {
+            // The partition was revoked while we worked: its new owner gets the
+            // record again, and handlers are idempotent.
+            warn!(%topic, partition, offset, error = %e, "cannot store offset (partition revoked?)");
+        } else {
+            debug!(%topic, partition, offset, "offset stored");
+        }
+    }
+    commit_sync(&consumer);
+    consumer.unsubscribe();
+    info!(processed = summary.processed, dead_lettered = summary.dead_lettered, "consumer stopped");
+    summary
+}
+
+/// Drive `work` to completion on the runtime while keeping the consumer alive.
+/// The future runs on this (blocking) thread; a handler that takes longer than
+/// a second gets the assignment paused while polling goes on.
+fn run_with_keepalive(consumer: &BaseConsumer<LoopContext>, rt: &Handle, work: impl Future<Output = Outcome>) -> Outcome {
+    const KEEPALIVE: Duration = Duration::from_secs(1);
+    let mut work = std::pin::pin!(work);
+    let mut paused = false;
+    let outcome = loop {
+        match rt.block_on(tokio::time::timeout(KEEPALIVE, work.as_mut())) {
+            Ok(outcome) => break outcome,
+            Err(_) => {
+                if !paused {
+                    if let Ok(assigned) = consumer.assignment() {
+                        let _ = consumer.pause(&assigned);
+                    }
+                    paused = true;
+                    debug!("long handler: partitions paused, polling to stay in the group");
+                }
+                // Polling serves heartbeats, rebalances and max.poll.interval.
+                if let Some(Ok(m)) = consumer.poll(Duration::ZERO) {
+                    // A partition assigned during a rebalance is not paused yet:
+                    // rewind it to this record and pause it.
+                    let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
+                    drop(m);
+                    let _ = consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(5));
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(&topic, partition);
+                    let _ = consumer.pause(&tpl);
+                }
+            }
+        }
+    };
+    if paused {
+        if let Ok(assigned) = consumer.assignment() {
+            let _ = consumer.resume(&assigned);
+        }
+    }
+    outcome
+}
+
+/// Handle one record: attempts with backoff, then the DLQ.
+async fn process_record<H: Handler>(
+    handler: &H,
+    producer: &Producer,
+    settings: &ConsumerSettings,
+    record: &Record,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let topic = record.topic.clone();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let started = Instant::now();
+        // A panicking handler is a bug, but it must not stall the partition.
+        let result = match AssertUnwindSafe(handler.handle(record)).catch_unwind().await {
+            Ok(res) => res,
+            Err(panic) => Err(HandlerError::permanent("handler_panic", panic_message(&panic))),
+        };
+        metrics::HANDLER_SECONDS.with_label_values(&[&topic]).observe(started.elapsed().as_secs_f64());
+        let err = match result {
+            Ok(()) => {
+                metrics::PROCESSED.with_label_values(&[&topic]).inc();
+                return Outcome::Processed;
+            }
+            Err(e) => e,
+        };
+        let kind = match err.disposition {
+            Disposition::Cancelled => return Outcome::Cancelled,
+            Disposition::Retryable if attempt < settings.args.handler_max_attempts => {
+                let wait = settings.args.backoff(attempt);
+                metrics::RETRIED.with_label_values(&[&topic]).inc();
+                warn!(%topic, partition = record.partition, offset = record.offset, attempt, error = %err,
+                    "handler failed; retrying in {wait:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => continue,
+                    _ = cancel.cancelled() => return Outcome::Cancelled,
+                }
+            }
+            Disposition::Retryable => FailureKind::RetriesExhausted,
+            Disposition::Decode => FailureKind::Decode,
+            Disposition::Permanent => FailureKind::Permanent,
+        };
+        let dlq = settings.dlq_for(&topic);
+        let envelope = dlq::envelope(record, kind, &err, attempt, &settings.service);
+        error!(%topic, partition = record.partition, offset = record.offset, attempt, %dlq, error = %err,
+            "record dead-lettered");
+        return match dlq::send_until_acked(producer, &dlq, record, &envelope, &settings.args, cancel).await {
+            true => {
+                metrics::DEAD_LETTERED.with_label_values(&[&topic, kind_label(kind)]).inc();
+                Outcome::DeadLettered
+            }
+            false => Outcome::Cancelled,
+        };
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "handler panicked".to_string())
+}
+
+fn kind_label(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::Decode => "decode",
+        FailureKind::Permanent => "permanent",
+        FailureKind::RetriesExhausted => "retries_exhausted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let args = ConsumerArgs { handler_backoff_ms: 100, handler_backoff_max_ms: 1_000, ..Default::default() };
+        assert_eq!(args.backoff(1), Duration::from_millis(100));
+        assert_eq!(args.backoff(2), Duration::from_millis(200));
+        assert_eq!(args.backoff(4), Duration::from_millis(800));
+        assert_eq!(args.backoff(5), Duration::from_millis(1_000));
+        assert_eq!(args.backoff(60), Duration::from_millis(1_000));
+    }
+
+    #[test]
+    fn handler_error_message_has_the_chain() {
+        let inner = std::io::Error::new(std::io::ErrorKind::NotFound, "no such object");
+        let e = HandlerError::permanent("missing_object", inner);
+        assert_eq!(e.code, "missing_object");
+        assert_eq!(e.message(), "no such object");
+        assert_eq!(e.disposition, Disposition::Permanent);
+    }
+}

@@ -1,0 +1,24 @@
+//! FLTS Kafka plumbing shared by every stage binary.
+//!
+//! # Layout
+//! - [`config`]: [`KafkaArgs`], connection and security settings from flags and
+//!   env, validated at start-up; secrets never reach logs.
+//! - [`producer`]: [`Producer`], JSON sends that return only after the broker's
+//!   acknowledgement (acks=all, idempotence on).
+//! - [`consumer`]: [`consumer::run`], the at-least-once loop: a [`Handler`]
+//!   per record, offsets stored only after its outputs are acknowledged,
+//!   retries with backoff, then the DLQ.
+//! - [`dlq`]: the dead-letter envelope with the original bytes.
+//! - [`admin`]: topic bootstrap ([`admin::ensure_topics`]).
+//! - [`metrics`]: every `flts_kafka_*` metric.
+
+pub mod admin;
+pub mod config;
+pub mod consumer;
+pub mod dlq;
+pub mod metrics;
+pub mod producer;
+
+pub use config::{KafkaArgs, Secret};
+pub use consumer::{ConsumerArgs, ConsumerSettings, Disposition, Handler, HandlerError, Record, RunSummary};
+pub use producer::{Delivery, ProduceError, Producer};

@@ -1,0 +1,393 @@
+//! FLTS client for the MLflow tracking server's REST API (reqwest, JSON).
+//!
+//! Covers what the pipeline needs: experiments (get-or-create), runs (create,
+//! update, get, search ordered by a metric), batched params/metrics/tags, and
+//! artifacts uploaded and downloaded through the server's artifact proxy
+//! (`mlflow-artifacts:/` URIs), so clients need only HTTP to the server.
+//! Errors carry MLflow's `error_code` and message and say whether a retry can help.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Where the tracking server is (`#[command(flatten)]`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MlflowArgs {
+    /// MLflow tracking server URL, e.g. http://127.0.0.1:5000.
+    #[arg(long = "mlflow-tracking-uri", env = "MLFLOW_TRACKING_URI")]
+    pub tracking_uri: String,
+    /// Per-request timeout in seconds (artifact transfers included).
+    #[arg(long = "mlflow-timeout-secs", env = "MLFLOW_TIMEOUT_SECS", default_value_t = 60)]
+    pub timeout_secs: u64,
+}
+
+/// An MLflow call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MlflowError {
+    #[error("MLflow {endpoint} answered HTTP {status} {error_code}: {message}")]
+    Api { endpoint: String, status: u16, error_code: String, message: String },
+    #[error("MLflow {endpoint} unreachable: {source}")]
+    Transport { endpoint: String, source: reqwest::Error },
+    #[error("MLflow {endpoint} sent an unexpected body: {message}")]
+    Decode { endpoint: String, message: String },
+    #[error("artifact URI {0:?} is not served by the tracking server's artifact proxy (mlflow-artifacts:/)")]
+    UnsupportedArtifactUri(String),
+    #[error("metric {key} has a non-finite value {value}")]
+    NonFiniteMetric { key: String, value: f64 },
+}
+
+impl MlflowError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            MlflowError::Transport { .. } => true,
+            MlflowError::Api { status, error_code, .. } => {
+                *status >= 500 || *status == 429 || error_code == "TEMPORARILY_UNAVAILABLE"
+            }
+            _ => false,
+        }
+    }
+    /// Whether MLflow said the resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, MlflowError::Api { error_code, status, .. } if error_code == "RESOURCE_DOES_NOT_EXIST" || *status == 404)
+    }
+}
+
+/// A run as MLflow returns it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Run {
+    pub info: RunInfo,
+    #[serde(default)]
+    pub data: RunData,
+}
+
+/// A run's identity and lifecycle.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub experiment_id: String,
+    #[serde(default)]
+    pub run_name: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub start_time: Option<i64>,
+    #[serde(default)]
+    pub end_time: Option<i64>,
+    pub artifact_uri: String,
+}
+
+/// A run's metrics (latest values), params and tags.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct RunData {
+    #[serde(default)]
+    pub metrics: Vec<Metric>,
+    #[serde(default)]
+    pub params: Vec<KeyValue>,
+    #[serde(default)]
+    pub tags: Vec<KeyValue>,
+}
+
+/// One metric value at a step.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Metric {
+    pub key: String,
+    pub value: f64,
+    pub timestamp: i64,
+    #[serde(default)]
+    pub step: i64,
+}
+
+impl Metric {
+    /// A metric stamped now.
+    pub fn now(key: impl Into<String>, value: f64, step: i64) -> Self {
+        Metric { key: key.into(), value, timestamp: chrono_ms(), step }
+    }
+}
+
+/// A param or tag.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+impl KeyValue {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        KeyValue { key: key.into(), value: value.into() }
+    }
+}
+
+/// An artifact listed under a run.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ArtifactFile {
+    pub path: String,
+    pub is_dir: bool,
+    #[serde(default)]
+    pub file_size: Option<i64>,
+}
+
+impl Run {
+    /// Latest value of metric `key`.
+    pub fn metric(&self, key: &str) -> Option<f64> {
+        self.data.metrics.iter().find(|m| m.key == key).map(|m| m.value)
+    }
+    /// Value of param `key`.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.data.params.iter().find(|p| p.key == key).map(|p| p.value.as_str())
+    }
+    /// Value of tag `key`.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.data.tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+    }
+}
+
+/// Final states of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Finished,
+    Failed,
+    Killed,
+}
+
+impl RunStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "RUNNING",
+            RunStatus::Finished => "FINISHED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Killed => "KILLED",
+        }
+    }
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The REST client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MlflowClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// MLflow's log-batch limits per request.
+const MAX_METRICS_PER_BATCH: usize = 1000;
+const MAX_PARAMS_PER_BATCH: usize = 100;
+
+impl MlflowClient {
+    pub fn new(args: &MlflowArgs) -> Result<Self, MlflowError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(args.timeout_secs))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|source| MlflowError::Transport { endpoint: "client".into(), source })?;
+        Ok(MlflowClient { http, base: args.tracking_uri.trim_end_matches('/').to_string() })
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, endpoint: &str, query: &[(&str, &str)], body: Option<Value>) -> Result<T, MlflowError> {
+        let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
+        let mut req = self.http.request(method, &url).query(query);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|source| MlflowError::Transport { endpoint: endpoint.into(), source })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|source| MlflowError::Transport { endpoint: endpoint.into(), source })?;
+        if !status.is_success() {
+            return Err(api_error(endpoint, status, &text));
+        }
+        let text = if text.trim().is_empty() { "{}" } else { text.as_str() };
+        serde_json::from_str(text).map_err(|e| MlflowError::Decode { endpoint: endpoint.into(), message: e.to_string() })
+    }
+
+    /// The id of experiment `name`, created if it does not exist.
+    pub async fn get_or_create_experiment(&self, name: &str) -> Result<String, MlflowError> {
+        #[derive(Deserialize)]
+        struct Exp {
+            experiment_id: String,
+        }
+        #[derive(Deserialize)]
+        struct Get {
+            experiment: Exp,
+        }
+        match self.call::<Get>(Method::GET, "experiments/get-by-name", &[("experiment_name", name)], None).await {
+            Ok(g) => return Ok(g.experiment.experiment_id),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        match self.call::<Exp>(Method::POST, "experiments/create", &[], Some(json!({ "name": name }))).await {
+            Ok(e) => Ok(e.experiment_id),
+            // Another process created it between our two calls.
+            Err(MlflowError::Api { error_code, .. }) if error_code == "RESOURCE_ALREADY_EXISTS" => {
+                let g: Get = self.call(Method::GET, "experiments/get-by-name", &[("experiment_name", name)], None).await?;
+                Ok(g.experiment.experiment_id)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Start a run in `experiment_id` with `tags`.
+    pub async fn create_run(&self, experiment_id: &str, run_name: &str, tags: &[KeyValue]) -> Result<Run, MlflowError> {
+        #[derive(Deserialize)]
+        struct Created {
+            run: Run,
+        }
+        let body = json!({ "experiment_id": experiment_id, "run_name": run_name, "start_time": chrono_ms(), "tags": tags });
+        Ok(self.call::<Created>(Method::POST, "runs/create", &[], Some(body)).await?.run)
+    }
+
+    /// Mark a run finished, failed or killed.
+    pub async fn update_run(&self, run_id: &str, status: RunStatus) -> Result<(), MlflowError> {
+        let body = json!({ "run_id": run_id, "status": status.as_str(), "end_time": chrono_ms() });
+        self.call::<Value>(Method::POST, "runs/update", &[], Some(body)).await.map(|_| ())
+    }
+
+    /// Log metrics, params and tags, split into batches MLflow accepts.
+    pub async fn log_batch(&self, run_id: &str, metrics: &[Metric], params: &[KeyValue], tags: &[KeyValue]) -> Result<(), MlflowError> {
+        if let Some(m) = metrics.iter().find(|m| !m.value.is_finite()) {
+            return Err(MlflowError::NonFiniteMetric { key: m.key.clone(), value: m.value });
+        }
+        let metric_chunks: Vec<&[Metric]> = metrics.chunks(MAX_METRICS_PER_BATCH).collect();
+        let param_chunks: Vec<&[KeyValue]> = params.chunks(MAX_PARAMS_PER_BATCH).collect();
+        let tag_chunks: Vec<&[KeyValue]> = tags.chunks(MAX_PARAMS_PER_BATCH).collect();
+        let rounds = metric_chunks.len().max(param_chunks.len()).max(tag_chunks.len()).max(1);
+        for i in 0..rounds {
+            let body = json!({
+                "run_id": run_id,
+                "metrics": metric_chunks.get(i).copied().unwrap_or(&[]),
+                "params": param_chunks.get(i).copied().unwrap_or(&[]),
+                "tags": tag_chunks.get(i).copied().unwrap_or(&[]),
+            });
+            self.call::<Value>(Method::POST, "runs/log-batch", &[], Some(body)).await?;
+        }
+        Ok(())
+    }
+
+    /// Set one tag on a run.
+    pub async fn set_tag(&self, run_id: &str, key: &str, value: &str) -> Result<(), MlflowError> {
+        let body = json!({ "run_id": run_id, "key": key, "value": value });
+        self.call::<Value>(Method::POST, "runs/set-tag", &[], Some(body)).await.map(|_| ())
+    }
+
+    /// A run with its metrics, params and tags.
+    pub async fn get_run(&self, run_id: &str) -> Result<Run, MlflowError> {
+        #[derive(Deserialize)]
+        struct Got {
+            run: Run,
+        }
+        Ok(self.call::<Got>(Method::GET, "runs/get", &[("run_id", run_id)], None).await?.run)
+    }
+
+    /// Runs of `experiment_ids` matching `filter` (MLflow search syntax, e.g.
+    /// `tags.config_hash = 'abc'`), ordered by `order_by` (e.g.
+    /// `metrics.test_rmse ASC`), at most `max_results`.
+    pub async fn search_runs(&self, experiment_ids: &[String], filter: &str, order_by: &[&str], max_results: u32) -> Result<Vec<Run>, MlflowError> {
+        #[derive(Deserialize)]
+        struct Found {
+            #[serde(default)]
+            runs: Vec<Run>,
+        }
+        let body = json!({ "experiment_ids": experiment_ids, "filter": filter, "order_by": order_by, "max_results": max_results });
+        Ok(self.call::<Found>(Method::POST, "runs/search", &[], Some(body)).await?.runs)
+    }
+
+    fn proxy_url(&self, artifact_uri: &str, path: &str) -> Result<String, MlflowError> {
+        let root = artifact_uri
+            .strip_prefix("mlflow-artifacts:")
+            .ok_or_else(|| MlflowError::UnsupportedArtifactUri(artifact_uri.to_string()))?;
+        let root = root.trim_start_matches('/').trim_end_matches('/');
+        let path = path.trim_start_matches('/');
+        Ok(format!("{}/api/2.0/mlflow-artifacts/artifacts/{root}/{path}", self.base))
+    }
+
+    /// Upload `bytes` as artifact `path` under a run's `artifact_uri`.
+    pub async fn upload_artifact(&self, artifact_uri: &str, path: &str, bytes: Vec<u8>) -> Result<(), MlflowError> {
+        let url = self.proxy_url(artifact_uri, path)?;
+        let endpoint = format!("artifacts/{path}");
+        let resp = self.http.put(&url).body(bytes).send().await.map_err(|source| MlflowError::Transport { endpoint: endpoint.clone(), source })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(api_error(&endpoint, status, &text));
+        }
+        Ok(())
+    }
+
+    /// Download artifact `path` under a run's `artifact_uri`.
+    pub async fn download_artifact(&self, artifact_uri: &str, path: &str) -> Result<Vec<u8>, MlflowError> {
+        let url = self.proxy_url(artifact_uri, path)?;
+        let endpoint = format!("artifacts/{path}");
+        let resp = self.http.get(&url).send().await.map_err(|source| MlflowError::Transport { endpoint: endpoint.clone(), source })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(api_error(&endpoint, status, &text));
+        }
+        let bytes = resp.bytes().await.map_err(|source| MlflowError::Transport { endpoint, source })?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Artifacts of a run directly under `path` ("" for the root).
+    pub async fn list_artifacts(&self, run_id: &str, path: &str) -> Result<Vec<ArtifactFile>, MlflowError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            #[serde(default)]
+            files: Vec<ArtifactFile>,
+        }
+        let mut query = vec![("run_id", run_id)];
+        if !path.is_empty() {
+            query.push(("path", path));
+        }
+        Ok(self.call::<Listed>(Method::GET, "artifacts/list", &query, None).await?.files)
+    }
+}
+
+fn api_error(endpoint: &str, status: StatusCode, body: &str) -> MlflowError {
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(default)]
+        error_code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let parsed = serde_json::from_str::<Body>(body).ok();
+    let (error_code, message) = match parsed {
+        Some(b) if !b.error_code.is_empty() => (b.error_code, b.message),
+        _ => (String::new(), body.chars().take(500).collect()),
+    };
+    MlflowError::Api { endpoint: endpoint.to_string(), status: status.as_u16(), error_code, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> MlflowClient {
+        MlflowClient::new(&MlflowArgs { tracking_uri: "http://h:5000/".into(), timeout_secs: 1 }).expect("client")
+    }
+
+    #[test]
+    fn proxy_urls_follow_the_artifact_uri() {
+        let c = client();
+        assert_eq!(
+            c.proxy_url("mlflow-artifacts:/3/abc/artifacts", "model/model.onnx").expect("proxied"),
+            "http://h:5000/api/2.0/mlflow-artifacts/artifacts/3/abc/artifacts/model/model.onnx"
+        );
+        assert!(matches!(c.proxy_url("s3://b/3/abc", "x"), Err(MlflowError::UnsupportedArtifactUri(_))));
+    }
+
+    #[test]
+    fn api_errors_keep_mlflow_code_and_message() {
+        let e = api_error("runs/get", StatusCode::NOT_FOUND, r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"Run 'x' not found"}"#);
+        assert!(e.is_not_found());
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains("RESOURCE_DOES_NOT_EXIST: Run 'x' not found"), "{e}");
+        let e = api_error("runs/get", StatusCode::SERVICE_UNAVAILABLE, "upstream down");
+        assert!(e.is_retryable());
+    }
+}

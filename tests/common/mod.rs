@@ -1,0 +1,148 @@
+//! Shared harness for the FLTS integration tests (rdkafka's `tests/utils.rs`
+//! and neon's `remote_storage/tests/common` are the models).
+//!
+//! The tests talk to the real local stack that `scripts/stack up` starts
+//! (tansu, garage, MLflow). The harness reads its addresses from
+//! `scripts/stack env` and fails loudly, never skips, when it is not healthy.
+//! Every test uses its own topics, consumer groups and key prefixes, so tests
+//! run in parallel against one stack.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use claim_check::S3Args;
+use kafka_utils::KafkaArgs;
+use kafka_utils::admin::{TopicSpec, ensure_topics};
+use mlflow_client::MlflowArgs;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// Addresses of the running stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub kafka: KafkaArgs,
+    pub s3: S3Args,
+    pub mlflow: MlflowArgs,
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Run `scripts/stack ARGS`, returning stdout.
+pub fn stack_cmd(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(repo_root().join("scripts/stack")).args(args).output()?;
+    if !out.status.success() {
+        anyhow::bail!("scripts/stack {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The stack's addresses; panics with what to do when it is not running.
+pub fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        if let Err(e) = stack_cmd(&["status"]) {
+            panic!("the local stack is not healthy: run `scripts/stack up` (or `scripts/test`).\n{e}");
+        }
+        let env = stack_cmd(&["env"]).expect("scripts/stack env");
+        let get = |key: &str| -> String {
+            env.lines()
+                .filter_map(|l| l.strip_prefix("export "))
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("scripts/stack env does not print {key}"))
+                .to_string()
+        };
+        Stack {
+            kafka: KafkaArgs::plaintext(get("KAFKA_BOOTSTRAP_SERVERS")),
+            s3: S3Args {
+                endpoint: Some(get("S3_ENDPOINT")),
+                region: get("AWS_REGION"),
+                access_key_id: get("AWS_ACCESS_KEY_ID"),
+                secret_access_key: get("AWS_SECRET_ACCESS_KEY").parse().expect("infallible"),
+                bucket_allowlist: ["processed-data", "mlflow", "model-promotion", "inference-logs"].map(String::from).to_vec(),
+                multipart_threshold: 16 * 1024 * 1024,
+            },
+            mlflow: MlflowArgs { tracking_uri: get("MLFLOW_TRACKING_URI"), timeout_secs: 60 },
+        }
+    })
+}
+
+/// A name no other test (or earlier run) uses: `{prefix}-{millis}-{counter}`.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("{prefix}-{ms}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Create `topic` and its `DLQ-` twin (tansu does not auto-create topics).
+pub async fn create_topic_with_dlq(topic: &str, partitions: i32) {
+    let specs: Vec<TopicSpec> = [topic.to_string(), contracts::topics::dlq_topic(topic)]
+        .into_iter()
+        .map(|name| TopicSpec { name, partitions, replication: 1, retention_ms: None })
+        .collect();
+    ensure_topics(&stack().kafka, &specs).await.expect("create test topics");
+}
+
+fn plain_consumer(group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", &stack().kafka.bootstrap_servers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("create plain consumer")
+}
+
+/// The offset `group` has committed for `topic`/`partition`, if any.
+pub fn committed_offset(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let consumer = plain_consumer(group);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10)).expect("fetch committed offsets");
+    match committed.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// Wait until `group` has committed at least `offset` on `topic`/`partition`.
+pub fn wait_for_commit(group: &str, topic: &str, partition: i32, offset: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let c = committed_offset(group, topic, partition);
+        if c.is_some_and(|c| c >= offset) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "group {group} committed {c:?} on {topic}/{partition}, expected >= {offset} within {timeout:?} (KAFKA_COMMIT_INTERVAL_MS too long?)");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Read every message of `topic` (all partitions, from the start) until
+/// `expected` arrived or `timeout` passed.
+pub fn read_topic(topic: &str, expected: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let consumer = plain_consumer(&unique("reader"));
+    consumer.subscribe(&[topic]).expect("subscribe reader");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < expected && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(m.detach());
+        }
+    }
+    out
+}
+
+/// The decoded DLQ envelopes among `messages`.
+pub fn envelopes(messages: &[OwnedMessage]) -> Vec<contracts::DlqEnvelope> {
+    messages
+        .iter()
+        .map(|m| contracts::decode(m.payload().unwrap_or_default()).expect("DLQ payload is an envelope"))
+        .collect()
+}

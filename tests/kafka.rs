@@ -1,0 +1,202 @@
+//! kafka-utils against the real broker: produce/consume/commit, retries then
+//! DLQ with the original bytes, undecodable records, and a handler that runs
+//! longer than max.poll.interval.ms.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use flts_tests::*;
+use kafka_utils::consumer::{self, ConsumerArgs, ConsumerSettings};
+use kafka_utils::{Handler, HandlerError, Producer, Record, RunSummary};
+use rdkafka::message::Message;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// Records what it sees; fails retryably on payloads containing `poison`
+/// (`fail_times` times, 0 = always), decodes as a contract when `decode` is set.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<(i64, Vec<u8>)>>,
+    calls: AtomicU32,
+    poison_calls: AtomicU32,
+    fail_times: u32,
+    decode: bool,
+    hold: Option<Duration>,
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.decode {
+            record.decode::<contracts::TrainingData>()?;
+        }
+        if record.payload.windows(6).any(|w| w == b"poison") {
+            let n = self.poison_calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.fail_times == 0 || n <= self.fail_times {
+                return Err(HandlerError::retryable("flaky", format!("attempt {n} failed")));
+            }
+        }
+        if let Some(h) = self.hold {
+            tokio::time::sleep(h).await;
+        }
+        self.seen.lock().await.push((record.offset, record.payload.clone()));
+        Ok(())
+    }
+}
+
+impl Recorder {
+    async fn wait_seen(&self, n: usize, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.seen.lock().await.len() < n {
+            assert!(tokio::time::Instant::now() < deadline, "handler saw {} of {n} records within {timeout:?}", self.seen.lock().await.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn fast_args() -> ConsumerArgs {
+    ConsumerArgs { handler_max_attempts: 3, handler_backoff_ms: 10, handler_backoff_max_ms: 50, commit_interval_ms: 200, ..Default::default() }
+}
+
+fn start(topic: &str, group: &str, args: ConsumerArgs, handler: Arc<Recorder>) -> (CancellationToken, tokio::task::JoinHandle<RunSummary>) {
+    let kafka = stack().kafka.clone();
+    let producer = Producer::new(&kafka, "test-consumer").expect("producer");
+    let settings = ConsumerSettings { service: "test-consumer".into(), group_id: group.into(), topics: vec![topic.into()], dlq_topic: None, args };
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    let task = tokio::spawn(async move { consumer::run(&kafka, settings, producer, handler, c).await.expect("consumer loop") });
+    (cancel, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_consume_commit() {
+    let topic = unique("t-basic");
+    create_topic_with_dlq(&topic, 1).await;
+    let producer = Producer::new(&stack().kafka, "test").expect("producer");
+    for i in 0..5 {
+        let d = producer.send_json(&topic, Some("site-1"), &serde_json::json!({ "i": i })).await.expect("acknowledged");
+        assert_eq!((d.partition, d.offset), (0, i));
+    }
+    let group = unique("g-basic");
+    let rec = Arc::new(Recorder::default());
+    let (cancel, task) = start(&topic, &group, fast_args(), rec.clone());
+    rec.wait_seen(5, Duration::from_secs(60)).await;
+    cancel.cancel();
+    let summary = task.await.expect("join");
+    assert_eq!(summary, RunSummary { processed: 5, dead_lettered: 0 });
+    let seen = rec.seen.lock().await.clone();
+    let order: Vec<i64> = seen.iter().map(|(o, _)| *o).collect();
+    assert_eq!(order, vec![0, 1, 2, 3, 4], "records handled in partition order");
+    assert_eq!(seen[3].1, br#"{"i":3}"#.to_vec());
+    // Shutdown committed synchronously: a restart starts after the last record.
+    assert_eq!(committed_offset(&group, &topic, 0), Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_failing_every_attempt_sends_record_to_dlq_with_original_bytes() {
+    let topic = unique("t-dlq");
+    create_topic_with_dlq(&topic, 1).await;
+    let producer = Producer::new(&stack().kafka, "test").expect("producer");
+    let poison = br#"{"identifier":"site-9","poison":true,"x":[1,2,3]}"#;
+    producer.send_json(&topic, Some("site-9"), &serde_json::json!({"n": 0})).await.expect("ack");
+    producer.send_bytes(&topic, Some(b"site-9"), poison, &[]).await.expect("ack");
+    producer.send_json(&topic, Some("site-9"), &serde_json::json!({"n": 2})).await.expect("ack");
+
+    let group = unique("g-dlq");
+    let rec = Arc::new(Recorder::default());
+    let (cancel, task) = start(&topic, &group, fast_args(), rec.clone());
+    rec.wait_seen(2, Duration::from_secs(60)).await;
+    wait_for_commit(&group, &topic, 0, 3, Duration::from_secs(30));
+    cancel.cancel();
+    let summary = task.await.expect("join");
+    assert_eq!(summary, RunSummary { processed: 2, dead_lettered: 1 });
+    assert_eq!(rec.poison_calls.load(Ordering::SeqCst), 3, "max attempts is 3");
+
+    let dlq = read_topic(&contracts::topics::dlq_topic(&topic), 1, Duration::from_secs(30));
+    assert_eq!(dlq.len(), 1, "exactly one DLQ record");
+    assert_eq!(dlq[0].key(), Some(&b"site-9"[..]), "DLQ record keyed like the original");
+    let env = &envelopes(&dlq)[0];
+    assert_eq!(env.original_topic, topic);
+    assert_eq!((env.partition, env.offset), (0, 1));
+    assert_eq!(env.attempts, 3);
+    assert_eq!(env.error.kind, contracts::FailureKind::RetriesExhausted);
+    assert_eq!(env.error.code, "flaky");
+    assert!(env.error.message.contains("attempt 3 failed"), "{}", env.error.message);
+    assert_eq!(env.service, "test-consumer");
+    assert_eq!(env.identifier.as_deref(), Some("site-9"));
+    let (key, payload) = kafka_utils::dlq::original_bytes(env).expect("base64");
+    assert_eq!(payload, poison.to_vec(), "original payload bytes unchanged");
+    assert_eq!(key.as_deref(), Some(&b"site-9"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failure_is_retried_then_processed() {
+    let topic = unique("t-retry");
+    create_topic_with_dlq(&topic, 1).await;
+    let producer = Producer::new(&stack().kafka, "test").expect("producer");
+    producer.send_bytes(&topic, Some(b"k"), b"poison but recovers", &[]).await.expect("ack");
+    let group = unique("g-retry");
+    let rec = Arc::new(Recorder { fail_times: 2, ..Default::default() });
+    let (cancel, task) = start(&topic, &group, fast_args(), rec.clone());
+    rec.wait_seen(1, Duration::from_secs(60)).await;
+    cancel.cancel();
+    assert_eq!(task.await.expect("join"), RunSummary { processed: 1, dead_lettered: 0 });
+    assert_eq!(rec.poison_calls.load(Ordering::SeqCst), 3, "two failures, then success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_record_goes_to_dlq_at_once_and_the_next_is_processed() {
+    let topic = unique("t-decode");
+    create_topic_with_dlq(&topic, 1).await;
+    let producer = Producer::new(&stack().kafka, "test").expect("producer");
+    let garbage: &[u8] = b"\xff\xfe not even utf-8";
+    producer.send_bytes(&topic, Some(b"site-3"), garbage, &[]).await.expect("ack");
+    let good = contracts::TrainingData {
+        v: contracts::V1,
+        identifier: "site-3".into(),
+        config_hash: "c".into(),
+        train: contracts::ClaimCheck { bucket: "b".into(), object: "o".into(), size: 1, sha256: "s".into() },
+        test: contracts::ClaimCheck { bucket: "b".into(), object: "t".into(), size: 1, sha256: "s".into() },
+        scaler: contracts::ClaimCheck { bucket: "b".into(), object: "s".into(), size: 1, sha256: "s".into() },
+        created_at: chrono::Utc::now(),
+    };
+    producer.send_json(&topic, Some("site-3"), &good).await.expect("ack");
+
+    let group = unique("g-decode");
+    let rec = Arc::new(Recorder { decode: true, ..Default::default() });
+    let (cancel, task) = start(&topic, &group, fast_args(), rec.clone());
+    rec.wait_seen(1, Duration::from_secs(60)).await;
+    wait_for_commit(&group, &topic, 0, 2, Duration::from_secs(30));
+    cancel.cancel();
+    assert_eq!(task.await.expect("join"), RunSummary { processed: 1, dead_lettered: 1 });
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 2, "the bad record is not retried");
+    assert_eq!(rec.seen.lock().await[0].0, 1, "the good record after it was processed");
+
+    let env = &envelopes(&read_topic(&contracts::topics::dlq_topic(&topic), 1, Duration::from_secs(30)))[0];
+    assert_eq!(env.error.kind, contracts::FailureKind::Decode);
+    assert_eq!(env.attempts, 1);
+    assert!(env.error.message.contains("UTF-8"), "{}", env.error.message);
+    assert_eq!(kafka_utils::dlq::original_bytes(env).expect("base64").1, garbage.to_vec());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_longer_than_max_poll_interval_runs_once() {
+    let topic = unique("t-long");
+    create_topic_with_dlq(&topic, 1).await;
+    let producer = Producer::new(&stack().kafka, "test").expect("producer");
+    producer.send_json(&topic, Some("k"), &serde_json::json!({"slow": true})).await.expect("ack");
+    let group = unique("g-long");
+    // The handler holds for 2.5x the poll interval. Without pause-and-poll the
+    // consumer would leave the group, rejoin and get the record a second time.
+    let rec = Arc::new(Recorder { hold: Some(Duration::from_secs(15)), ..Default::default() });
+    let args = ConsumerArgs { max_poll_interval_ms: 6_000, session_timeout_ms: 6_000, ..fast_args() };
+    let (cancel, task) = start(&topic, &group, args, rec.clone());
+    rec.wait_seen(1, Duration::from_secs(60)).await;
+    wait_for_commit(&group, &topic, 0, 1, Duration::from_secs(30));
+    // Give a spurious redelivery the time to show up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cancel.cancel();
+    assert_eq!(task.await.expect("join"), RunSummary { processed: 1, dead_lettered: 0 });
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 1, "the long handler ran exactly once");
+}
