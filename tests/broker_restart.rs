@@ -68,7 +68,10 @@ async fn broker_restart_loses_nothing_acknowledged() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     stack_cmd(&["start", "kafka"]).expect("start broker");
 
-    let acked = tokio::time::timeout(Duration::from_secs(150), sender).await.expect("sends finish after the restart").expect("join");
+    let acked = tokio::time::timeout(Duration::from_secs(150), sender)
+        .await
+        .expect("sends finish after the restart")
+        .expect("join");
     assert_eq!(acked.len() as u64, N, "every send was eventually acknowledged");
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
@@ -77,7 +80,13 @@ async fn broker_restart_loses_nothing_acknowledged() {
         if acked.is_subset(&seen) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "consumed {} of {} acknowledged messages; missing e.g. {:?}", seen.len(), acked.len(), acked.difference(&seen).take(5).collect::<Vec<_>>());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consumed {} of {} acknowledged messages; missing e.g. {:?}",
+            seen.len(),
+            acked.len(),
+            acked.difference(&seen).take(5).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     cancel.cancel();
@@ -86,8 +95,14 @@ async fn broker_restart_loses_nothing_acknowledged() {
     // And the log itself holds every acknowledged message.
     let stored: BTreeSet<u64> = read_topic(&topic, N as usize, Duration::from_secs(60))
         .iter()
-        .filter_map(|m| serde_json::from_slice::<serde_json::Value>(rdkafka::message::Message::payload(m).unwrap_or_default()).ok())
+        .filter_map(|m| {
+            serde_json::from_slice::<serde_json::Value>(rdkafka::message::Message::payload(m).unwrap_or_default()).ok()
+        })
         .filter_map(|v| v["id"].as_u64())
         .collect();
-    assert!(acked.is_subset(&stored), "acknowledged messages missing from the topic: {:?}", acked.difference(&stored).take(5).collect::<Vec<_>>());
+    assert!(
+        acked.is_subset(&stored),
+        "acknowledged messages missing from the topic: {:?}",
+        acked.difference(&stored).take(5).collect::<Vec<_>>()
+    );
 }

@@ -14,7 +14,7 @@ struct Consumer {
 impl Consumer {
     fn spawn(topic: &str, group: &str, log: &std::path::Path, hold_ms: u64) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_flts-test-consumer"))
-            .env("KAFKA_BOOTSTRAP_SERVERS", &stack().kafka.bootstrap_servers)
+            .env("KAFKA_BOOTSTRAP_SERVERS", stack().kafka.bootstrap().expect("stack has a broker"))
             .env("TEST_TOPIC", topic)
             .env("TEST_GROUP", group)
             .env("TEST_LOG", log)
@@ -45,7 +45,12 @@ fn log_lines(path: &std::path::Path) -> Vec<String> {
 fn wait_for_line(path: &std::path::Path, line: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while !log_lines(path).iter().any(|l| l == line) {
-        assert!(Instant::now() < deadline, "no `{line}` in {} within {timeout:?}: {:?}", path.display(), log_lines(path));
+        assert!(
+            Instant::now() < deadline,
+            "no `{line}` in {} within {timeout:?}: {:?}",
+            path.display(),
+            log_lines(path)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -60,7 +65,11 @@ fn temp_log(name: &str) -> std::path::PathBuf {
 async fn killed_before_commit_gets_the_record_again() {
     let topic = unique("t-crash-before");
     create_topic_with_dlq(&topic, 1).await;
-    Producer::new(&stack().kafka, "test").expect("producer").send_json(&topic, Some("k"), &serde_json::json!({"n": 0})).await.expect("ack");
+    Producer::new(&stack().kafka, "test")
+        .expect("producer")
+        .send_json(&topic, Some("k"), &serde_json::json!({"n": 0}))
+        .await
+        .expect("ack");
     let (group, log) = (unique("g-crash-before"), temp_log("before"));
 
     let first = Consumer::spawn(&topic, &group, &log, 60_000);

@@ -49,23 +49,47 @@ impl Recorder {
     async fn wait_seen(&self, n: usize, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.seen.lock().await.len() < n {
-            assert!(tokio::time::Instant::now() < deadline, "handler saw {} of {n} records within {timeout:?}", self.seen.lock().await.len());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "handler saw {} of {n} records within {timeout:?}",
+                self.seen.lock().await.len()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
 
 fn fast_args() -> ConsumerArgs {
-    ConsumerArgs { handler_max_attempts: 3, handler_backoff_ms: 10, handler_backoff_max_ms: 50, commit_interval_ms: 200, ..Default::default() }
+    ConsumerArgs {
+        handler_max_attempts: 3,
+        handler_backoff_ms: 10,
+        handler_backoff_max_ms: 50,
+        commit_interval_ms: 200,
+        ..Default::default()
+    }
 }
 
-fn start(topic: &str, group: &str, args: ConsumerArgs, handler: Arc<Recorder>) -> (CancellationToken, tokio::task::JoinHandle<RunSummary>) {
+fn start(
+    topic: &str,
+    group: &str,
+    args: ConsumerArgs,
+    handler: Arc<Recorder>,
+) -> (CancellationToken, tokio::task::JoinHandle<RunSummary>) {
     let kafka = stack().kafka.clone();
     let producer = Producer::new(&kafka, "test-consumer").expect("producer");
-    let settings = ConsumerSettings { service: "test-consumer".into(), group_id: group.into(), topics: vec![topic.into()], dlq_topic: None, args };
+    let settings = ConsumerSettings {
+        service: "test-consumer".into(),
+        group_id: group.into(),
+        topics: vec![topic.into()],
+        dlq_topic: None,
+        args,
+    };
     let cancel = CancellationToken::new();
     let c = cancel.clone();
-    let task = tokio::spawn(async move { consumer::run(&kafka, settings, producer, handler, c).await.expect("consumer loop") });
+    let task =
+        tokio::spawn(
+            async move { consumer::run(&kafka, settings, producer, handler, c).await.expect("consumer loop") },
+        );
     (cancel, task)
 }
 

@@ -9,7 +9,11 @@ async fn run_with_params_metrics_artifact_and_search() {
     let client = MlflowClient::new(&stack().mlflow).expect("client");
     let exp_name = unique("test-exp");
     let exp = client.get_or_create_experiment(&exp_name).await.expect("create experiment");
-    assert_eq!(client.get_or_create_experiment(&exp_name).await.expect("get experiment"), exp, "get-or-create is idempotent");
+    assert_eq!(
+        client.get_or_create_experiment(&exp_name).await.expect("get experiment"),
+        exp,
+        "get-or-create is idempotent"
+    );
 
     let hash = unique("hash");
     let run = client.create_run(&exp, "gru-test", &[KeyValue::new("config_hash", &hash)]).await.expect("create run");

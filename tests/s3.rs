@@ -28,7 +28,8 @@ async fn claim_check_round_trip_verifies_size_and_checksum() {
 async fn corrupted_object_is_detected() {
     let store = ClaimCheckStore::new(&stack().s3);
     let key = format!("{}/scaler.json", unique("test-corrupt"));
-    let claim = store.put(BUCKET, &key, Bytes::from_static(b"{\"kind\":\"minmax\"}"), "application/json").await.expect("put");
+    let claim =
+        store.put(BUCKET, &key, Bytes::from_static(b"{\"kind\":\"minmax\"}"), "application/json").await.expect("put");
     // Same size, different content: only the checksum can tell.
     store.put(BUCKET, &key, Bytes::from_static(b"{\"kind\":\"MINMAX\"}"), "application/json").await.expect("overwrite");
     match store.get(&claim).await {

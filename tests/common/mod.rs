@@ -38,7 +38,11 @@ pub fn repo_root() -> PathBuf {
 pub fn stack_cmd(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(repo_root().join("scripts/stack")).args(args).output()?;
     if !out.status.success() {
-        anyhow::bail!("scripts/stack {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        anyhow::bail!(
+            "scripts/stack {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -65,7 +69,9 @@ pub fn stack() -> &'static Stack {
                 region: get("AWS_REGION"),
                 access_key_id: get("AWS_ACCESS_KEY_ID"),
                 secret_access_key: get("AWS_SECRET_ACCESS_KEY").parse().expect("infallible"),
-                bucket_allowlist: ["processed-data", "mlflow", "model-promotion", "inference-logs"].map(String::from).to_vec(),
+                bucket_allowlist: ["processed-data", "mlflow", "model-promotion", "inference-logs"]
+                    .map(String::from)
+                    .to_vec(),
                 multipart_threshold: 16 * 1024 * 1024,
             },
             mlflow: MlflowArgs { tracking_uri: get("MLFLOW_TRACKING_URI"), timeout_secs: 60 },
@@ -91,7 +97,7 @@ pub async fn create_topic_with_dlq(topic: &str, partitions: i32) {
 
 fn plain_consumer(group: &str) -> BaseConsumer {
     ClientConfig::new()
-        .set("bootstrap.servers", &stack().kafka.bootstrap_servers)
+        .set("bootstrap.servers", stack().kafka.bootstrap().expect("stack has a broker"))
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -119,7 +125,10 @@ pub fn wait_for_commit(group: &str, topic: &str, partition: i32, offset: i64, ti
         if c.is_some_and(|c| c >= offset) {
             return;
         }
-        assert!(Instant::now() < deadline, "group {group} committed {c:?} on {topic}/{partition}, expected >= {offset} within {timeout:?} (KAFKA_COMMIT_INTERVAL_MS too long?)");
+        assert!(
+            Instant::now() < deadline,
+            "group {group} committed {c:?} on {topic}/{partition}, expected >= {offset} within {timeout:?} (KAFKA_COMMIT_INTERVAL_MS too long?)"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -123,7 +125,13 @@ impl ClaimCheckStore {
     }
 
     /// Upload `bytes` and return its claim check.
-    pub async fn put(&self, bucket: &str, key: &str, bytes: Bytes, content_type: &str) -> Result<ClaimCheck, StoreError> {
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<ClaimCheck, StoreError> {
         self.check_location(bucket, key)?;
         let claim = ClaimCheck {
             bucket: bucket.to_string(),
@@ -186,7 +194,13 @@ impl ClaimCheckStore {
         completed
     }
 
-    async fn upload_parts(&self, bucket: &str, key: &str, upload_id: &str, bytes: &Bytes) -> Result<Vec<CompletedPart>, StoreError> {
+    async fn upload_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        bytes: &Bytes,
+    ) -> Result<Vec<CompletedPart>, StoreError> {
         let mut parts = Vec::new();
         for (i, start) in (0..bytes.len()).step_by(PART_SIZE).enumerate() {
             let part_number = i as i32 + 1;
@@ -202,7 +216,9 @@ impl ClaimCheckStore {
                 .send()
                 .await
                 .map_err(|e| classify("upload_part", bucket, key, e))?;
-            parts.push(CompletedPart::builder().part_number(part_number).set_e_tag(out.e_tag().map(str::to_string)).build());
+            parts.push(
+                CompletedPart::builder().part_number(part_number).set_e_tag(out.e_tag().map(str::to_string)).build(),
+            );
         }
         Ok(parts)
     }
@@ -235,7 +251,14 @@ impl ClaimCheckStore {
         self.check_location(bucket, key)?;
         let started = Instant::now();
         let result = async {
-            let out = self.client.get_object().bucket(bucket).key(key).send().await.map_err(|e| classify("get", bucket, key, e))?;
+            let out = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| classify("get", bucket, key, e))?;
             out.body.collect().await.map(|b| b.into_bytes()).map_err(|e| StoreError::Transport {
                 op: "get",
                 bucket: bucket.to_string(),
@@ -254,7 +277,14 @@ impl ClaimCheckStore {
     pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<u64>, StoreError> {
         self.check_location(bucket, key)?;
         let started = Instant::now();
-        let result = self.client.head_object().bucket(bucket).key(key).send().await.map_err(|e| classify("head", bucket, key, e));
+        let result = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("head", bucket, key, e));
         record("head", started, &result);
         match result {
             Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
@@ -298,7 +328,13 @@ impl ClaimCheckStore {
     /// Delete an object (tests and clean-up; deleting a missing object is fine).
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
         self.check_location(bucket, key)?;
-        self.client.delete_object().bucket(bucket).key(key).send().await.map_err(|e| classify("delete", bucket, key, e))?;
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("delete", bucket, key, e))?;
         Ok(())
     }
 }
@@ -332,7 +368,12 @@ where
             message: se.err().message().unwrap_or("").to_string(),
         };
     }
-    StoreError::Transport { op, bucket: bucket.to_string(), key: key.to_string(), message: DisplayErrorContext(&err).to_string() }
+    StoreError::Transport {
+        op,
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        message: DisplayErrorContext(&err).to_string(),
+    }
 }
 
 #[cfg(test)]

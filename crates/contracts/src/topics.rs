@@ -14,14 +14,8 @@ pub const PERFORMANCE_EVAL: &str = "performance-eval";
 pub const PREPROCESS_REQUESTS: &str = "preprocess-requests";
 
 /// Every pipeline topic; each has a `DLQ-<topic>` twin.
-pub const PIPELINE_TOPICS: [&str; 6] = [
-    TRAINING_DATA,
-    INFERENCE_DATA,
-    MODEL_TRAINING,
-    MODEL_SELECTED,
-    PERFORMANCE_EVAL,
-    PREPROCESS_REQUESTS,
-];
+pub const PIPELINE_TOPICS: [&str; 6] =
+    [TRAINING_DATA, INFERENCE_DATA, MODEL_TRAINING, MODEL_SELECTED, PERFORMANCE_EVAL, PREPROCESS_REQUESTS];
 
 /// Seed 002's preprocess dead-letter topic (named after the stage, not a topic).
 pub const DLQ_PREPROCESS: &str = "DLQ-preprocess";

@@ -74,7 +74,11 @@ fn samples() -> Vec<(&'static str, serde_json::Value)> {
     };
     let running = ModelTraining { status: TrainingStatus::Running { train_start: at(1) }, ..success() };
     let failed = ModelTraining {
-        status: TrainingStatus::Failed { reason: "loss became NaN".into(), error_kind: "nan_loss".into(), failed_at: at(2) },
+        status: TrainingStatus::Failed {
+            reason: "loss became NaN".into(),
+            error_kind: "nan_loss".into(),
+            failed_at: at(2),
+        },
         ..success()
     };
     let sel = ModelSelected {
@@ -170,7 +174,12 @@ fn schemas_match_rust_types() {
             continue;
         }
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert_eq!(committed, generated, "{} drifted from the Rust types: run `UPDATE_SCHEMAS=1 cargo test -p contracts`", path.display());
+        assert_eq!(
+            committed,
+            generated,
+            "{} drifted from the Rust types: run `UPDATE_SCHEMAS=1 cargo test -p contracts`",
+            path.display()
+        );
     }
 }
 

@@ -5,6 +5,6 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = flts::Cli::parse();
-    service_kit::logging::init("flts");
+    service_kit::logging::init("flts", "warn");
     flts::run(cli).await
 }

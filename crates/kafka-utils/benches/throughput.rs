@@ -75,9 +75,9 @@ async fn produce_bare(p: &FutureProducer, topic: &str) -> f64 {
     for chunk in msgs.chunks(IN_FLIGHT) {
         let payloads: Vec<(String, Vec<u8>)> =
             chunk.iter().map(|m| (m.identifier.clone(), serde_json::to_vec(m).expect("json"))).collect();
-        let sends = payloads
-            .iter()
-            .map(|(k, v)| p.send(FutureRecord::to(topic).key(k.as_str()).payload(v.as_slice()), Duration::from_secs(120)));
+        let sends = payloads.iter().map(|(k, v)| {
+            p.send(FutureRecord::to(topic).key(k.as_str()).payload(v.as_slice()), Duration::from_secs(120))
+        });
         for r in join_all(sends).await {
             r.expect("acked");
         }
@@ -155,9 +155,13 @@ async fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
         return; // `cargo test --benches` probes; nothing to do without a broker.
     }
-    let kafka = KafkaArgs::plaintext(std::env::var("KAFKA_BOOTSTRAP_SERVERS").expect("run via scripts/bench (needs the stack)"));
+    let kafka = KafkaArgs::plaintext(
+        std::env::var("KAFKA_BOOTSTRAP_SERVERS").expect("run via scripts/bench (needs the stack)"),
+    );
     let topic = format!("bench-{}", unique());
-    ensure_topics(&kafka, &[TopicSpec { name: topic.clone(), partitions: 3, replication: 1, retention_ms: None }]).await.expect("topic");
+    ensure_topics(&kafka, &[TopicSpec { name: topic.clone(), partitions: 3, replication: 1, retention_ms: None }])
+        .await
+        .expect("topic");
     let payload = serde_json::to_vec(&claim_check(0)).expect("json").len();
 
     let flts = Producer::new(&kafka, "bench").expect("producer");
@@ -186,7 +190,9 @@ async fn main() {
         }
     }
     let (pf, pb, cf, cb) = (median(pf), median(pb), median(cf), median(cb));
-    println!("payload {payload} bytes, {MESSAGES} messages per produce round, {total} per consume round, median of {ROUNDS} rounds");
+    println!(
+        "payload {payload} bytes, {MESSAGES} messages per produce round, {total} per consume round, median of {ROUNDS} rounds"
+    );
     println!();
     println!("| path | kafka-utils msg/s | bare rdkafka msg/s | kafka-utils / bare |");
     println!("|---|---:|---:|---:|");

@@ -43,8 +43,14 @@ impl TopicArgs {
         contracts::topics::all_topics()
             .into_iter()
             .map(|name| {
-                let retention = if contracts::topics::is_dlq(&name) { self.dlq_retention_ms } else { self.retention_ms };
-                TopicSpec { name, partitions: self.partitions, replication: self.replication, retention_ms: Some(retention) }
+                let retention =
+                    if contracts::topics::is_dlq(&name) { self.dlq_retention_ms } else { self.retention_ms };
+                TopicSpec {
+                    name,
+                    partitions: self.partitions,
+                    replication: self.replication,
+                    retention_ms: Some(retention),
+                }
             })
             .collect()
     }
@@ -78,8 +84,10 @@ pub enum Created {
 /// Create every topic in `specs` that does not exist yet. Existing topics are
 /// left as they are (their partition count is not changed).
 pub async fn ensure_topics(args: &KafkaArgs, specs: &[TopicSpec]) -> Result<Vec<Created>, AdminError> {
-    let admin: AdminClient<DefaultClientContext> = args.client_config("flts-admin")?.create().map_err(AdminError::Client)?;
-    let retention: Vec<String> = specs.iter().map(|s| s.retention_ms.map(|r| r.to_string()).unwrap_or_default()).collect();
+    let admin: AdminClient<DefaultClientContext> =
+        args.client_config("flts-admin")?.create().map_err(AdminError::Client)?;
+    let retention: Vec<String> =
+        specs.iter().map(|s| s.retention_ms.map(|r| r.to_string()).unwrap_or_default()).collect();
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .zip(&retention)

@@ -54,7 +54,7 @@ impl SaslMechanism {
 /// A Kafka setting that cannot work, found at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("KAFKA_BOOTSTRAP_SERVERS is empty")]
+    #[error("KAFKA_BOOTSTRAP_SERVERS (--kafka-bootstrap-servers) is not set")]
     NoBootstrapServers,
     #[error("security protocol {0:?} needs KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")]
     IncompleteSasl(SecurityProtocol),
@@ -67,9 +67,10 @@ pub enum ConfigError {
 /// Connection settings shared by every FLTS binary (`#[command(flatten)]`).
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
-    /// Kafka bootstrap servers, comma-separated host:port.
+    /// Kafka bootstrap servers, comma-separated host:port (required except
+    /// in a stage's `--once` mode).
     #[arg(long = "kafka-bootstrap-servers", env = "KAFKA_BOOTSTRAP_SERVERS")]
-    pub bootstrap_servers: String,
+    pub bootstrap_servers: Option<String>,
 
     /// Client id reported to the broker (shows in broker logs and quotas).
     #[arg(long = "kafka-client-id", env = "KAFKA_CLIENT_ID")]
@@ -114,7 +115,7 @@ impl KafkaArgs {
     /// Settings for a plaintext broker at `bootstrap` (tests, benches).
     pub fn plaintext(bootstrap: impl Into<String>) -> Self {
         KafkaArgs {
-            bootstrap_servers: bootstrap.into(),
+            bootstrap_servers: Some(bootstrap.into()),
             client_id: None,
             security_protocol: SecurityProtocol::Plaintext,
             sasl_mechanism: None,
@@ -127,6 +128,14 @@ impl KafkaArgs {
         }
     }
 
+    /// The bootstrap servers, or the error that says they are missing.
+    pub fn bootstrap(&self) -> Result<&str, ConfigError> {
+        match self.bootstrap_servers.as_deref().map(str::trim) {
+            Some(b) if !b.is_empty() => Ok(b),
+            _ => Err(ConfigError::NoBootstrapServers),
+        }
+    }
+
     /// The delivery timeout as a [`Duration`].
     pub fn delivery_timeout(&self) -> Duration {
         Duration::from_millis(self.delivery_timeout_ms)
@@ -134,9 +143,7 @@ impl KafkaArgs {
 
     /// Check cross-field rules; call at start-up so a bad setting fails fast.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.bootstrap_servers.trim().is_empty() {
-            return Err(ConfigError::NoBootstrapServers);
-        }
+        self.bootstrap()?;
         let sasl_given = self.sasl_mechanism.is_some() || self.sasl_username.is_some() || self.sasl_password.is_some();
         if self.security_protocol.uses_sasl() {
             if self.sasl_mechanism.is_none() || self.sasl_username.is_none() || self.sasl_password.is_none() {
@@ -155,7 +162,7 @@ impl KafkaArgs {
     pub fn client_config(&self, default_client_id: &str) -> Result<ClientConfig, ConfigError> {
         self.validate()?;
         let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &self.bootstrap_servers)
+        cfg.set("bootstrap.servers", self.bootstrap()?)
             .set("client.id", self.client_id.as_deref().unwrap_or(default_client_id))
             .set("security.protocol", self.security_protocol.as_rdkafka());
         if let Some(m) = self.sasl_mechanism {
@@ -197,6 +204,15 @@ mod tests {
         let cfg = args.client_config("t").expect("complete SASL config");
         assert_eq!(cfg.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
         assert_eq!(cfg.get("security.protocol"), Some("sasl_ssl"));
+    }
+
+    #[test]
+    fn missing_bootstrap_servers_is_a_clear_error() {
+        let mut args = KafkaArgs::plaintext(" ");
+        assert!(matches!(args.validate(), Err(ConfigError::NoBootstrapServers)));
+        args.bootstrap_servers = None;
+        let err = args.client_config("x").expect_err("no servers");
+        assert!(err.to_string().contains("KAFKA_BOOTSTRAP_SERVERS"), "{err}");
     }
 
     #[test]

@@ -99,7 +99,11 @@ pub struct HandlerError {
 }
 
 impl HandlerError {
-    fn new(disposition: Disposition, code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    fn new(
+        disposition: Disposition,
+        code: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         HandlerError { disposition, code: code.into(), source: source.into() }
     }
     /// The payload could not be decoded.
@@ -341,7 +345,11 @@ fn poll_loop<H: Handler>(
 /// Drive `work` to completion on the runtime while keeping the consumer alive.
 /// The future runs on this (blocking) thread; a handler that takes longer than
 /// a second gets the assignment paused while polling goes on.
-fn run_with_keepalive(consumer: &BaseConsumer<LoopContext>, rt: &Handle, work: impl Future<Output = Outcome>) -> Outcome {
+fn run_with_keepalive(
+    consumer: &BaseConsumer<LoopContext>,
+    rt: &Handle,
+    work: impl Future<Output = Outcome>,
+) -> Outcome {
     const KEEPALIVE: Duration = Duration::from_secs(1);
     let mut work = std::pin::pin!(work);
     let mut paused = false;

@@ -25,12 +25,8 @@ pub static RETRIED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Records sent to a dead-letter topic, by why.
 pub static DEAD_LETTERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "flts_kafka_records_dead_lettered_total",
-        "Records sent to their DLQ",
-        &["topic", "kind"]
-    )
-    .expect("metric registered once")
+    register_int_counter_vec!("flts_kafka_records_dead_lettered_total", "Records sent to their DLQ", &["topic", "kind"])
+        .expect("metric registered once")
 });
 
 /// Messages acknowledged by the broker, and sends that failed.

@@ -45,12 +45,28 @@ impl ProduceError {
 pub fn is_retryable_code(code: Option<RDKafkaErrorCode>) -> bool {
     use RDKafkaErrorCode::*;
     match code {
-        Some(MessageSizeTooLarge | UnknownTopicOrPartition | TopicAuthorizationFailed
-            | ClusterAuthorizationFailed | InvalidRecord | UnsupportedVersion
-            | InvalidMessage | PolicyViolation) => false,
-        Some(MessageTimedOut | QueueFull | BrokerTransportFailure | AllBrokersDown
-            | NotEnoughReplicas | NotEnoughReplicasAfterAppend | LeaderNotAvailable
-            | NotLeaderForPartition | RequestTimedOut | NetworkException) => true,
+        Some(
+            MessageSizeTooLarge
+            | UnknownTopicOrPartition
+            | TopicAuthorizationFailed
+            | ClusterAuthorizationFailed
+            | InvalidRecord
+            | UnsupportedVersion
+            | InvalidMessage
+            | PolicyViolation,
+        ) => false,
+        Some(
+            MessageTimedOut
+            | QueueFull
+            | BrokerTransportFailure
+            | AllBrokersDown
+            | NotEnoughReplicas
+            | NotEnoughReplicasAfterAppend
+            | LeaderNotAvailable
+            | NotLeaderForPartition
+            | RequestTimedOut
+            | NetworkException,
+        ) => true,
         Some(_) | None => false,
     }
 }
@@ -88,8 +104,8 @@ impl Producer {
         key: Option<&str>,
         value: &T,
     ) -> Result<Delivery, ProduceError> {
-        let payload = serde_json::to_vec(value)
-            .map_err(|source| ProduceError::Encode { topic: topic.to_string(), source })?;
+        let payload =
+            serde_json::to_vec(value).map_err(|source| ProduceError::Encode { topic: topic.to_string(), source })?;
         self.send_bytes(topic, key.map(str::as_bytes), &payload, &[]).await
     }
 

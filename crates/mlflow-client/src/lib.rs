@@ -189,7 +189,13 @@ impl MlflowClient {
         Ok(MlflowClient { http, base: args.tracking_uri.trim_end_matches('/').to_string() })
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: Method, endpoint: &str, query: &[(&str, &str)], body: Option<Value>) -> Result<T, MlflowError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        endpoint: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<T, MlflowError> {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
         let mut req = self.http.request(method, &url).query(query);
         if let Some(b) = body {
@@ -202,7 +208,8 @@ impl MlflowClient {
             return Err(api_error(endpoint, status, &text));
         }
         let text = if text.trim().is_empty() { "{}" } else { text.as_str() };
-        serde_json::from_str(text).map_err(|e| MlflowError::Decode { endpoint: endpoint.into(), message: e.to_string() })
+        serde_json::from_str(text)
+            .map_err(|e| MlflowError::Decode { endpoint: endpoint.into(), message: e.to_string() })
     }
 
     /// The id of experiment `name`, created if it does not exist.
@@ -224,7 +231,8 @@ impl MlflowClient {
             Ok(e) => Ok(e.experiment_id),
             // Another process created it between our two calls.
             Err(MlflowError::Api { error_code, .. }) if error_code == "RESOURCE_ALREADY_EXISTS" => {
-                let g: Get = self.call(Method::GET, "experiments/get-by-name", &[("experiment_name", name)], None).await?;
+                let g: Get =
+                    self.call(Method::GET, "experiments/get-by-name", &[("experiment_name", name)], None).await?;
                 Ok(g.experiment.experiment_id)
             }
             Err(e) => Err(e),
@@ -237,7 +245,8 @@ impl MlflowClient {
         struct Created {
             run: Run,
         }
-        let body = json!({ "experiment_id": experiment_id, "run_name": run_name, "start_time": chrono_ms(), "tags": tags });
+        let body =
+            json!({ "experiment_id": experiment_id, "run_name": run_name, "start_time": chrono_ms(), "tags": tags });
         Ok(self.call::<Created>(Method::POST, "runs/create", &[], Some(body)).await?.run)
     }
 
@@ -248,7 +257,13 @@ impl MlflowClient {
     }
 
     /// Log metrics, params and tags, split into batches MLflow accepts.
-    pub async fn log_batch(&self, run_id: &str, metrics: &[Metric], params: &[KeyValue], tags: &[KeyValue]) -> Result<(), MlflowError> {
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[Metric],
+        params: &[KeyValue],
+        tags: &[KeyValue],
+    ) -> Result<(), MlflowError> {
         if let Some(m) = metrics.iter().find(|m| !m.value.is_finite()) {
             return Err(MlflowError::NonFiniteMetric { key: m.key.clone(), value: m.value });
         }
@@ -286,7 +301,13 @@ impl MlflowClient {
     /// Runs of `experiment_ids` matching `filter` (MLflow search syntax, e.g.
     /// `tags.config_hash = 'abc'`), ordered by `order_by` (e.g.
     /// `metrics.test_rmse ASC`), at most `max_results`.
-    pub async fn search_runs(&self, experiment_ids: &[String], filter: &str, order_by: &[&str], max_results: u32) -> Result<Vec<Run>, MlflowError> {
+    pub async fn search_runs(
+        &self,
+        experiment_ids: &[String],
+        filter: &str,
+        order_by: &[&str],
+        max_results: u32,
+    ) -> Result<Vec<Run>, MlflowError> {
         #[derive(Deserialize)]
         struct Found {
             #[serde(default)]
@@ -309,7 +330,13 @@ impl MlflowClient {
     pub async fn upload_artifact(&self, artifact_uri: &str, path: &str, bytes: Vec<u8>) -> Result<(), MlflowError> {
         let url = self.proxy_url(artifact_uri, path)?;
         let endpoint = format!("artifacts/{path}");
-        let resp = self.http.put(&url).body(bytes).send().await.map_err(|source| MlflowError::Transport { endpoint: endpoint.clone(), source })?;
+        let resp = self
+            .http
+            .put(&url)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|source| MlflowError::Transport { endpoint: endpoint.clone(), source })?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
@@ -322,7 +349,12 @@ impl MlflowClient {
     pub async fn download_artifact(&self, artifact_uri: &str, path: &str) -> Result<Vec<u8>, MlflowError> {
         let url = self.proxy_url(artifact_uri, path)?;
         let endpoint = format!("artifacts/{path}");
-        let resp = self.http.get(&url).send().await.map_err(|source| MlflowError::Transport { endpoint: endpoint.clone(), source })?;
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| MlflowError::Transport { endpoint: endpoint.clone(), source })?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
@@ -383,7 +415,11 @@ mod tests {
 
     #[test]
     fn api_errors_keep_mlflow_code_and_message() {
-        let e = api_error("runs/get", StatusCode::NOT_FOUND, r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"Run 'x' not found"}"#);
+        let e = api_error(
+            "runs/get",
+            StatusCode::NOT_FOUND,
+            r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"Run 'x' not found"}"#,
+        );
         assert!(e.is_not_found());
         assert!(!e.is_retryable());
         assert!(e.to_string().contains("RESOURCE_DOES_NOT_EXIST: Run 'x' not found"), "{e}");

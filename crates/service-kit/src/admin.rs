@@ -45,27 +45,25 @@ pub async fn metrics_text() -> impl IntoResponse {
 
 /// The admin routes; services may merge their own routes into it.
 pub fn router(ready: Readiness) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.clone();
-                async move {
-                    if ready.is_ready() {
-                        (StatusCode::OK, "ready")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-                    }
+    Router::new().route("/metrics", get(metrics_text)).route("/healthz", get(|| async { "ok" })).route(
+        "/readyz",
+        get(move || {
+            let ready = ready.clone();
+            async move {
+                if ready.is_ready() {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
                 }
-            }),
-        )
+            }
+        }),
+    )
 }
 
 /// Serve `router` on `addr` until `cancel` fires.
 pub async fn serve(addr: SocketAddr, router: Router, cancel: CancellationToken) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("bind admin server on {addr}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("bind admin server on {addr}: {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "admin server listening");
     axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await?;
     Ok(())

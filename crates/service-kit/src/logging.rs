@@ -5,10 +5,11 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Install the global subscriber for `service`. `RUST_LOG` sets levels
-/// (default `info`); `LOG_FORMAT` is `json` or `text` (default: text on a
-/// terminal, JSON otherwise, which is what log shippers want).
-pub fn init(service: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// (default `default_level`: `info` for services, `warn` for CLIs);
+/// `LOG_FORMAT` is `json` or `text` (default: text on a terminal, JSON
+/// otherwise, which is what log shippers want).
+pub fn init(service: &str, default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let json = match std::env::var("LOG_FORMAT").ok().as_deref() {
         Some("json") => true,
         Some("text") => false,
