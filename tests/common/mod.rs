@@ -79,6 +79,16 @@ pub fn stack() -> &'static Stack {
     })
 }
 
+/// Path of a workspace binary (built by `cargo build --workspace`, which
+/// `scripts/test` runs first), for tests that kill a real stage process.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/<test> -> target/debug/<name>
+    let path = exe.parent().and_then(Path::parent).expect("target dir").join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace` first", path.display());
+    path
+}
+
 /// A name no other test (or earlier run) uses: `{prefix}-{millis}-{counter}`.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

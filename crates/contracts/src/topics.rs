@@ -40,3 +40,32 @@ pub fn all_topics() -> Vec<String> {
 pub fn is_dlq(topic: &str) -> bool {
     topic.starts_with(DLQ_PREFIX)
 }
+
+/// Check a dataset identifier: 1-128 characters of `A-Z a-z 0-9 . _ -`, not
+/// starting with a dot. Identifiers become object-key segments and message
+/// keys, so anything that could nest or escape a prefix is refused.
+pub fn validate_identifier(id: &str) -> Result<(), String> {
+    let ok_chars = id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if id.is_empty() || id.len() > 128 || !ok_chars || id.starts_with('.') {
+        return Err(format!(
+            "invalid identifier {:?}: use 1-128 characters of A-Z a-z 0-9 . _ - (not starting with a dot)",
+            id.escape_debug().to_string()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_that_could_escape_a_prefix_are_refused() {
+        for bad in ["", ".hidden", "..", "a/b", "a b", "x\n", &"y".repeat(129)] {
+            assert!(validate_identifier(bad).is_err(), "{bad:?}");
+        }
+        for good in ["site-1", "ElBorn_2018.v2", "A"] {
+            assert!(validate_identifier(good).is_ok(), "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! FLTS eval stage (seed 002's "Eval Container", made restart-safe).
+//!
+//! Consumes `model-training`, tracks per (identifier, config_hash) which of
+//! `EXPECTED_MODEL_TYPES` reported (FAILED counts as reported), and when the
+//! set is complete, or its timeout runs out, scores the candidates, gates them
+//! against their naive baselines, records the decision in the model-promotion
+//! bucket, updates `current.json` pointers, tags the winning MLflow run and
+//! publishes `model-selected`. Errors go to `DLQ-model-selected`.
+//!
+//! # Layout
+//! - [`score`]: the pure rules (composite score, baseline gate, tie-break).
+//! - [`state`]: the tracking state and decision records kept in S3.
+//! - [`service`]: the handler, the timeout sweeper, recovery at start-up.
+//! - [`metrics`]: every `flts_eval_*` metric.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use claim_check::{ClaimCheckStore, S3Args};
+use kafka_utils::{ConsumerArgs, ConsumerSettings, KafkaArgs, Producer};
+use mlflow_client::{MlflowArgs, MlflowClient};
+use service_kit::admin::{self, AdminArgs, Readiness};
+use tokio_util::sync::CancellationToken;
+
+pub mod metrics;
+pub mod score;
+pub mod service;
+pub mod state;
+
+pub use service::{Eval, EvalArgs};
+
+/// Wait for every expected model, score, promote, keep the history.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "eval", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub eval: EvalArgs,
+    /// Consumer group of the eval stage.
+    #[arg(long, env = "EVAL_GROUP_ID", default_value = "eval-promoter")]
+    pub group_id: String,
+    /// Topic of training lifecycle events.
+    #[arg(long, env = "MODEL_TRAINING_TOPIC", default_value = contracts::topics::MODEL_TRAINING)]
+    pub model_training_topic: String,
+    /// Topic of promotion events.
+    #[arg(long, env = "MODEL_SELECTED_TOPIC", default_value = contracts::topics::MODEL_SELECTED)]
+    pub model_selected_topic: String,
+    /// Dead-letter topic for events eval cannot process.
+    #[arg(long, env = "DLQ_MODEL_SELECTED", default_value = "DLQ-model-selected")]
+    pub dlq_topic: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub mlflow: MlflowArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// Run the stage until `cancel` fires.
+pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
+    cli.kafka.validate().context("check Kafka settings")?;
+    let producer = Producer::new(&cli.kafka, "eval").context("create producer")?;
+    let mlflow = MlflowClient::new(&cli.mlflow).context("create MLflow client")?;
+    let eval = Arc::new(Eval::new(
+        cli.eval.clone(),
+        ClaimCheckStore::new(&cli.s3),
+        mlflow,
+        producer.clone(),
+        cli.model_selected_topic.clone(),
+    ));
+    eval.recover().await.context("recover tracking state from the model-promotion bucket")?;
+
+    let ready = Readiness::default();
+    ready.set(true);
+    let admin = tokio::spawn(admin::serve(cli.admin.metrics_addr, admin::router(ready), cancel.clone()));
+    let sweeper = tokio::spawn(eval.clone().sweep(cancel.clone()));
+    let settings = ConsumerSettings {
+        service: "eval".into(),
+        group_id: cli.group_id.clone(),
+        topics: vec![cli.model_training_topic.clone()],
+        dlq_topic: Some(cli.dlq_topic.clone()),
+        args: cli.consumer.clone(),
+    };
+    let result = kafka_utils::consumer::run(&cli.kafka, settings, producer, eval, cancel.clone()).await;
+    cancel.cancel();
+    let _ = sweeper.await;
+    admin.await.context("admin server task")?.context("admin server")?;
+    result.context("consumer loop")?;
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! The eval stage against the real stack, with events produced by the test
+//! and MLflow runs holding the metrics the events claim.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use claim_check::ClaimCheckStore;
+use contracts::topics::dlq_topic;
+use contracts::*;
+use eval::state::{Decision, SetState, Trigger};
+use flts_tests::*;
+use kafka_utils::{ConsumerArgs, Producer};
+use mlflow_client::{KeyValue, Metric, MlflowClient};
+use rdkafka::message::Message as _;
+use tokio_util::sync::CancellationToken;
+
+const BUCKET: &str = "model-promotion";
+
+/// One test's world: its own topics, dataset identifier and config hash.
+struct World {
+    training: String,
+    selected: String,
+    identifier: String,
+    config_hash: String,
+    experiment: String,
+}
+
+impl World {
+    async fn new(name: &str) -> Self {
+        let w = World {
+            training: unique(&format!("t-{name}-training")),
+            selected: unique(&format!("t-{name}-selected")),
+            identifier: unique(&format!("site-{name}")),
+            config_hash: unique("hash"),
+            experiment: MlflowClient::new(&stack().mlflow)
+                .expect("client")
+                .get_or_create_experiment("flts-tests-eval")
+                .await
+                .expect("experiment"),
+        };
+        create_topic_with_dlq(&w.training, 1).await;
+        create_topic_with_dlq(&w.selected, 1).await;
+        w
+    }
+
+    fn cli(&self, expected: &str, timeout_secs: u64) -> eval::Cli {
+        eval::Cli {
+            eval: eval::EvalArgs {
+                expected_model_types: expected.split(',').map(|m| m.parse().expect("model type")).collect(),
+                timeout_secs,
+                weight_rmse: 0.5,
+                weight_mae: 0.3,
+                weight_mse: 0.2,
+                baseline_gate: true,
+                promotion_bucket: BUCKET.into(),
+            },
+            group_id: unique("g-eval"),
+            model_training_topic: self.training.clone(),
+            model_selected_topic: self.selected.clone(),
+            dlq_topic: dlq_topic(&self.selected),
+            kafka: stack().kafka.clone(),
+            consumer: ConsumerArgs {
+                handler_backoff_ms: 50,
+                commit_interval_ms: 200,
+                session_timeout_ms: 6_000,
+                ..Default::default()
+            },
+            s3: stack().s3.clone(),
+            mlflow: stack().mlflow.clone(),
+            admin: service_kit::admin::AdminArgs { metrics_addr: "127.0.0.1:0".parse().expect("addr") },
+        }
+    }
+
+    /// A SUCCESS event backed by a real MLflow run with the same metrics.
+    async fn success(&self, model_type: ModelType, rmse: f64, baseline_rmse: f64) -> ModelTraining {
+        let mlflow = MlflowClient::new(&stack().mlflow).expect("client");
+        let run = mlflow
+            .create_run(&self.experiment, model_type.as_str(), &[KeyValue::new("config_hash", &self.config_hash)])
+            .await
+            .expect("run");
+        let (mae, mse) = (rmse * 0.8, rmse * rmse);
+        let metrics =
+            [Metric::now("test_rmse", rmse, 0), Metric::now("test_mae", mae, 0), Metric::now("test_mse", mse, 0)];
+        mlflow.log_batch(&run.info.run_id, &metrics, &[], &[]).await.expect("log metrics");
+        let m = |r: f64| Metrics { mse: r * r, rmse: r, mae: r * 0.8 };
+        let at = |h| Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).single().expect("valid");
+        ModelTraining {
+            v: V1,
+            identifier: self.identifier.clone(),
+            model_type,
+            config_hash: self.config_hash.clone(),
+            run_id: run.info.run_id.clone(),
+            status: TrainingStatus::Success(Box::new(TrainingSuccess {
+                test_rmse: rmse,
+                test_mae: mae,
+                test_mse: mse,
+                train_start: at(1),
+                train_end: at(2),
+                artifact_uri: run.info.artifact_uri.clone(),
+                model: ModelArtifact {
+                    format: if model_type == ModelType::Prophet { ModelFormat::ProphetJson } else { ModelFormat::Onnx },
+                    path: "model/model.bin".into(),
+                    scaler_path: "model/scaler.json".into(),
+                    input_len: 10,
+                    output_len: 1,
+                    features: vec!["down".into()],
+                    targets: vec!["down".into()],
+                },
+                protocol: EvalProtocol::OneStepAhead,
+                baselines: Baselines { last_value: m(baseline_rmse), seasonal_naive: None },
+            })),
+        }
+    }
+
+    fn failed(&self, model_type: ModelType) -> ModelTraining {
+        ModelTraining {
+            v: V1,
+            identifier: self.identifier.clone(),
+            model_type,
+            config_hash: self.config_hash.clone(),
+            run_id: "no-run".into(),
+            status: TrainingStatus::Failed {
+                reason: "loss became NaN at epoch 3".into(),
+                error_kind: "nan_loss".into(),
+                failed_at: Utc::now(),
+            },
+        }
+    }
+
+    async fn send(&self, ev: &ModelTraining) {
+        Producer::new(&stack().kafka, "test")
+            .expect("producer")
+            .send_json(&self.training, Some(&self.identifier), ev)
+            .await
+            .expect("ack");
+    }
+
+    async fn decision(&self) -> Option<Decision> {
+        let store = ClaimCheckStore::new(&stack().s3);
+        let key = eval::state::decision_key(&self.identifier, &self.config_hash);
+        let bytes = store.get_object(BUCKET, &key).await.ok()?;
+        Some(serde_json::from_slice(&bytes).expect("decision JSON"))
+    }
+
+    async fn wait_decision(&self, timeout: Duration) -> Decision {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(d) = self.decision().await.filter(|d| d.published) {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "no published decision for {} within {timeout:?}", self.identifier);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn selected_events(&self, at_least: usize, wait: Duration) -> Vec<ModelSelected> {
+        read_topic(&self.selected, at_least, wait)
+            .iter()
+            .map(|m| decode(m.payload().unwrap_or_default()).expect("model-selected"))
+            .collect()
+    }
+}
+
+fn start(cli: eval::Cli) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    (cancel, tokio::spawn(async move { eval::run(cli, c).await }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_successes_promote_the_best_once_even_when_replayed() {
+    let w = World::new("best").await;
+    let events = vec![
+        w.success(ModelType::Gru, 0.30, 1.0).await,
+        w.success(ModelType::Lstm, 0.20, 1.0).await,
+        w.success(ModelType::Prophet, 0.50, 1.0).await,
+    ];
+    let (cancel, task) = start(w.cli("GRU,LSTM,PROPHET", 3600));
+    for ev in &events {
+        w.send(ev).await;
+    }
+    let d = w.wait_decision(Duration::from_secs(60)).await;
+    assert_eq!(d.trigger, Trigger::Complete);
+    assert!(d.missing.is_empty());
+    let p = d.promotion.clone().expect("a promotion");
+    assert_eq!(p.model_type, ModelType::Lstm);
+    let expected_score = 0.5 * 0.2 + 0.3 * 0.16 + 0.2 * 0.04;
+    assert!((p.composite_score - expected_score).abs() < 1e-12, "score {}", p.composite_score);
+    assert_eq!(d.outcome.candidates.len(), 3, "every candidate is in the history");
+
+    let sel = w.selected_events(1, Duration::from_secs(30));
+    assert_eq!(sel.len(), 1);
+    assert_eq!(sel[0].run_id, events[1].run_id);
+    assert_eq!(sel[0].model_uri, format!("runs:/{}/model/model.bin", events[1].run_id));
+
+    let store = ClaimCheckStore::new(&stack().s3);
+    let current: ModelSelected = serde_json::from_slice(
+        &store.get_object(BUCKET, &format!("{}/current.json", w.identifier)).await.expect("current.json"),
+    )
+    .expect("json");
+    assert_eq!(current.run_id, events[1].run_id);
+    let global: ModelSelected =
+        serde_json::from_slice(&store.get_object(BUCKET, "current.json").await.expect("global current.json"))
+            .expect("json");
+    assert!(!global.run_id.is_empty());
+    let tag = MlflowClient::new(&stack().mlflow).expect("client").get_run(&events[1].run_id).await.expect("run");
+    assert!(tag.tag("flts.promoted_at").is_some(), "winning run is tagged");
+
+    // Replay the same three events: nothing new is promoted.
+    for ev in &events {
+        w.send(ev).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(w.selected_events(2, Duration::from_secs(5)).len(), 1, "a replay must not promote twice");
+    cancel.cancel();
+    task.await.expect("join").expect("eval ran cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_trainer_and_the_timeout_still_promote_and_say_why() {
+    let w = World::new("timeout").await;
+    let (cancel, task) = start(w.cli("GRU,LSTM,PROPHET", 3));
+    w.send(&w.failed(ModelType::Gru)).await;
+    let prophet = w.success(ModelType::Prophet, 0.4, 1.0).await;
+    w.send(&prophet).await;
+    let d = w.wait_decision(Duration::from_secs(60)).await;
+    assert_eq!(d.trigger, Trigger::Timeout);
+    assert_eq!(d.missing, vec![ModelType::Lstm]);
+    let p = d.promotion.expect("promoted among what arrived");
+    assert_eq!((p.model_type, p.missing.clone()), (ModelType::Prophet, vec![ModelType::Lstm]));
+    let gru = d.outcome.candidates.iter().find(|c| c.model_type == ModelType::Gru).expect("GRU recorded");
+    assert!(gru.note.contains("nan_loss"), "{}", gru.note);
+    let sel = w.selected_events(1, Duration::from_secs(30));
+    assert_eq!(sel[0].missing, vec![ModelType::Lstm], "the event says what was missing");
+    cancel.cancel();
+    task.await.expect("join").expect("eval ran cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_promoted_when_every_model_is_worse_than_naive() {
+    let w = World::new("naive").await;
+    let (cancel, task) = start(w.cli("GRU,LSTM", 3600));
+    w.send(&w.success(ModelType::Gru, 0.3, 0.1).await).await;
+    w.send(&w.success(ModelType::Lstm, 0.2, 0.1).await).await;
+    let d = w.wait_decision(Duration::from_secs(60)).await;
+    assert!(d.promotion.is_none());
+    assert!(d.outcome.reason.starts_with("no candidate beat its naive baseline"), "{}", d.outcome.reason);
+    assert!(w.selected_events(1, Duration::from_secs(5)).is_empty(), "no model-selected event");
+    let store = ClaimCheckStore::new(&stack().s3);
+    assert!(store.head(BUCKET, &format!("{}/current.json", w.identifier)).await.expect("head").is_none(), "no pointer");
+    cancel.cancel();
+    task.await.expect("join").expect("eval ran cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_that_disagree_with_mlflow_go_to_the_dlq() {
+    let w = World::new("mismatch").await;
+    let (cancel, task) = start(w.cli("GRU", 3600));
+    let mut ev = w.success(ModelType::Gru, 0.3, 1.0).await;
+    if let TrainingStatus::Success(s) = &mut ev.status {
+        s.test_rmse = 0.01; // the event claims better than what was logged
+    }
+    w.send(&ev).await;
+    let dlq = envelopes(&read_topic(&dlq_topic(&w.selected), 1, Duration::from_secs(60)));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].error.code, "metrics_mismatch");
+    assert!(dlq[0].error.message.contains("test_rmse"), "{}", dlq[0].error.message);
+    assert!(w.selected_events(1, Duration::from_secs(3)).is_empty());
+    cancel.cancel();
+    task.await.expect("join").expect("eval ran cleanly");
+}
+
+struct EvalProcess(Child);
+
+impl EvalProcess {
+    fn spawn(w: &World, group: &str) -> Self {
+        let env = stack_cmd(&["env"]).expect("stack env");
+        let mut cmd = Command::new(bin_path("eval"));
+        for line in env.lines().filter_map(|l| l.strip_prefix("export ")) {
+            if let Some((k, v)) = line.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+        let child = cmd
+            .env("EVAL_GROUP_ID", group)
+            .env("MODEL_TRAINING_TOPIC", &w.training)
+            .env("MODEL_SELECTED_TOPIC", &w.selected)
+            .env("DLQ_MODEL_SELECTED", dlq_topic(&w.selected))
+            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+            .env("KAFKA_COMMIT_INTERVAL_MS", "200")
+            .env("METRICS_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("spawn eval");
+        EvalProcess(child)
+    }
+}
+
+impl Drop for EvalProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_killed_after_two_of_three_events_promotes_once_after_restart() {
+    let w = World::new("killed").await;
+    let group = unique("g-eval-killed");
+    let first = EvalProcess::spawn(&w, &group);
+    w.send(&w.success(ModelType::Gru, 0.3, 1.0).await).await;
+    w.send(&w.success(ModelType::Lstm, 0.2, 1.0).await).await;
+
+    // Wait until eval has persisted both reports, then SIGKILL it.
+    let store = ClaimCheckStore::new(&stack().s3);
+    let key = eval::state::state_key(&w.identifier, &w.config_hash);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(bytes) = store.get_object(BUCKET, &key).await {
+            let s: SetState = serde_json::from_slice(&bytes).expect("state JSON");
+            if s.reports.len() == 2 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "eval did not persist two reports");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(first);
+
+    let _second = EvalProcess::spawn(&w, &group);
+    let prophet = w.success(ModelType::Prophet, 0.5, 1.0).await;
+    w.send(&prophet).await;
+    let d = w.wait_decision(Duration::from_secs(90)).await;
+    assert_eq!(d.trigger, Trigger::Complete, "all three reports counted across the restart");
+    assert_eq!(d.promotion.expect("promoted").model_type, ModelType::Lstm);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.selected_events(2, Duration::from_secs(5)).len(), 1, "exactly one promotion");
+}
