@@ -9,7 +9,9 @@ use std::time::Duration;
 use flts_tests::*;
 use kafka_utils::consumer::{self, ConsumerArgs, ConsumerSettings};
 use kafka_utils::{Handler, HandlerError, Producer, Record, RunSummary};
+use rdkafka::ClientConfig;
 use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -205,22 +207,35 @@ async fn undecodable_record_goes_to_dlq_at_once_and_the_next_is_processed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handler_longer_than_max_poll_interval_runs_once() {
+async fn handlers_longer_than_max_poll_interval_run_once_in_a_two_member_group() {
     let topic = unique("t-long");
-    create_topic_with_dlq(&topic, 1).await;
-    let producer = Producer::new(&stack().kafka, "test").expect("producer");
-    producer.send_json(&topic, Some("k"), &serde_json::json!({"slow": true})).await.expect("ack");
+    create_topic_with_dlq(&topic, 2).await;
     let group = unique("g-long");
-    // The handler holds for 2.5x the poll interval. Without pause-and-poll the
-    // consumer would leave the group, rejoin and get the record a second time.
+    // Two members, one slow record per partition, each held for 2.5x the poll
+    // interval. Without pause-and-poll both members are evicted mid-handler,
+    // the partitions move, and records are handled a second time.
     let rec = Arc::new(Recorder { hold: Some(Duration::from_secs(15)), ..Default::default() });
     let args = ConsumerArgs { max_poll_interval_ms: 6_000, session_timeout_ms: 6_000, ..fast_args() };
-    let (cancel, task) = start(&topic, &group, args, rec.clone());
-    rec.wait_seen(1, Duration::from_secs(60)).await;
+    let (c1, t1) = start(&topic, &group, args.clone(), rec.clone());
+    let (c2, t2) = start(&topic, &group, args, rec.clone());
+    tokio::time::sleep(Duration::from_secs(10)).await; // let the group settle on one partition each
+
+    let bare: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", stack().kafka.bootstrap().expect("broker"))
+        .create()
+        .expect("bare producer");
+    for partition in 0..2 {
+        let payload = format!("{{\"slow\":{partition}}}");
+        bare.send(FutureRecord::<(), _>::to(&topic).partition(partition).payload(&payload), Duration::from_secs(10)).await.expect("ack");
+    }
+    rec.wait_seen(2, Duration::from_secs(90)).await;
     wait_for_commit(&group, &topic, 0, 1, Duration::from_secs(30));
+    wait_for_commit(&group, &topic, 1, 1, Duration::from_secs(30));
     // Give a spurious redelivery the time to show up.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    cancel.cancel();
-    assert_eq!(task.await.expect("join"), RunSummary { processed: 1, dead_lettered: 0 });
-    assert_eq!(rec.calls.load(Ordering::SeqCst), 1, "the long handler ran exactly once");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    c1.cancel();
+    c2.cancel();
+    let (s1, s2) = (t1.await.expect("join"), t2.await.expect("join"));
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 2, "each long handler ran exactly once");
+    assert_eq!(s1.processed + s2.processed, 2);
 }

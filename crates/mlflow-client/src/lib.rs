@@ -175,8 +175,8 @@ pub struct MlflowClient {
     base: String,
 }
 
-/// MLflow's log-batch limits per request.
-const MAX_METRICS_PER_BATCH: usize = 1000;
+/// MLflow's log-batch limits per request: 1000 items in all, 100 params, 100 tags.
+const MAX_ITEMS_PER_BATCH: usize = 1000;
 const MAX_PARAMS_PER_BATCH: usize = 100;
 
 impl MlflowClient {
@@ -267,18 +267,18 @@ impl MlflowClient {
         if let Some(m) = metrics.iter().find(|m| !m.value.is_finite()) {
             return Err(MlflowError::NonFiniteMetric { key: m.key.clone(), value: m.value });
         }
-        let metric_chunks: Vec<&[Metric]> = metrics.chunks(MAX_METRICS_PER_BATCH).collect();
-        let param_chunks: Vec<&[KeyValue]> = params.chunks(MAX_PARAMS_PER_BATCH).collect();
-        let tag_chunks: Vec<&[KeyValue]> = tags.chunks(MAX_PARAMS_PER_BATCH).collect();
-        let rounds = metric_chunks.len().max(param_chunks.len()).max(tag_chunks.len()).max(1);
-        for i in 0..rounds {
-            let body = json!({
-                "run_id": run_id,
-                "metrics": metric_chunks.get(i).copied().unwrap_or(&[]),
-                "params": param_chunks.get(i).copied().unwrap_or(&[]),
-                "tags": tag_chunks.get(i).copied().unwrap_or(&[]),
-            });
+        // Per request: at most 1000 items in all, of which at most 100 params and 100 tags.
+        let (mut m, mut p, mut t) = (metrics, params, tags);
+        loop {
+            let np = p.len().min(MAX_PARAMS_PER_BATCH);
+            let nt = t.len().min(MAX_PARAMS_PER_BATCH);
+            let nm = m.len().min(MAX_ITEMS_PER_BATCH - np - nt);
+            let body = json!({ "run_id": run_id, "metrics": &m[..nm], "params": &p[..np], "tags": &t[..nt] });
             self.call::<Value>(Method::POST, "runs/log-batch", &[], Some(body)).await?;
+            (m, p, t) = (&m[nm..], &p[np..], &t[nt..]);
+            if m.is_empty() && p.is_empty() && t.is_empty() {
+                break;
+            }
         }
         Ok(())
     }
