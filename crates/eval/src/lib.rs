@@ -91,3 +91,11 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     result.context("consumer loop")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -46,3 +46,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topics(TopicsCommand::List) => topics::list(&cli.kafka),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

@@ -20,7 +20,7 @@ pub struct MlflowArgs {
     #[arg(long = "mlflow-tracking-uri", env = "MLFLOW_TRACKING_URI")]
     pub tracking_uri: String,
     /// Per-request timeout in seconds (artifact transfers included).
-    #[arg(long = "mlflow-timeout-secs", env = "MLFLOW_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(id = "mlflow_timeout_secs", long = "mlflow-timeout-secs", env = "MLFLOW_TIMEOUT_SECS", default_value_t = 60)]
     pub timeout_secs: u64,
 }
 
