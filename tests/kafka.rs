@@ -226,7 +226,9 @@ async fn handlers_longer_than_max_poll_interval_run_once_in_a_two_member_group()
         .expect("bare producer");
     for partition in 0..2 {
         let payload = format!("{{\"slow\":{partition}}}");
-        bare.send(FutureRecord::<(), _>::to(&topic).partition(partition).payload(&payload), Duration::from_secs(10)).await.expect("ack");
+        bare.send(FutureRecord::<(), _>::to(&topic).partition(partition).payload(&payload), Duration::from_secs(10))
+            .await
+            .expect("ack");
     }
     rec.wait_seen(2, Duration::from_secs(90)).await;
     wait_for_commit(&group, &topic, 0, 1, Duration::from_secs(30));
