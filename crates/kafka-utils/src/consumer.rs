@@ -140,6 +140,13 @@ pub trait Handler: Send + Sync + 'static {
     /// Process `record`. Outputs must be durable when this returns `Ok`
     /// (await every produce and upload).
     fn handle(&self, record: &Record) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called once after `record` went to the DLQ (its envelope acknowledged),
+    /// before its offset is stored, so a stage can announce the failure
+    /// (trainers publish a FAILED event). Does nothing by default.
+    fn on_dead_letter(&self, _record: &Record, _error: &HandlerError) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Retry and liveness settings of the consumer loop (`#[command(flatten)]`).
@@ -435,6 +442,7 @@ async fn process_record<H: Handler>(
         return match dlq::send_until_acked(producer, &dlq, record, &envelope, &settings.args, cancel).await {
             true => {
                 metrics::DEAD_LETTERED.with_label_values(&[&topic, kind_label(kind)]).inc();
+                handler.on_dead_letter(record, &err).await;
                 Outcome::DeadLettered
             }
             false => Outcome::Cancelled,
