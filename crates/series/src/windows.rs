@@ -1,0 +1,229 @@
+//! Windows: `input_len` rows of every feature followed by `output_len` rows of
+//! the targets, as flat row-major `f32` tensors (what the models consume).
+
+use std::ops::Range;
+
+use crate::error::SeriesError;
+use crate::frame::Frame;
+use crate::roles::Roles;
+
+/// Window lengths. The contract's defaults are 10 rows in, 1 row out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    pub input_len: usize,
+    pub output_len: usize,
+}
+
+impl Default for WindowSpec {
+    fn default() -> Self {
+        WindowSpec { input_len: 10, output_len: 1 }
+    }
+}
+
+impl WindowSpec {
+    /// Rows one window spans.
+    pub fn rows(&self) -> usize {
+        self.input_len + self.output_len
+    }
+
+    /// Check that `rows` rows hold at least one window.
+    pub fn check_rows(&self, rows: usize) -> Result<(), SeriesError> {
+        if self.input_len == 0 || self.output_len == 0 {
+            return Err(SeriesError::InvalidWindowSpec { input_len: self.input_len, output_len: self.output_len });
+        }
+        if rows < self.rows() {
+            return Err(SeriesError::TooShort {
+                rows,
+                needed: self.rows(),
+                input_len: self.input_len,
+                output_len: self.output_len,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Every window of a frame, in chronological order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Windows {
+    /// Number of windows.
+    pub n: usize,
+    pub input_len: usize,
+    pub output_len: usize,
+    pub n_features: usize,
+    pub n_targets: usize,
+    /// Model input, `[n][input_len][n_features]`, row-major, features in role order.
+    pub x: Vec<f32>,
+    /// What is predicted, `[n][output_len][n_targets]`, targets in role order.
+    pub y: Vec<f32>,
+    /// Frame row of each window's first predicted row.
+    pub first_target_row: Vec<usize>,
+}
+
+/// Cut `frame` into every window of `spec` (stride 1). Window `w` reads rows
+/// `w..w+input_len` and predicts rows `w+input_len..w+input_len+output_len`.
+pub fn make_windows(frame: &Frame, roles: &Roles, spec: WindowSpec) -> Result<Windows, SeriesError> {
+    spec.check_rows(frame.len())?;
+    let targets = roles.target_feature_index()?;
+    let features: Vec<&[f64]> = roles.features.iter().map(|f| frame.require(f)).collect::<Result<_, _>>()?;
+    let (nf, nt) = (features.len(), targets.len());
+    let n = frame.len() - spec.rows() + 1;
+    let mut x = Vec::with_capacity(n * spec.input_len * nf);
+    let mut y = Vec::with_capacity(n * spec.output_len * nt);
+    for w in 0..n {
+        for row in w..w + spec.input_len {
+            x.extend(features.iter().map(|col| col[row] as f32));
+        }
+        for row in w + spec.input_len..w + spec.rows() {
+            y.extend(targets.iter().map(|&t| features[t][row] as f32));
+        }
+    }
+    Ok(Windows {
+        n,
+        input_len: spec.input_len,
+        output_len: spec.output_len,
+        n_features: nf,
+        n_targets: nt,
+        x,
+        y,
+        first_target_row: (spec.input_len..spec.input_len + n).collect(),
+    })
+}
+
+impl Windows {
+    /// Values of `x` per window.
+    pub fn x_stride(&self) -> usize {
+        self.input_len * self.n_features
+    }
+
+    /// Values of `y` per window.
+    pub fn y_stride(&self) -> usize {
+        self.output_len * self.n_targets
+    }
+
+    /// Cut chronologically: the last `fraction` of the windows (rounded up)
+    /// become the validation set, the rest the training set. A fraction of 0
+    /// gives an empty validation set.
+    pub fn split_validation(self, fraction: f64) -> Result<(Windows, Windows), SeriesError> {
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(SeriesError::InvalidFraction(fraction));
+        }
+        // The epsilon keeps an exact product (10 * 0.2) from rounding up.
+        let n_val = ((self.n as f64 * fraction - 1e-9).ceil().max(0.0) as usize).min(self.n);
+        let cut = self.n - n_val;
+        Ok((self.subset(0..cut), self.subset(cut..self.n)))
+    }
+
+    /// Windows `range` as a new set. The range is clamped to `0..n`.
+    pub fn subset(&self, range: Range<usize>) -> Windows {
+        let end = range.end.min(self.n);
+        let start = range.start.min(end);
+        let (xs, ys) = (self.x_stride(), self.y_stride());
+        Windows {
+            n: end - start,
+            input_len: self.input_len,
+            output_len: self.output_len,
+            n_features: self.n_features,
+            n_targets: self.n_targets,
+            x: self.x[start * xs..end * xs].to_vec(),
+            y: self.y[start * ys..end * ys].to_vec(),
+            first_target_row: self.first_target_row[start..end].to_vec(),
+        }
+    }
+
+    /// Check that this set was cut with `roles` (feature and target counts).
+    pub(crate) fn check_roles(&self, roles: &Roles) -> Result<(), SeriesError> {
+        for (what, expected, actual) in [
+            ("features per window row", roles.features.len(), self.n_features),
+            ("targets per predicted row", roles.targets.len(), self.n_targets),
+        ] {
+            if expected != actual {
+                return Err(SeriesError::Shape { what: what.into(), expected, actual });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Column;
+
+    fn roles() -> Roles {
+        Roles {
+            timestamp: "timestamp".into(),
+            features: vec!["a".into(), "b".into()],
+            targets: vec!["b".into()],
+            interval_ms: 1000,
+        }
+    }
+
+    fn frame(rows: usize) -> Frame {
+        Frame::new(
+            (0..rows as i64).map(|i| i * 1000).collect(),
+            vec![
+                Column::new("a", (0..rows).map(|i| i as f64).collect()),
+                Column::new("b", (0..rows).map(|i| 100.0 + i as f64).collect()),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn windows_hold_inputs_then_targets() {
+        let w = make_windows(&frame(5), &roles(), WindowSpec { input_len: 2, output_len: 2 }).unwrap();
+        assert_eq!((w.n, w.n_features, w.n_targets), (2, 2, 1));
+        assert_eq!(w.x, vec![0., 100., 1., 101., 1., 101., 2., 102.]);
+        assert_eq!(w.y, vec![102., 103., 103., 104.]);
+        assert_eq!(w.first_target_row, vec![2, 3]);
+    }
+
+    #[test]
+    fn exactly_one_window() {
+        let w = make_windows(&frame(11), &roles(), WindowSpec::default()).unwrap();
+        assert_eq!(w.n, 1);
+        assert_eq!(w.x.len(), 20);
+        assert_eq!(w.y, vec![110.0]);
+        assert_eq!(w.first_target_row, vec![10]);
+    }
+
+    #[test]
+    fn too_short_says_how_many_rows_are_needed() {
+        let e = make_windows(&frame(10), &roles(), WindowSpec::default()).unwrap_err();
+        assert_eq!(e.to_string(), "series has 10 rows; one window needs input_len+output_len = 11 (10+1)");
+        let e = make_windows(&frame(10), &roles(), WindowSpec { input_len: 0, output_len: 1 }).unwrap_err();
+        assert!(matches!(e, SeriesError::InvalidWindowSpec { .. }));
+        let mut r = roles();
+        r.features.push("nope".into());
+        let e = make_windows(&frame(20), &r, WindowSpec::default()).unwrap_err();
+        assert!(e.to_string().starts_with("column `nope` not found"), "{e}");
+    }
+
+    #[test]
+    fn validation_is_the_chronological_tail() {
+        let w = make_windows(&frame(20), &roles(), WindowSpec { input_len: 1, output_len: 1 }).unwrap();
+        assert_eq!(w.n, 19);
+        let (train, val) = w.clone().split_validation(0.2).unwrap();
+        // 19 * 0.2 = 3.8 -> 4 validation windows
+        assert_eq!((train.n, val.n), (15, 4));
+        assert_eq!(val.first_target_row, vec![16, 17, 18, 19]);
+        assert_eq!(val.y, vec![116., 117., 118., 119.]);
+        assert_eq!(train.x.len(), 15 * 2);
+        let (train, val) = w.clone().split_validation(0.0).unwrap();
+        assert_eq!((train.n, val.n), (19, 0));
+        assert!(w.clone().split_validation(1.0).is_err());
+        assert!(w.clone().split_validation(f64::NAN).is_err());
+        let ten = w.subset(0..10);
+        let (train, val) = ten.split_validation(0.2).unwrap();
+        assert_eq!((train.n, val.n), (8, 2), "an exact product is not rounded up");
+    }
+
+    #[test]
+    fn subset_clamps() {
+        let w = make_windows(&frame(6), &roles(), WindowSpec { input_len: 1, output_len: 1 }).unwrap();
+        assert_eq!(w.subset(3..99).n, 2);
+        assert_eq!(w.subset(9..12).n, 0);
+        assert_eq!(w.subset(1..2).first_target_row, vec![2]);
+    }
+}
