@@ -44,7 +44,7 @@ pub struct S3Args {
         long = "s3-bucket-allowlist",
         env = "S3_BUCKET_ALLOWLIST",
         value_delimiter = ',',
-        default_value = "processed-data,mlflow,model-promotion,inference-logs"
+        default_value = "raw-data,processed-data,mlflow,model-promotion,inference-logs"
     )]
     pub bucket_allowlist: Vec<String>,
     /// Objects larger than this many bytes are uploaded in 8 MiB parts.

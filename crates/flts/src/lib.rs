@@ -5,14 +5,21 @@
 //! - [`topics`]: `flts topics create|list` (bootstrap the pipeline's topics and
 //!   their DLQs, idempotently; the same code the docker-compose one-shot
 //!   service and `scripts/stack up` run).
+//! - [`status`]: consumer lag per stage and the current promotions.
+//! - [`submit`]: send a dataset to the preprocess stage.
+//! - [`dlq`]: list, show and replay dead-lettered records.
 
+use claim_check::{ClaimCheckStore, S3Args};
 use clap::{Parser, Subcommand};
 use kafka_utils::KafkaArgs;
 use kafka_utils::admin::TopicArgs;
 
+pub mod dlq;
+pub mod status;
+pub mod submit;
 pub mod topics;
 
-/// Operate an FLTS pipeline: topics, status, DLQ replay.
+/// Operate an FLTS pipeline: topics, status, submissions, DLQ replay.
 #[derive(Debug, Parser)]
 #[command(name = "flts", version, about)]
 pub struct Cli {
@@ -28,6 +35,22 @@ pub enum Command {
     /// Pipeline topics and their DLQs.
     #[command(subcommand)]
     Topics(TopicsCommand),
+    /// Lag of every stage's consumer group and the current promotion per dataset.
+    Status {
+        /// Consumer groups to show (default: every stage's default group).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Bucket of the promotion history.
+        #[arg(long, env = "PROMOTION_BUCKET", default_value = "model-promotion")]
+        promotion_bucket: String,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// Submit a dataset (local file or s3:// URI) to the preprocess stage.
+    Submit(submit::SubmitArgs),
+    /// Inspect and replay dead-lettered records.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
 }
 
 /// `flts topics ...`
@@ -39,11 +62,40 @@ pub enum TopicsCommand {
     List,
 }
 
+/// `flts dlq ...`
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List a DLQ's records with their error summary.
+    List(dlq::Filter),
+    /// Show one record's envelope and original payload.
+    Show {
+        /// DLQ topic.
+        #[arg(long)]
+        topic: String,
+        /// Partition of the record.
+        #[arg(long, default_value_t = 0)]
+        partition: i32,
+        /// Offset of the record.
+        #[arg(long)]
+        offset: i64,
+    },
+    /// Send records back to their original topic (dry run unless --execute).
+    Replay(dlq::ReplayArgs),
+}
+
 /// Run one CLI invocation.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let kafka = &cli.kafka;
     match cli.command {
-        Command::Topics(TopicsCommand::Create(args)) => topics::create(&cli.kafka, &args).await,
-        Command::Topics(TopicsCommand::List) => topics::list(&cli.kafka),
+        Command::Topics(TopicsCommand::Create(args)) => topics::create(kafka, &args).await,
+        Command::Topics(TopicsCommand::List) => topics::list(kafka),
+        Command::Status { groups, promotion_bucket, s3 } => {
+            status::run(kafka, &ClaimCheckStore::new(&s3), &groups, &promotion_bucket).await
+        }
+        Command::Submit(args) => submit::run(kafka, &ClaimCheckStore::new(&args.s3), &args).await,
+        Command::Dlq(DlqCommand::List(filter)) => dlq::list(kafka, &filter),
+        Command::Dlq(DlqCommand::Show { topic, partition, offset }) => dlq::show(kafka, &topic, partition, offset),
+        Command::Dlq(DlqCommand::Replay(args)) => dlq::replay(kafka, &args).await,
     }
 }
 

@@ -1,0 +1,288 @@
+//! `flts dlq list|show|replay`: inspect dead-lettered records and send them
+//! back once the cause is fixed.
+//!
+//! Replay reads a DLQ in its own consumer group (`flts-dlq-replay`, one per DLQ
+//! topic unless `--group` says otherwise) and commits after every record it
+//! re-sent, so an interrupted replay resumes where it stopped and a finished
+//! one does not send the same records again. Downstream consumers are
+//! idempotent, so even a record replayed twice has its effects once.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use contracts::DlqEnvelope;
+use kafka_utils::{KafkaArgs, Producer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Which DLQ records a command acts on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Filter {
+    /// DLQ topic, e.g. `DLQ-training-data`.
+    #[arg(long)]
+    pub topic: String,
+    /// Only this partition.
+    #[arg(long)]
+    pub partition: Option<i32>,
+    /// First DLQ offset to consider (inclusive).
+    #[arg(long)]
+    pub from_offset: Option<i64>,
+    /// Last DLQ offset to consider (inclusive).
+    #[arg(long)]
+    pub until_offset: Option<i64>,
+    /// Only records with this (original) key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only records of this dataset identifier.
+    #[arg(long)]
+    pub identifier: Option<String>,
+    /// Only records whose error kind (decode, permanent, retries_exhausted) or code matches.
+    #[arg(long)]
+    pub kind: Option<String>,
+}
+
+/// One DLQ record, decoded.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub partition: i32,
+    pub offset: i64,
+    pub envelope: DlqEnvelope,
+}
+
+impl Filter {
+    /// Short stable hash of the filter, naming its replay group.
+    fn hash(&self) -> String {
+        let text = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.partition, self.from_offset, self.until_offset, self.key, self.identifier, self.kind
+        );
+        claim_check::sha256_hex(text.as_bytes())[..12].to_string()
+    }
+
+    fn matches(&self, e: &Entry) -> bool {
+        let env = &e.envelope;
+        let key = kafka_utils::dlq::original_bytes(env).ok().and_then(|(k, _)| k);
+        self.partition.is_none_or(|p| p == e.partition)
+            && self.from_offset.is_none_or(|o| e.offset >= o)
+            && self.until_offset.is_none_or(|o| e.offset <= o)
+            && self.key.as_ref().is_none_or(|k| key.as_deref() == Some(k.as_bytes()))
+            && self.identifier.as_ref().is_none_or(|id| env.identifier.as_deref() == Some(id))
+            && self.kind.as_ref().is_none_or(|k| {
+                let kind = serde_json::to_value(env.error.kind).ok();
+                kind.as_ref().and_then(|v| v.as_str()) == Some(k) || env.error.code == *k
+            })
+    }
+}
+
+fn consumer(kafka: &KafkaArgs, group: &str) -> anyhow::Result<BaseConsumer> {
+    let mut cfg = kafka.client_config("flts-cli")?;
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    cfg.create().context("create consumer")
+}
+
+/// Read `topic` from the given start offsets to the end offsets of now.
+/// `start` None means the group's committed offset (or the beginning).
+fn read_to_end(consumer: &BaseConsumer, topic: &str, from_committed: bool) -> anyhow::Result<Vec<Entry>> {
+    let timeout = Duration::from_secs(10);
+    let meta = consumer.fetch_metadata(Some(topic), timeout).context("fetch metadata")?;
+    let Some(t) = meta.topics().iter().find(|t| t.name() == topic && t.error().is_none()) else {
+        bail!("topic {topic} does not exist");
+    };
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in t.partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).context("fetch watermarks")?;
+        let mut start = Offset::Offset(low);
+        if from_committed {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, p.id());
+            let committed = consumer.committed_offsets(tpl, timeout).context("fetch committed offsets")?;
+            if let Some(Offset::Offset(o)) = committed.elements().first().map(|e| e.offset()) {
+                start = Offset::Offset(o.max(low));
+            }
+        }
+        let start_value = match start {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        if start_value < high {
+            assignment.add_partition_offset(topic, p.id(), start)?;
+            ends.push((p.id(), high));
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return Ok(out);
+    }
+    consumer.assign(&assignment).context("assign partitions")?;
+    let mut done = vec![false; ends.len()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while done.iter().any(|d| !d) {
+        if std::time::Instant::now() > deadline {
+            bail!("timed out reading {topic}");
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let msg = msg.context("read DLQ")?;
+        let (partition, offset) = (msg.partition(), msg.offset());
+        if let Some(i) = ends.iter().position(|(p, _)| *p == partition) {
+            if offset + 1 >= ends[i].1 {
+                done[i] = true;
+            }
+            if offset >= ends[i].1 {
+                continue;
+            }
+        }
+        let envelope: DlqEnvelope = match msg.payload().map(contracts::decode::<DlqEnvelope>) {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
+                eprintln!("{topic}/{partition}@{offset}: not a DLQ envelope ({e}); skipped");
+                continue;
+            }
+            None => continue,
+        };
+        out.push(Entry { partition, offset, envelope });
+    }
+    out.sort_by_key(|e| (e.partition, e.offset));
+    Ok(out)
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let s = s.replace('\n', " ");
+    if s.chars().count() > max { format!("{}…", s.chars().take(max).collect::<String>()) } else { s }
+}
+
+/// `flts dlq list`
+pub fn list(kafka: &KafkaArgs, filter: &Filter) -> anyhow::Result<()> {
+    let c = consumer(kafka, "flts-dlq-inspect")?;
+    let entries = read_to_end(&c, &filter.topic, false)?;
+    println!(
+        "{:<4} {:<8} {:<25} {:<20} {:<18} {:<24} MESSAGE",
+        "PART", "OFFSET", "FAILED AT", "IDENTIFIER", "KIND", "CODE"
+    );
+    let mut shown = 0;
+    for e in entries.iter().filter(|e| filter.matches(e)) {
+        let env = &e.envelope;
+        let kind =
+            serde_json::to_value(env.error.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        println!(
+            "{:<4} {:<8} {:<25} {:<20} {:<18} {:<24} {}",
+            e.partition,
+            e.offset,
+            env.failed_at.format("%Y-%m-%d %H:%M:%S"),
+            one_line(env.identifier.as_deref().unwrap_or("-"), 20),
+            kind,
+            one_line(&env.error.code, 24),
+            one_line(&env.error.message, 100)
+        );
+        shown += 1;
+    }
+    println!("{shown} of {} records in {}", entries.len(), filter.topic);
+    Ok(())
+}
+
+/// `flts dlq show`
+pub fn show(kafka: &KafkaArgs, topic: &str, partition: i32, offset: i64) -> anyhow::Result<()> {
+    let c = consumer(kafka, "flts-dlq-inspect")?;
+    let entry = read_to_end(&c, topic, false)?
+        .into_iter()
+        .find(|e| e.partition == partition && e.offset == offset)
+        .with_context(|| format!("no DLQ record at {topic}/{partition}@{offset}"))?;
+    println!("{}", serde_json::to_string_pretty(&entry.envelope)?);
+    let (_, payload) = kafka_utils::dlq::original_bytes(&entry.envelope).context("decode original bytes")?;
+    match std::str::from_utf8(&payload) {
+        Ok(text) => println!("\noriginal payload ({} bytes):\n{text}", payload.len()),
+        Err(_) => println!("\noriginal payload: {} bytes of binary data", payload.len()),
+    }
+    Ok(())
+}
+
+/// Flags of `flts dlq replay`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub filter: Filter,
+    /// Send to this topic instead of each record's original topic.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Replace the payload with this file's bytes (a fixed copy); the filter
+    /// must then select exactly one record.
+    #[arg(long)]
+    pub payload_file: Option<std::path::PathBuf>,
+    /// Consumer group that records replay progress (default: one per DLQ topic
+    /// and filter, `flts-dlq-replay.<topic>.<filter hash>`, so rerunning the same
+    /// replay resumes it and a different filter starts from the beginning).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Really send. Without it, print what would be sent (dry run).
+    #[arg(long)]
+    pub execute: bool,
+}
+
+/// `flts dlq replay`
+pub async fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> {
+    let topic = &args.filter.topic;
+    let group = args.group.clone().unwrap_or_else(|| format!("flts-dlq-replay.{topic}.{}", args.filter.hash()));
+    let c = consumer(kafka, &group)?;
+    let pending = read_to_end(&c, topic, true)?;
+    let selected: Vec<&Entry> = pending.iter().filter(|e| args.filter.matches(e)).collect();
+    let fixed = match &args.payload_file {
+        Some(path) => {
+            if selected.len() != 1 {
+                bail!("--payload-file replaces one record's payload, but the filter selects {}", selected.len());
+            }
+            Some(std::fs::read(path).with_context(|| format!("read {}", path.display()))?)
+        }
+        None => None,
+    };
+    let producer = if args.execute { Some(Producer::new(kafka, "flts-cli").context("create producer")?) } else { None };
+    let mut sent = 0;
+    for e in &pending {
+        let chosen = selected.iter().any(|s| s.partition == e.partition && s.offset == e.offset);
+        if chosen {
+            let (key, original) = kafka_utils::dlq::original_bytes(&e.envelope).context("decode original bytes")?;
+            let payload = fixed.clone().unwrap_or(original);
+            let dest = args.to.clone().unwrap_or_else(|| e.envelope.original_topic.clone());
+            let what = format!(
+                "{topic}/{}@{} -> {dest} (key {:?}, {} bytes; was {}: {})",
+                e.partition,
+                e.offset,
+                key.as_deref().map(String::from_utf8_lossy),
+                payload.len(),
+                e.envelope.error.code,
+                one_line(&e.envelope.error.message, 80)
+            );
+            let Some(producer) = &producer else {
+                println!("would send {what}");
+                continue;
+            };
+            let origin = format!("{topic}/{}/{}", e.partition, e.offset);
+            producer
+                .send_bytes(&dest, key.as_deref(), &payload, &[("flts-replayed-from", origin.as_bytes())])
+                .await
+                .with_context(|| format!("send {what}"))?;
+            println!("sent {what}");
+            sent += 1;
+        }
+        if producer.is_some() {
+            // Progress is committed per record (replayed or filtered out) so a
+            // rerun continues after it.
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, e.partition, Offset::Offset(e.offset + 1))?;
+            c.commit(&tpl, CommitMode::Sync).context("commit replay progress")?;
+        }
+    }
+    if args.execute {
+        println!("{sent} records replayed from {topic}; progress committed in group {group}");
+    } else {
+        println!(
+            "dry run: {} of {} pending records would be replayed (add --execute to send)",
+            selected.len(),
+            pending.len()
+        );
+    }
+    Ok(())
+}
