@@ -1,0 +1,181 @@
+//! The Prophet benchmark of docs/benchmarks.md ("## Prophet"): El Born, one model per target, this crate
+//! against Python Prophet on the same data and settings, in one run.
+//!
+//! ```sh
+//! cargo run --release -p prophet-model --example bench_elborn [-- --no-python]
+//! ```
+//!
+//! Reads `/work/shared/data/ElBorn.csv` (train) and `ElBorn_test.csv` (test) at run time (override with
+//! `FLTS_ELBORN_TRAIN` / `FLTS_ELBORN_TEST`; the data has no licence, so it never enters the repository).
+//! Fits all targets on 1 and on 2 threads, forecasts the whole test period from the end of training, then
+//! runs `scripts/bench_prophet.py` with `FLTS_BENCH_PYTHON` (default `~/.cache/flts/bench-venv/bin/python`)
+//! and prints a Markdown table. Errors are scored on test rows 10.. (the rows every FLTS model is scored on,
+//! `input_len` = 10), in original units.
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use chrono::NaiveDateTime;
+use prophet_model::{FittedSet, Fitter, ProphetConfig};
+
+const TARGETS: [&str; 5] = ["rnti_count", "rb_down", "rb_up", "down", "up"];
+/// First scored test row (the data contract's `input_len`).
+const FIRST_SCORED_ROW: usize = 10;
+
+/// Timestamps (ms) and the target columns of one El Born CSV.
+struct Table {
+    timestamps_ms: Vec<i64>,
+    columns: Vec<(String, Vec<f64>)>,
+}
+
+fn read_csv(path: &str) -> Result<Table, Box<dyn Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().ok_or(format!("{path}: empty"))?.split(',').collect();
+    let index_of = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("{path}: no column {name}"));
+    let time_col = index_of("time")?;
+    let target_cols = TARGETS.iter().map(|t| index_of(t)).collect::<Result<Vec<_>, _>>()?;
+    let mut table =
+        Table { timestamps_ms: Vec::new(), columns: TARGETS.iter().map(|t| (t.to_string(), Vec::new())).collect() };
+    for (row, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let cell = |i: usize| cells.get(i).copied().ok_or(format!("{path}: row {row} is short"));
+        let time = NaiveDateTime::parse_from_str(cell(time_col)?, "%Y-%m-%d %H:%M:%S")?;
+        table.timestamps_ms.push(time.and_utc().timestamp_millis());
+        for (column, i) in table.columns.iter_mut().zip(&target_cols) {
+            let value = cell(*i)?.parse::<f64>().map_err(|e| format!("{path}: row {row} {}: {e}", column.0))?;
+            column.1.push(value);
+        }
+    }
+    Ok(table)
+}
+
+/// (RMSE, MAE) of `forecast` against `actual` on the scored rows.
+fn errors(forecast: &[f64], actual: &[f64]) -> (f64, f64) {
+    let pairs: Vec<(f64, f64)> = forecast.iter().zip(actual).skip(FIRST_SCORED_ROW).map(|(f, a)| (*f, *a)).collect();
+    let n = pairs.len() as f64;
+    let mse = pairs.iter().map(|(f, a)| (f - a).powi(2)).sum::<f64>() / n;
+    let mae = pairs.iter().map(|(f, a)| (f - a).abs()).sum::<f64>() / n;
+    (mse.sqrt(), mae)
+}
+
+/// RMS of the difference of two forecasts relative to the RMS of the second, over the whole test period.
+fn relative_difference(ours: &[f64], theirs: &[f64]) -> f64 {
+    let diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
+    let size = theirs.iter().map(|b| b * b).sum::<f64>();
+    (diff / size).sqrt()
+}
+
+fn config() -> ProphetConfig {
+    // The Python system's settings. Its US holidays have no date between 2018-03-28 and 2018-04-04.
+    ProphetConfig {
+        n_changepoints: 50,
+        changepoint_prior_scale: 0.1,
+        seasonality_prior_scale: 20.0,
+        holidays_prior_scale: 10.0,
+        ..ProphetConfig::default()
+    }
+}
+
+struct PythonRun {
+    version: String,
+    wall_s: f64,
+    fit_s: Vec<f64>,
+    yhat: Vec<Vec<f64>>,
+}
+
+fn run_python(train: &str, test: &str) -> Result<PythonRun, Box<dyn Error>> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let python = std::env::var("FLTS_BENCH_PYTHON").unwrap_or(format!("{home}/.cache/flts/bench-venv/bin/python"));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_prophet.py");
+    let started = Instant::now();
+    let output = Command::new(&python)
+        .arg(&script)
+        .args(["--train", train, "--test", test, "--targets", &TARGETS.join(",")])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{python}: {e}"))?;
+    let wall_s = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        return Err(format!("{} failed: {}", script.display(), output.status).into());
+    }
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let mut run = PythonRun {
+        version: json["prophet_version"].as_str().unwrap_or("?").to_string(),
+        wall_s,
+        fit_s: Vec::new(),
+        yhat: Vec::new(),
+    };
+    for target in TARGETS {
+        let result = &json["targets"][target];
+        run.fit_s.push(result["fit_s"].as_f64().ok_or(format!("no fit_s for {target}"))?);
+        let yhat = result["yhat"].as_array().ok_or(format!("no yhat for {target}"))?;
+        run.yhat.push(yhat.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect());
+    }
+    Ok(run)
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let with_python = !std::env::args().any(|a| a == "--no-python");
+    let train_path = std::env::var("FLTS_ELBORN_TRAIN").unwrap_or("/work/shared/data/ElBorn.csv".into());
+    let test_path = std::env::var("FLTS_ELBORN_TEST").unwrap_or("/work/shared/data/ElBorn_test.csv".into());
+    let train = read_csv(&train_path)?;
+    let test = read_csv(&test_path)?;
+    let cfg = config();
+
+    let started = Instant::now();
+    let fitter = Fitter::new()?;
+    let init_s = started.elapsed().as_secs_f64();
+
+    let mut fit_s = Vec::new();
+    let mut fitted: Option<FittedSet> = None;
+    for threads in [1, 2] {
+        let started = Instant::now();
+        fitted = Some(fitter.fit_all(&cfg, &train.timestamps_ms, &train.columns, threads)?);
+        fit_s.push(started.elapsed().as_secs_f64());
+        eprintln!("rust: {} targets on {threads} thread(s): {:.2} s", TARGETS.len(), fit_s[fit_s.len() - 1]);
+    }
+    let fitted = fitted.ok_or("no fit")?;
+    let started = Instant::now();
+    let forecasts = fitted.predict(&test.timestamps_ms)?;
+    let predict_s = started.elapsed().as_secs_f64();
+
+    let python = if with_python { Some(run_python(&train_path, &test_path)?) } else { None };
+
+    println!(
+        "Train {} rows, test {} rows (scored from row {FIRST_SCORED_ROW}).",
+        train.timestamps_ms.len(),
+        test.timestamps_ms.len()
+    );
+    println!();
+    println!("| | Rust (prophet-model) | Python prophet {} |", python.as_ref().map_or("-", |p| p.version.as_str()));
+    println!("|---|---|---|");
+    println!("| optimizer start-up | {init_s:.2} s | - |");
+    let py_fit: Option<f64> = python.as_ref().map(|p| p.fit_s.iter().sum());
+    let py_cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} s"));
+    println!("| fit, all targets, 1 thread | {:.2} s | {} (sequential, fits only) |", fit_s[0], py_cell(py_fit));
+    println!("| fit, all targets, 2 threads | {:.2} s | - |", fit_s[1]);
+    println!("| forecast test period, all targets (1000 interval draws) | {predict_s:.2} s | - |");
+    println!("| whole Python run (start-up, fits, forecasts) | - | {} |", py_cell(python.as_ref().map(|p| p.wall_s)));
+    println!();
+    println!("| target | Rust RMSE | Python RMSE | Rust MAE | Python MAE | forecast difference (relative RMS) |");
+    println!("|---|---|---|---|---|---|");
+    for (i, (name, actual)) in test.columns.iter().enumerate() {
+        let (rmse, mae) = errors(&forecasts[i].yhat, actual);
+        let (py_rmse, py_mae, diff) = match &python {
+            Some(p) => {
+                let (r, m) = errors(&p.yhat[i], actual);
+                (
+                    format!("{r:.6e}"),
+                    format!("{m:.6e}"),
+                    format!("{:.2e}", relative_difference(&forecasts[i].yhat, &p.yhat[i])),
+                )
+            }
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!("| {name} | {rmse:.6e} | {py_rmse} | {mae:.6e} | {py_mae} | {diff} |");
+    }
+    Ok(())
+}

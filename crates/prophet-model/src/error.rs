@@ -1,0 +1,51 @@
+//! [`ProphetError`]: what can go wrong fitting, saving, loading or forecasting.
+
+/// A Prophet fit, load or forecast failed.
+///
+/// No variant is retryable: each comes from the input data, the config or the saved model (or a bug), so
+/// the same call fails the same way again. [`ProphetError::is_retryable`] says so for callers that route
+/// errors by that question.
+#[derive(Debug, thiserror::Error)]
+pub enum ProphetError {
+    /// A config field is out of range; the message names it.
+    #[error("invalid Prophet config: {0}")]
+    InvalidConfig(String),
+    /// The input as a whole is unusable: timestamps not strictly increasing, a target name twice.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A target's values do not line up with the timestamps.
+    #[error("target `{target}`: {values} values for {timestamps} timestamps")]
+    LengthMismatch { target: String, values: usize, timestamps: usize },
+    /// Too little history to fit.
+    #[error("target `{target}`: {rows} rows, Prophet needs at least {needed} with these settings")]
+    TooFewRows { target: String, rows: usize, needed: usize },
+    /// NaN or infinity in a target (the data contract forbids both after preprocessing).
+    #[error("target `{target}`: value at row {row} is {value}; NaN and infinity are not allowed")]
+    NonFinite { target: String, row: usize, value: f64 },
+    /// augurs-prophet or its Stan optimizer rejected the data or failed to converge.
+    #[error("target `{target}`: Prophet fit failed: {source}")]
+    Fit {
+        target: String,
+        #[source]
+        source: augurs_prophet::Error,
+    },
+    /// The embedded Stan model could not be compiled to machine code.
+    #[error("could not start the Stan optimizer: {0}")]
+    OptimizerInit(String),
+    /// augurs-prophet built a model this crate cannot describe: a bug here or a changed augurs-prophet.
+    #[error("internal error (a bug): {0}")]
+    Internal(String),
+    /// The fitted model does not have the shape this crate writes (corrupt or foreign JSON).
+    #[error("invalid saved Prophet model: {0}")]
+    InvalidModel(String),
+    /// The JSON is not a saved Prophet model.
+    #[error("Prophet model JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl ProphetError {
+    /// Whether the same call may succeed later: never (see the type's docs).
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}

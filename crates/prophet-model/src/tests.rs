@@ -1,0 +1,255 @@
+//! Fits on synthetic series with known answers. One [`Fitter`] (6 s to create in a debug build) serves every
+//! test. Fits are not bit-reproducible, so results are checked against tolerances.
+
+use std::f64::consts::TAU;
+use std::sync::OnceLock;
+
+use augurs_prophet::{PredictionData, Prophet};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+use crate::fit::RecordingOptimizer;
+use crate::model::FORMAT_VERSION;
+use crate::*;
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// Monday 2024-01-01 00:00 UTC.
+const START_MS: i64 = 1_704_067_200_000;
+
+fn fitter() -> &'static Fitter {
+    static FITTER: OnceLock<Fitter> = OnceLock::new();
+    FITTER.get_or_init(|| Fitter::new().expect("the embedded Stan model compiles"))
+}
+
+/// `n` timestamps `step_ms` apart from [`START_MS`], and each one's age in days.
+fn timeline(n: usize, step_ms: i64) -> (Vec<i64>, Vec<f64>) {
+    let ms: Vec<i64> = (0..n as i64).map(|i| START_MS + i * step_ms).collect();
+    let days = ms.iter().map(|t| (t - START_MS) as f64 / DAY_MS as f64).collect();
+    (ms, days)
+}
+
+/// Standard normal noise, the same on every run.
+fn noise(n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let normal = Normal::new(0.0, 1.0).expect("valid normal");
+    (0..n).map(|_| normal.sample(&mut rng)).collect()
+}
+
+/// Trend rising 2 per day for 28 days, then falling 1 per day.
+fn true_trend(day: f64) -> f64 {
+    if day < 28.0 { 500.0 + 2.0 * day } else { 556.0 - (day - 28.0) }
+}
+
+/// The hourly series the recovery tests use: 8 weeks of trend with a changepoint at day 28, daily sine of
+/// amplitude 10 and weekly cosine of amplitude 5, plus unit noise.
+fn additive_series() -> (Vec<i64>, Vec<f64>) {
+    let (ms, days) = timeline(56 * 24, HOUR_MS);
+    let eps = noise(ms.len(), 1);
+    let y = days
+        .iter()
+        .zip(eps)
+        .map(|(d, e)| true_trend(*d) + 10.0 * (TAU * d).sin() + 5.0 * (TAU * d / 7.0).cos() + e)
+        .collect();
+    (ms, y)
+}
+
+fn seconds(ms: &[i64]) -> Vec<i64> {
+    ms.iter().map(|t| t / 1000).collect()
+}
+
+/// The trend of a fitted target at `day` days after [`START_MS`], original units.
+fn fitted_trend(target: &FittedTarget, day: f64) -> f64 {
+    let seconds = (START_MS / 1000) as f64 + day * 86_400.0;
+    target.scaled_trend((seconds - target.t_start_s as f64) / target.t_span_s) * target.y_scale
+}
+
+/// Half the peak-to-peak range of one seasonality's contribution over `days` days (sampled every 10 min).
+/// Additive contributions are in original units, multiplicative ones relative to the trend.
+fn amplitude(target: &FittedTarget, seasonality: &str, days: i64) -> f64 {
+    let values: Vec<f64> = (0..days * 144)
+        .map(|i| {
+            let s = START_MS / 1000 + i * 600;
+            let mut sum = 0.0;
+            for c in &target.columns {
+                if matches!(&c.feature, Feature::Fourier { seasonality: name, .. } if name == seasonality) {
+                    let unit = if c.mode == SeasonalityMode::Additive { target.y_scale } else { 1.0 };
+                    sum += c.beta * c.feature.value(s) * unit;
+                }
+            }
+            sum
+        })
+        .collect();
+    let max = values.iter().copied().fold(f64::MIN, f64::max);
+    let min = values.iter().copied().fold(f64::MAX, f64::min);
+    (max - min) / 2.0
+}
+
+/// Our forecast from the saved parameters against augurs' own forecast from its fitted model.
+fn assert_matches_augurs(prophet: &Prophet<RecordingOptimizer>, target: &FittedTarget, times_ms: &[i64]) {
+    let theirs = prophet.predict(PredictionData::new(seconds(times_ms))).expect("augurs forecasts").yhat.point;
+    let set =
+        FittedSet { format_version: FORMAT_VERSION, config: ProphetConfig::default(), targets: vec![target.clone()] };
+    let ours = &set.predict(times_ms).expect("valid model")[0].yhat;
+    let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs() / b.abs().max(1e-9)).fold(0.0, f64::max);
+    assert!(worst <= 1e-9, "largest relative difference to augurs: {worst:e}");
+}
+
+#[test]
+fn fit_recovers_trend_changepoint_and_seasonal_amplitudes() {
+    let (ms, y) = additive_series();
+    let cfg = ProphetConfig::default();
+    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y).expect("fit");
+
+    let slope_before = (fitted_trend(&target, 24.0) - fitted_trend(&target, 4.0)) / 20.0;
+    let slope_after = (fitted_trend(&target, 54.0) - fitted_trend(&target, 34.0)) / 20.0;
+    assert!((slope_before - 2.0).abs() < 0.05, "slope before the changepoint {slope_before}, expected 2 +- 0.05");
+    assert!((slope_after + 1.0).abs() < 0.05, "slope after the changepoint {slope_after}, expected -1 +- 0.05");
+
+    let daily = amplitude(&target, "daily", 1);
+    let weekly = amplitude(&target, "weekly", 7);
+    assert!((daily - 10.0).abs() < 0.3, "daily amplitude {daily}, expected 10 +- 0.3");
+    assert!((weekly - 5.0).abs() < 0.25, "weekly amplitude {weekly}, expected 5 +- 0.25");
+
+    // In-sample and two weeks ahead, our formula on the saved parameters is augurs' forecast.
+    let (ahead, _) = timeline(70 * 24, HOUR_MS);
+    assert_matches_augurs(&prophet, &target, &ahead);
+}
+
+#[test]
+fn intervals_agree_with_augurs_simulation() {
+    let (ms, y) = additive_series();
+    let cfg = ProphetConfig::default();
+    let (mut prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y).expect("fit");
+    prophet.opts_mut().uncertainty_samples = 1000;
+    let future: Vec<i64> = (0..14 * 24).map(|h| START_MS + 56 * DAY_MS + h * HOUR_MS).collect();
+    let theirs = prophet.predict(PredictionData::new(seconds(&future))).expect("augurs forecasts").yhat;
+    let (Some(their_lower), Some(their_upper)) = (theirs.lower, theirs.upper) else {
+        panic!("augurs returned no interval");
+    };
+    let set = FittedSet { format_version: FORMAT_VERSION, config: cfg, targets: vec![target] };
+    let ours = &set.predict(&future).expect("valid model")[0];
+    // Both are simulations with different random numbers: compare the bands, not the draws.
+    for i in (0..future.len()).step_by(24) {
+        let width = their_upper[i] - their_lower[i];
+        assert!((ours.lower[i] - their_lower[i]).abs() < 0.1 * width, "lower at hour {i}");
+        assert!((ours.upper[i] - their_upper[i]).abs() < 0.1 * width, "upper at hour {i}");
+    }
+}
+
+#[test]
+fn multiplicative_mode_recovers_relative_amplitude() {
+    // Trend 100 -> 300 over 3 weeks; the daily cycle is +-30 % of it.
+    let (ms, days) = timeline(21 * 24, HOUR_MS);
+    let eps = noise(ms.len(), 2);
+    let y: Vec<f64> =
+        days.iter().zip(eps).map(|(d, e)| (100.0 + 200.0 * d / 21.0) * (1.0 + 0.3 * (TAU * d).sin()) + e).collect();
+    let cfg = ProphetConfig { seasonality_mode: SeasonalityMode::Multiplicative, ..Default::default() };
+    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y).expect("fit");
+
+    assert!(target.columns.iter().all(|c| c.mode == SeasonalityMode::Multiplicative));
+    let daily = amplitude(&target, "daily", 1);
+    assert!((daily - 0.3).abs() < 0.015, "relative daily amplitude {daily}, expected 0.3 +- 0.015");
+    let slope = (fitted_trend(&target, 18.0) - fitted_trend(&target, 3.0)) / 15.0;
+    assert!((slope - 200.0 / 21.0).abs() < 0.1, "slope {slope}, expected 9.52 +- 0.1");
+    let (ahead, _) = timeline(28 * 24, HOUR_MS);
+    assert_matches_augurs(&prophet, &target, &ahead);
+}
+
+#[test]
+fn holidays_and_custom_seasonalities_are_fitted_and_forecast() {
+    // 2-minute samples over 10 days, a 12-hour cycle, and +50 on two holidays (days 3 and 7).
+    let (ms, days) = timeline(10 * 720, 120_000);
+    let eps = noise(ms.len(), 3);
+    let y: Vec<f64> = days
+        .iter()
+        .zip(eps)
+        .map(|(d, e)| {
+            let holiday = if d.floor() == 3.0 || d.floor() == 7.0 { 50.0 } else { 0.0 };
+            1000.0 + 8.0 * (TAU * d * 2.0).sin() + holiday + e
+        })
+        .collect();
+    let cfg = ProphetConfig {
+        daily_seasonality: SeasonalitySwitch::Off,
+        custom_seasonalities: vec![CustomSeasonality { name: "half_day".into(), period_days: 0.5, fourier_order: 2 }],
+        holidays: vec![HolidaySpec {
+            name: "fiesta".into(),
+            dates: vec!["2024-01-04".into(), "2024-01-08".into(), "2024-01-12".into()],
+        }],
+        ..Default::default()
+    };
+    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y).expect("fit");
+
+    let holiday = target
+        .columns
+        .iter()
+        .find(|c| matches!(c.feature, Feature::Holiday { .. }))
+        .map(|c| c.beta * target.y_scale)
+        .expect("a holiday column");
+    assert!((holiday - 50.0).abs() < 2.5, "holiday effect {holiday}, expected 50 +- 2.5");
+    let half_day = amplitude(&target, "half_day", 1);
+    assert!((half_day - 8.0).abs() < 0.4, "12-hour amplitude {half_day}, expected 8 +- 0.4");
+    // The forecast covers the third, future holiday (day 11).
+    let (ahead, _) = timeline(13 * 720, 120_000);
+    assert_matches_augurs(&prophet, &target, &ahead);
+}
+
+#[test]
+fn json_round_trip_forecasts_identically_and_keeps_target_order() {
+    // Three days of 2-minute samples, three targets fitted on two threads.
+    let (ms, days) = timeline(3 * 720, 120_000);
+    let targets: Vec<(String, Vec<f64>)> = ["down", "up", "rnti_count"]
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let scale = 10f64.powi(k as i32 * 3);
+            let eps = noise(ms.len(), 10 + k as u64);
+            let y = days.iter().zip(eps).map(|(d, e)| scale * (5.0 + d + (TAU * d).sin() + 0.1 * e)).collect();
+            (name.to_string(), y)
+        })
+        .collect();
+    let fitted = fitter().fit_all(&ProphetConfig::default(), &ms, &targets, 2).expect("fit");
+    let names: Vec<&str> = fitted.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["down", "up", "rnti_count"]);
+
+    let future: Vec<i64> = (0..360).map(|i| START_MS + 3 * DAY_MS + i * 120_000).collect();
+    let here = fitted.predict(&future).expect("forecast");
+    let loaded = FittedSet::from_json(&fitted.to_json()).expect("load");
+    assert_eq!(loaded, fitted);
+    assert_eq!(loaded.predict(&future).expect("forecast"), here);
+    // Sanity: a half-day-ahead forecast of a clean series is close to the truth.
+    let truth = 1000.0 * (5.0 + 3.25 + (TAU * 3.25).sin());
+    let rel = (here[1].yhat[180] - truth).abs() / truth;
+    assert!(rel < 0.02, "forecast {} vs truth {truth}", here[1].yhat[180]);
+}
+
+#[test]
+fn bad_input_errors_name_the_target() {
+    let cfg = ProphetConfig::default();
+    let (ms, _) = timeline(100, HOUR_MS);
+    let ok = vec![1.0; 100];
+    let fit = |targets: Vec<(&str, Vec<f64>)>, ms: &[i64]| {
+        let targets: Vec<(String, Vec<f64>)> = targets.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+        fitter().fit_all(&cfg, ms, &targets, 1).expect_err("bad input").to_string()
+    };
+
+    let mut with_nan = ok.clone();
+    with_nan[42] = f64::NAN;
+    let err = fit(vec![("down", ok.clone()), ("up", with_nan)], &ms);
+    assert!(err.contains("target `up`") && err.contains("row 42") && err.contains("NaN"), "{err}");
+
+    let err = fit(vec![("rb_down", vec![1.0])], &ms[..1]);
+    assert!(err.contains("target `rb_down`: 1 rows") && err.contains("at least 2"), "{err}");
+
+    let err = fit(vec![("down", ok.clone()), ("rb_up", vec![1.0; 99])], &ms);
+    assert!(err.contains("target `rb_up`: 99 values for 100 timestamps"), "{err}");
+
+    let mut shuffled = ms.clone();
+    shuffled.swap(5, 6);
+    let err = fit(vec![("down", ok.clone())], &shuffled);
+    assert!(err.contains("rows 5 and 6"), "{err}");
+
+    let err = fit(vec![("down", ok.clone()), ("down", ok)], &ms);
+    assert!(err.contains("target `down` is given twice"), "{err}");
+}
