@@ -118,6 +118,19 @@ impl Scaler {
         Ok(Frame { timestamps: frame.timestamps.clone(), columns })
     }
 
+    /// [`Scaler::transform`] without a copy: scale the known columns of `frame` in place.
+    pub fn transform_in_place(&self, frame: &mut Frame) -> Result<(), SeriesError> {
+        for c in &self.columns {
+            frame.require(&c.name)?;
+        }
+        for col in &mut frame.columns {
+            if let Some(s) = self.columns.iter().find(|c| c.name == col.name) {
+                col.values.iter_mut().for_each(|x| *x = (*x - s.offset) / s.scale);
+            }
+        }
+        Ok(())
+    }
+
     /// `(x - offset) / scale` for column `name`.
     pub fn scale_value(&self, name: &str, x: f64) -> Result<f64, SeriesError> {
         let c = self.entry(name)?;
@@ -203,6 +216,9 @@ mod tests {
         assert_eq!(t.column("flat").unwrap(), &[0.0; 4]);
         assert_eq!(t.column("hour_sin").unwrap(), frame().column("hour_sin").unwrap());
         assert_eq!(t.column("extra").unwrap(), &[7.0; 4], "unknown columns are kept");
+        let mut in_place = frame();
+        s.transform_in_place(&mut in_place).unwrap();
+        assert_eq!(in_place, t);
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub fn make_windows(frame: &Frame, roles: &Roles, spec: WindowSpec) -> Result<Wi
     spec.check_rows(frame.len())?;
     let targets = roles.target_feature_index()?;
     let features: Vec<&[f64]> = roles.features.iter().map(|f| frame.require(f)).collect::<Result<_, _>>()?;
+    let target_cols: Vec<&[f64]> = targets.iter().map(|&t| features[t]).collect();
     let (nf, nt) = (features.len(), targets.len());
     let n = frame.len() - spec.rows() + 1;
     let mut x = Vec::with_capacity(n * spec.input_len * nf);
@@ -75,7 +76,7 @@ pub fn make_windows(frame: &Frame, roles: &Roles, spec: WindowSpec) -> Result<Wi
             x.extend(features.iter().map(|col| col[row] as f32));
         }
         for row in w + spec.input_len..w + spec.rows() {
-            y.extend(targets.iter().map(|&t| features[t][row] as f32));
+            y.extend(target_cols.iter().map(|col| col[row] as f32));
         }
     }
     Ok(Windows {

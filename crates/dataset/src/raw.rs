@@ -1,0 +1,492 @@
+//! Raw input: CSV (with a header line) or Parquet bytes with a timestamp
+//! column and numeric columns, turned into a [`Frame`] as found (unsorted,
+//! gaps and blanks kept as NaN; cleaning is the caller's job).
+//!
+//! CSV is read by polars with inferred types; when a value does not fit the
+//! inferred type, the file is read again as text and every value is parsed
+//! here, so that the error can name the row and column.
+
+use std::io::Cursor;
+
+use polars::prelude::{
+    Column as PlColumn, CsvParseOptions, CsvReadOptions, DataFrame, DataType, Float64Chunked, Int64Chunked, IntoColumn,
+    ParquetCompression, ParquetReader, ParquetWriter, PlSmallStr, SerReader, TimeUnit,
+};
+use series::{Column, Frame};
+
+use crate::error::{DatasetError, Row};
+use crate::timestamp::{TimestampUnit, parse_iso, parse_with_format};
+
+/// Rows polars looks at to infer CSV column types.
+const INFER_ROWS: usize = 10_000;
+
+/// The two input formats, told apart by Parquet's magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawFormat {
+    Csv,
+    Parquet,
+}
+
+impl RawFormat {
+    /// Parquet when the bytes start with `PAR1`, CSV otherwise.
+    pub fn detect(bytes: &[u8]) -> RawFormat {
+        if bytes.starts_with(b"PAR1") { RawFormat::Parquet } else { RawFormat::Csv }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RawFormat::Csv => "CSV",
+            RawFormat::Parquet => "Parquet",
+        }
+    }
+}
+
+/// What to read from a raw file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawOptions {
+    /// The timestamp column.
+    pub timestamp_column: String,
+    /// Numeric columns to read, in this order; `None` reads every other column.
+    pub columns: Option<Vec<String>>,
+    /// A chrono `strftime` format for text timestamps; `None` accepts ISO 8601
+    /// (`2018-03-28 15:56:00`, `...T...Z`, offsets) and epoch numbers.
+    pub timestamp_format: Option<String>,
+    /// Unit of epoch-number timestamps; `None` guesses from the magnitude.
+    pub timestamp_unit: Option<TimestampUnit>,
+    /// CSV field separator.
+    pub separator: u8,
+}
+
+impl Default for RawOptions {
+    fn default() -> Self {
+        RawOptions {
+            timestamp_column: "timestamp".into(),
+            columns: None,
+            timestamp_format: None,
+            timestamp_unit: None,
+            separator: b',',
+        }
+    }
+}
+
+/// Read a raw CSV or Parquet file (`file` names it in errors).
+pub fn read_raw(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, DatasetError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(DatasetError::EmptyFile { file: file.into() });
+    }
+    let format = RawFormat::detect(bytes);
+    let available = match format {
+        RawFormat::Csv => csv_header(bytes, opts.separator),
+        RawFormat::Parquet => parquet_columns(file, bytes)?,
+    };
+    let wanted = select_columns(file, &available, opts)?;
+    let reader = Reader { file, format, opts };
+    let df = match format {
+        RawFormat::Csv => reader.csv(bytes, &wanted, false).or_else(|first| {
+            // A value that does not fit the inferred type: read as text, parse here.
+            reader.csv(bytes, &wanted, true).map_err(|_| first)
+        })?,
+        RawFormat::Parquet => reader.parquet(bytes, &wanted)?,
+    };
+    if df.height() == 0 {
+        return Err(DatasetError::NoRows { file: file.into() });
+    }
+    let mut df = df;
+    // Columns leave the polars frame one by one, so only one exists twice at a time.
+    let mut take = |name: &str| df.drop_in_place(name).map_err(|e| reader.read_error(e));
+    let timestamps = reader.timestamps(&take(&opts.timestamp_column)?)?;
+    let mut columns = Vec::with_capacity(wanted.len() - 1);
+    for name in &wanted[1..] {
+        columns.push(Column { name: name.clone(), values: reader.numbers(&take(name)?)? });
+    }
+    Ok(Frame::new(timestamps, columns)?)
+}
+
+/// Column names from the CSV header line (quotes and a BOM stripped).
+fn csv_header(bytes: &[u8], separator: u8) -> Vec<String> {
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    line.trim_start_matches('\u{feff}')
+        .trim_end_matches('\r')
+        .split(separator as char)
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .collect()
+}
+
+fn parquet_columns(file: &str, bytes: &[u8]) -> Result<Vec<String>, DatasetError> {
+    let schema = ParquetReader::new(Cursor::new(bytes)).schema().map_err(|e| DatasetError::Read {
+        file: file.into(),
+        format: "Parquet",
+        message: e.to_string(),
+    })?;
+    Ok(schema.iter_names().map(|n| n.to_string()).collect())
+}
+
+/// The timestamp column first, then the numeric columns, all checked to exist.
+fn select_columns(file: &str, available: &[String], opts: &RawOptions) -> Result<Vec<String>, DatasetError> {
+    let missing = |column: &str| DatasetError::MissingColumn {
+        file: file.into(),
+        column: column.into(),
+        available: available.to_vec(),
+    };
+    if !available.contains(&opts.timestamp_column) {
+        return Err(missing(&opts.timestamp_column));
+    }
+    let mut wanted = vec![opts.timestamp_column.clone()];
+    match &opts.columns {
+        Some(cols) => {
+            for c in cols {
+                if !available.contains(c) {
+                    return Err(missing(c));
+                }
+                if !wanted.contains(c) {
+                    wanted.push(c.clone());
+                }
+            }
+        }
+        None => wanted.extend(available.iter().filter(|c| **c != opts.timestamp_column).cloned()),
+    }
+    Ok(wanted)
+}
+
+/// How text timestamps of one file are parsed (chosen from its first value).
+enum TextTs {
+    Format(String),
+    Iso,
+    Epoch(TimestampUnit),
+}
+
+struct Reader<'a> {
+    file: &'a str,
+    format: RawFormat,
+    opts: &'a RawOptions,
+}
+
+impl Reader<'_> {
+    fn row(&self, index: usize) -> Row {
+        Row { index, csv: self.format == RawFormat::Csv }
+    }
+
+    fn read_error(&self, e: impl ToString) -> DatasetError {
+        DatasetError::Read { file: self.file.into(), format: self.format.name(), message: e.to_string() }
+    }
+
+    fn bad_ts(&self, index: usize, problem: String) -> DatasetError {
+        DatasetError::BadTimestamp {
+            file: self.file.into(),
+            row: self.row(index),
+            column: self.opts.timestamp_column.clone(),
+            problem,
+        }
+    }
+
+    fn csv(&self, bytes: &[u8], wanted: &[String], as_text: bool) -> Result<DataFrame, DatasetError> {
+        let columns: std::sync::Arc<[PlSmallStr]> = wanted.iter().map(|c| PlSmallStr::from(c.as_str())).collect();
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_columns(Some(columns))
+            .with_infer_schema_length(Some(if as_text { 0 } else { INFER_ROWS }))
+            .with_parse_options(CsvParseOptions::default().with_separator(self.opts.separator))
+            .into_reader_with_file_handle(Cursor::new(bytes))
+            .finish()
+            .map_err(|e| self.read_error(e))
+    }
+
+    fn parquet(&self, bytes: &[u8], wanted: &[String]) -> Result<DataFrame, DatasetError> {
+        ParquetReader::new(Cursor::new(bytes))
+            .with_columns(Some(wanted.to_vec()))
+            .finish()
+            .map_err(|e| self.read_error(e))
+    }
+
+    fn unsupported(&self, col: &PlColumn, expected: &'static str) -> DatasetError {
+        DatasetError::UnsupportedType {
+            file: self.file.into(),
+            column: col.name().to_string(),
+            dtype: col.dtype().to_string(),
+            expected,
+        }
+    }
+
+    /// Milliseconds since the epoch for every row; a missing or unparseable
+    /// timestamp is an error at its row.
+    fn timestamps(&self, col: &PlColumn) -> Result<Vec<i64>, DatasetError> {
+        let empty = |i| self.bad_ts(i, "empty timestamp".into());
+        match col.dtype() {
+            DataType::String => self.text_timestamps(col),
+            DataType::Datetime(tu, _) => {
+                let per_ms = match tu {
+                    TimeUnit::Nanoseconds => TimestampUnit::Nanos,
+                    TimeUnit::Microseconds => TimestampUnit::Micros,
+                    TimeUnit::Milliseconds => TimestampUnit::Millis,
+                };
+                let phys = col.to_physical_repr();
+                let ca = phys.i64().map_err(|e| self.read_error(e))?;
+                ca.iter().enumerate().map(|(i, v)| v.map(|v| per_ms.int_to_ms(v)).ok_or_else(|| empty(i))).collect()
+            }
+            DataType::Date => {
+                let phys = col.to_physical_repr();
+                let ca = phys.i32().map_err(|e| self.read_error(e))?;
+                ca.iter().enumerate().map(|(i, v)| v.map(|d| d as i64 * 86_400_000).ok_or_else(|| empty(i))).collect()
+            }
+            dt if dt.is_integer() => {
+                let cast = col.cast(&DataType::Int64).map_err(|e| self.read_error(e))?;
+                let ca = cast.i64().map_err(|e| self.read_error(e))?;
+                let unit = self
+                    .opts
+                    .timestamp_unit
+                    .or_else(|| ca.iter().flatten().next().map(|v| TimestampUnit::detect(v as f64)));
+                let unit = unit.unwrap_or(TimestampUnit::Millis);
+                ca.iter().enumerate().map(|(i, v)| v.map(|v| unit.int_to_ms(v)).ok_or_else(|| empty(i))).collect()
+            }
+            dt if dt.is_float() => {
+                let cast = col.cast(&DataType::Float64).map_err(|e| self.read_error(e))?;
+                let ca = cast.f64().map_err(|e| self.read_error(e))?;
+                let unit = self.opts.timestamp_unit.or_else(|| ca.iter().flatten().next().map(TimestampUnit::detect));
+                let unit = unit.unwrap_or(TimestampUnit::Millis);
+                ca.iter()
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        None => Err(empty(i)),
+                        Some(v) => {
+                            unit.to_ms(v).ok_or_else(|| self.bad_ts(i, format!("`{v}` is not a valid epoch time")))
+                        }
+                    })
+                    .collect()
+            }
+            _ => Err(self.unsupported(col, "a timestamp (text, integer or float epoch, Datetime or Date)")),
+        }
+    }
+
+    fn text_timestamps(&self, col: &PlColumn) -> Result<Vec<i64>, DatasetError> {
+        let ca = col.str().map_err(|e| self.read_error(e))?;
+        let first = ca.iter().flatten().map(str::trim).find(|s| !s.is_empty());
+        let mode = match (&self.opts.timestamp_format, first) {
+            (Some(f), _) => TextTs::Format(f.clone()),
+            (None, Some(s)) if parse_iso(s).is_none() && s.parse::<f64>().is_ok_and(f64::is_finite) => TextTs::Epoch(
+                self.opts.timestamp_unit.unwrap_or_else(|| TimestampUnit::detect(s.parse().unwrap_or(0.0))),
+            ),
+            _ => TextTs::Iso,
+        };
+        let mut out = Vec::with_capacity(ca.len());
+        for (i, v) in ca.iter().enumerate() {
+            let s = v.map(str::trim).unwrap_or_default();
+            if s.is_empty() {
+                return Err(self.bad_ts(i, "empty timestamp".into()));
+            }
+            let parsed = match &mode {
+                TextTs::Format(f) => parse_with_format(s, f),
+                TextTs::Iso => parse_iso(s),
+                TextTs::Epoch(unit) => s.parse::<f64>().ok().and_then(|v| unit.to_ms(v)),
+            };
+            let Some(ms) = parsed else {
+                let expected = match &mode {
+                    TextTs::Format(f) => format!("the format `{f}`"),
+                    TextTs::Iso => "ISO 8601 like `2018-03-28 15:56:00` or `2018-03-28T15:56:00Z`; \
+                        set timestamp_format for other layouts"
+                        .to_string(),
+                    TextTs::Epoch(_) => "an epoch number like the rows before".to_string(),
+                };
+                return Err(
+                    self.bad_ts(i, format!("cannot parse `{}` as a timestamp (expected {expected})", s.escape_debug()))
+                );
+            };
+            out.push(ms);
+        }
+        Ok(out)
+    }
+
+    /// The column as `f64`: missing values and blanks become NaN; text that is
+    /// not a number is an error at its row.
+    fn numbers(&self, col: &PlColumn) -> Result<Vec<f64>, DatasetError> {
+        match col.dtype() {
+            DataType::Null => Ok(vec![f64::NAN; col.len()]),
+            DataType::String => {
+                let ca = col.str().map_err(|e| self.read_error(e))?;
+                ca.iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let s = v.map(str::trim).unwrap_or_default();
+                        if s.is_empty() {
+                            return Ok(f64::NAN);
+                        }
+                        s.parse::<f64>().map_err(|_| DatasetError::NotNumeric {
+                            file: self.file.into(),
+                            row: self.row(i),
+                            column: col.name().to_string(),
+                            value: s.escape_debug().to_string(),
+                        })
+                    })
+                    .collect()
+            }
+            dt if dt.is_primitive_numeric() => {
+                let cast = col.cast(&DataType::Float64).map_err(|e| self.read_error(e))?;
+                let ca = cast.f64().map_err(|e| self.read_error(e))?;
+                Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+            }
+            _ => Err(self.unsupported(col, "numeric")),
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for a timestamp in ms, as raw CSV files have it.
+fn format_ts(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|dt| dt.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// A raw CSV of `frame` (tests, demos, benches): text timestamps in
+/// `timestamp_column`, NaN written as an empty cell.
+pub fn write_raw_csv(frame: &Frame, timestamp_column: &str) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(frame.len() * (20 + 16 * frame.columns.len()));
+    out.push_str(timestamp_column);
+    for c in &frame.columns {
+        out.push(',');
+        out.push_str(&c.name);
+    }
+    out.push('\n');
+    for (i, ts) in frame.timestamps.iter().enumerate() {
+        out.push_str(&format_ts(*ts));
+        for c in &frame.columns {
+            out.push(',');
+            let v = c.values[i];
+            if v.is_finite() {
+                let _ = write!(out, "{v}");
+            }
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+/// A raw Parquet of `frame` (tests, demos, benches): `timestamp_column` as a
+/// millisecond Datetime, NaN written as null.
+pub fn write_raw_parquet(frame: &Frame, timestamp_column: &str) -> Result<Vec<u8>, DatasetError> {
+    let ts = Int64Chunked::from_vec(timestamp_column.into(), frame.timestamps.clone())
+        .into_datetime(TimeUnit::Milliseconds, None)
+        .into_column();
+    let mut cols = vec![ts];
+    for c in &frame.columns {
+        let ca: Float64Chunked = c.values.iter().map(|v| v.is_finite().then_some(*v)).collect();
+        cols.push(ca.with_name(c.name.as_str().into()).into_column());
+    }
+    let mut df = DataFrame::new(frame.len(), cols).map_err(|e| DatasetError::Write(e.to_string()))?;
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(&mut df)
+        .map_err(|e| DatasetError::Write(e.to_string()))?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{Spec, traffic};
+
+    fn opts(ts: &str) -> RawOptions {
+        RawOptions { timestamp_column: ts.into(), ..Default::default() }
+    }
+
+    fn csv(text: &str) -> Result<Frame, DatasetError> {
+        read_raw("in.csv", text.as_bytes(), &opts("time"))
+    }
+
+    fn same(a: &Frame, b: &Frame) {
+        assert_eq!(a.timestamps, b.timestamps);
+        for (x, y) in a.columns.iter().zip(&b.columns) {
+            assert_eq!(x.name, y.name);
+            for (i, (u, v)) in x.values.iter().zip(&y.values).enumerate() {
+                assert!(u == v || (u.is_nan() && v.is_nan()), "{} row {i}: {u} vs {v}", x.name);
+            }
+        }
+    }
+
+    #[test]
+    fn generated_csv_and_parquet_read_back_exactly() {
+        let f = traffic(&Spec { rows: 2_000, nan_every: 50, ..Default::default() });
+        same(&read_raw("g.csv", &write_raw_csv(&f, "time"), &opts("time")).unwrap(), &f);
+        same(&read_raw("g.parquet", &write_raw_parquet(&f, "ts").unwrap(), &opts("ts")).unwrap(), &f);
+    }
+
+    #[test]
+    fn selects_and_orders_columns() {
+        let text = "a,time,b\n1,2018-03-28 15:56:00,x\n2,2018-03-28 15:58:00,y\n";
+        let o = RawOptions { columns: Some(vec!["a".into()]), ..opts("time") };
+        let f = read_raw("in.csv", text.as_bytes(), &o).unwrap();
+        assert_eq!(f.column_names().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(f.timestamps[1] - f.timestamps[0], 120_000);
+    }
+
+    #[test]
+    fn blanks_are_nan_and_int_columns_become_float() {
+        let f = csv("time,down,count\n2018-03-28 15:56:00,1.5,3\n2018-03-28 15:58:00,,4\n").unwrap();
+        assert!(f.column("down").unwrap()[1].is_nan());
+        assert_eq!(f.column("count").unwrap(), &[3.0, 4.0]);
+    }
+
+    #[test]
+    fn epoch_numbers_and_formats() {
+        let secs = "time,v\n1522252560,1\n1522252680,2\n";
+        let f = csv(secs).unwrap();
+        assert_eq!(f.timestamps, vec![1_522_252_560_000, 1_522_252_680_000]);
+        let ms = "time,v\n1522252560000,1\n1522252680000,2\n";
+        assert_eq!(csv(ms).unwrap().timestamps, f.timestamps);
+        let float = "time,v\n1522252560.0,1\n1522252680.0,2\n";
+        assert_eq!(csv(float).unwrap().timestamps, f.timestamps);
+        let eu = "time;v\n28/03/2018 15:56;1\n28/03/2018 15:58;2\n";
+        let o = RawOptions { timestamp_format: Some("%d/%m/%Y %H:%M".into()), separator: b';', ..opts("time") };
+        assert_eq!(read_raw("eu.csv", eu.as_bytes(), &o).unwrap().timestamps, f.timestamps);
+    }
+
+    #[test]
+    fn bad_input_names_file_row_and_column() {
+        let e = csv("").unwrap_err();
+        assert_eq!(e.to_string(), "in.csv: the file is empty");
+        let e = csv("time,down\n").unwrap_err();
+        assert_eq!(e.to_string(), "in.csv: no data rows");
+        let e = csv("ts,down\n2018-03-28 15:56:00,1\n").unwrap_err();
+        assert_eq!(e.to_string(), "in.csv: column `time` not found (columns: [\"ts\", \"down\"])");
+        let o = RawOptions { columns: Some(vec!["down".into(), "up".into()]), ..opts("time") };
+        let e = read_raw("in.csv", b"time,down\n2018-03-28 15:56:00,1\n", &o).unwrap_err();
+        assert!(e.to_string().starts_with("in.csv: column `up` not found"), "{e}");
+        let e = csv("time,down\n2018-03-28 15:56:00,1\n2018-03-28 15:58:00,abc\n").unwrap_err();
+        assert_eq!(e.to_string(), "in.csv: row 2 (line 3), column `down`: `abc` is not a number");
+        let e = csv("time,down\n2018-03-28 15:56:00,1\nyesterday,2\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "in.csv: row 2 (line 3), column `time`: cannot parse `yesterday` as a timestamp (expected ISO 8601 \
+             like `2018-03-28 15:56:00` or `2018-03-28T15:56:00Z`; set timestamp_format for other layouts)"
+        );
+        let e = csv("time,down\n2018-03-28 15:56:00,1\n,2\n").unwrap_err();
+        assert_eq!(e.to_string(), "in.csv: row 2 (line 3), column `time`: empty timestamp");
+    }
+
+    #[test]
+    fn a_bad_value_after_type_inference_is_still_found() {
+        let mut text = String::from("time,down\n");
+        let f = traffic(&Spec { rows: INFER_ROWS + 50, gap_every: 0, nan_every: 0, ..Default::default() });
+        for (i, ts) in f.timestamps.iter().enumerate() {
+            let v = if i == INFER_ROWS + 20 { "n/a".to_string() } else { f.columns[0].values[i].to_string() };
+            text.push_str(&format!("{},{v}\n", format_ts(*ts)));
+        }
+        let e = csv(&text).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("in.csv: row {} (line {}), column `down`: `n/a` is not a number", INFER_ROWS + 21, INFER_ROWS + 22)
+        );
+    }
+
+    #[test]
+    fn parquet_errors_give_rows_without_lines() {
+        let f = Frame::new(vec![0, 1], vec![Column::new("v", vec![1.0, 2.0])]).unwrap();
+        let bytes = write_raw_parquet(&f, "ts").unwrap();
+        let e = read_raw("in.parquet", &bytes, &opts("time")).unwrap_err();
+        assert!(e.to_string().starts_with("in.parquet: column `time` not found"), "{e}");
+        let e = read_raw("in.parquet", b"PAR1garbage", &opts("time")).unwrap_err();
+        assert!(e.to_string().starts_with("in.parquet: cannot read Parquet"), "{e}");
+        assert_eq!(Row { index: 4, csv: false }.to_string(), "row 5");
+    }
+}
