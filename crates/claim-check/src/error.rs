@@ -3,6 +3,8 @@
 /// A claim-check store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("S3 settings: {0}")]
+    Config(String),
     #[error("bucket `{bucket}` is not on the allowlist {allowed:?}")]
     BucketNotAllowed { bucket: String, allowed: Vec<String> },
     #[error("invalid object key {key:?}: {reason}")]
@@ -32,6 +34,7 @@ impl StoreError {
     /// Short machine-readable cause (DLQ envelopes, metrics).
     pub fn code(&self) -> &'static str {
         match self {
+            StoreError::Config(_) => "s3_config",
             StoreError::BucketNotAllowed { .. } => "bucket_not_allowed",
             StoreError::InvalidKey { .. } => "invalid_key",
             StoreError::NotFound { .. } => "object_not_found",

@@ -34,10 +34,10 @@ pub struct S3Args {
     #[arg(long = "s3-region", env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
     /// Access key id.
-    #[arg(long = "s3-access-key-id", env = "AWS_ACCESS_KEY_ID")]
+    #[arg(long = "s3-access-key-id", env = "AWS_ACCESS_KEY_ID", default_value = "")]
     pub access_key_id: String,
     /// Secret access key (never logged).
-    #[arg(long = "s3-secret-access-key", env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    #[arg(long = "s3-secret-access-key", env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true, default_value = "")]
     pub secret_access_key: Secret,
     /// Buckets this process may read and write, comma-separated.
     #[arg(
@@ -50,6 +50,17 @@ pub struct S3Args {
     /// Objects larger than this many bytes are uploaded in 8 MiB parts.
     #[arg(long = "s3-multipart-threshold", env = "S3_MULTIPART_THRESHOLD_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub multipart_threshold: usize,
+}
+
+impl S3Args {
+    /// Credentials are optional on the command line (local `--once` runs need
+    /// none) but required to talk to a store: call this before serving.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.access_key_id.is_empty() || self.secret_access_key.expose().is_empty() {
+            return Err(StoreError::Config("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Lower-case hex SHA-256 of `bytes`.

@@ -62,6 +62,7 @@ pub struct Cli {
 /// Run the stage until `cancel` fires.
 pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     cli.kafka.validate().context("check Kafka settings")?;
+    cli.s3.validate().context("check S3 settings")?;
     let producer = Producer::new(&cli.kafka, "eval").context("create producer")?;
     let mlflow = MlflowClient::new(&cli.mlflow).context("create MLflow client")?;
     let eval = Arc::new(Eval::new(

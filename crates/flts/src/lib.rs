@@ -8,6 +8,7 @@
 //! - [`status`]: consumer lag per stage and the current promotions.
 //! - [`submit`]: send a dataset to the preprocess stage.
 //! - [`dlq`]: list, show and replay dead-lettered records.
+//! - [`report`]: generate sample data; wait for a dataset's promotion and inference and report.
 
 use claim_check::{ClaimCheckStore, S3Args};
 use clap::{Parser, Subcommand};
@@ -15,6 +16,7 @@ use kafka_utils::KafkaArgs;
 use kafka_utils::admin::TopicArgs;
 
 pub mod dlq;
+pub mod report;
 pub mod status;
 pub mod submit;
 pub mod topics;
@@ -48,6 +50,10 @@ pub enum Command {
     },
     /// Submit a dataset (local file or s3:// URI) to the preprocess stage.
     Submit(submit::SubmitArgs),
+    /// Write a generated sample dataset (realistic base-station traffic) as CSV.
+    Generate(report::GenerateArgs),
+    /// Wait for a dataset's promotion and batch inference, then print what happened.
+    Report(report::ReportArgs),
     /// Inspect and replay dead-lettered records.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -93,6 +99,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             status::run(kafka, &ClaimCheckStore::new(&s3), &groups, &promotion_bucket).await
         }
         Command::Submit(args) => submit::run(kafka, &ClaimCheckStore::new(&args.s3), &args).await,
+        Command::Generate(args) => report::generate(&args),
+        Command::Report(args) => report::report(kafka, &args).await,
         Command::Dlq(DlqCommand::List(filter)) => dlq::list(kafka, &filter),
         Command::Dlq(DlqCommand::Show { topic, partition, offset }) => dlq::show(kafka, &topic, partition, offset),
         Command::Dlq(DlqCommand::Replay(args)) => dlq::replay(kafka, &args).await,

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone, clap::Args)]
 pub struct MlflowArgs {
     /// MLflow tracking server URL, e.g. http://127.0.0.1:5000.
-    #[arg(long = "mlflow-tracking-uri", env = "MLFLOW_TRACKING_URI")]
+    #[arg(long = "mlflow-tracking-uri", env = "MLFLOW_TRACKING_URI", default_value = "http://127.0.0.1:5000")]
     pub tracking_uri: String,
     /// Per-request timeout in seconds (artifact transfers included).
     #[arg(id = "mlflow_timeout_secs", long = "mlflow-timeout-secs", env = "MLFLOW_TIMEOUT_SECS", default_value_t = 60)]

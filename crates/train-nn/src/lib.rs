@@ -1,0 +1,176 @@
+//! The GRU and LSTM trainer stages (seed 002's "Train Containers").
+//!
+//! Both binaries are this library with a different [`nn::CellKind`]: the
+//! network and its training live in crate `nn`; the Kafka, MLflow and
+//! evaluation plumbing in crate `training`. This crate adapts one to the other
+//! and owns the hyperparameter flags.
+
+use std::ops::ControlFlow;
+
+use contracts::{EvalProtocol, ModelFormat, ModelType};
+use nn::{CellKind, ModelConfig, Network, TrainConfig};
+use training::{ModelTrainer, Prepared, Progress, TrainError, Trained, TrainerCli};
+
+/// Hyperparameters (defaults: the reference system's configuration).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NeuralArgs {
+    /// Hidden units per recurrent layer.
+    #[arg(long, env = "HIDDEN_SIZE", default_value_t = 128)]
+    pub hidden_size: usize,
+    /// Stacked recurrent layers (1 or 2).
+    #[arg(long, env = "NUM_LAYERS", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub num_layers: u8,
+    /// Windows per mini-batch.
+    #[arg(long, env = "BATCH_SIZE", default_value_t = 64)]
+    pub batch_size: usize,
+    /// Maximum epochs.
+    #[arg(long, env = "EPOCHS", default_value_t = 10)]
+    pub epochs: usize,
+    /// Adam learning rate.
+    #[arg(long, env = "LEARNING_RATE", default_value_t = 1e-4)]
+    pub learning_rate: f32,
+    /// Epochs without validation improvement before stopping (0: never stop early).
+    #[arg(long, env = "PATIENCE", default_value_t = 5)]
+    pub patience: usize,
+    /// Global gradient-norm clip (0: off).
+    #[arg(long, env = "CLIP_NORM", default_value_t = 1.0)]
+    pub clip_norm: f32,
+    /// Seed of weight initialisation and shuffling.
+    #[arg(long, env = "SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// CPU threads for one fit.
+    #[arg(long, env = "TRAIN_THREADS", default_value_t = 1)]
+    pub threads: usize,
+}
+
+/// A GRU or LSTM trainer.
+#[derive(Debug, Clone)]
+pub struct NeuralTrainer {
+    pub cell: CellKind,
+    pub args: NeuralArgs,
+}
+
+impl ModelTrainer for NeuralTrainer {
+    fn model_type(&self) -> ModelType {
+        match self.cell {
+            CellKind::Gru => ModelType::Gru,
+            CellKind::Lstm => ModelType::Lstm,
+        }
+    }
+
+    fn params(&self) -> Vec<(String, String)> {
+        let a = &self.args;
+        [
+            ("hidden_size", a.hidden_size.to_string()),
+            ("num_layers", a.num_layers.to_string()),
+            ("batch_size", a.batch_size.to_string()),
+            ("epochs", a.epochs.to_string()),
+            ("learning_rate", a.learning_rate.to_string()),
+            ("patience", a.patience.to_string()),
+            ("clip_norm", a.clip_norm.to_string()),
+            ("seed", a.seed.to_string()),
+            ("threads", a.threads.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    fn train(
+        &self,
+        data: &Prepared,
+        progress: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
+    ) -> Result<Trained, TrainError> {
+        let a = &self.args;
+        let w = &data.train_windows;
+        let config = ModelConfig {
+            cell: self.cell,
+            n_features: w.n_features,
+            hidden: a.hidden_size,
+            layers: a.num_layers as usize,
+            input_len: w.input_len,
+            n_outputs: w.output_len * w.n_targets,
+        };
+        let train_config = TrainConfig {
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            learning_rate: a.learning_rate,
+            patience: a.patience,
+            clip_norm: a.clip_norm,
+            seed: a.seed,
+            threads: a.threads.max(1),
+        };
+        let mut net = Network::new(config, a.seed);
+        let mut history = Vec::new();
+        let mut on_epoch = |r: &nn::EpochReport| {
+            let p = Progress {
+                step: r.epoch,
+                total: a.epochs,
+                train_loss: r.train_loss,
+                val_loss: r.val_loss,
+                seconds: r.seconds,
+            };
+            history.push(p.clone());
+            progress(&p)
+        };
+        let v = &data.val_windows;
+        let report =
+            nn::train(&mut net, &w.x, &w.y, &v.x, &v.y, &train_config, &mut on_epoch).map_err(|e| match e {
+                nn::NnError::Cancelled => TrainError::Cancelled,
+                other => TrainError::Data(other.to_string()),
+            })?;
+        let t = &data.test_windows;
+        let test_predictions = net.predict(&t.x, t.n);
+        let card_notes = format!(
+            "## Training\n\n{} parameters; {} epochs run, best validation loss {:.6} at epoch {}{}.\n\
+             The ONNX file takes input `[input_len, batch, n_features]` (time-major, scaled) and returns\n\
+             `[batch, output_len * n_targets]` (scaled, step-major); invert with scaler.json.",
+            net.param_count(),
+            report.epochs_run,
+            report.best_val_loss,
+            report.best_epoch,
+            if report.stopped_early { " (stopped early)" } else { "" }
+        );
+        Ok(Trained {
+            format: ModelFormat::Onnx,
+            model_file: ("model.onnx".into(), nn::export_onnx(&net)),
+            test_predictions,
+            protocol: EvalProtocol::OneStepAhead,
+            history,
+            extra_metrics: vec![
+                ("best_val_loss".into(), report.best_val_loss),
+                ("epochs_run".into(), report.epochs_run as f64),
+                ("param_count".into(), net.param_count() as f64),
+            ],
+            card_notes,
+            extra_files: vec![],
+        })
+    }
+}
+
+/// A trainer binary's command line.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(version, about = "Train GRU or LSTM forecasters from training-data claim checks")]
+pub struct Cli {
+    #[command(flatten)]
+    pub model: NeuralArgs,
+    #[command(flatten)]
+    pub trainer: TrainerCli,
+}
+
+/// Entry point of both binaries.
+pub async fn main(cell: CellKind, service: &'static str) -> anyhow::Result<()> {
+    let matches = <Cli as clap::CommandFactory>::command().name(service).bin_name(service).get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
+    service_kit::logging::init(service, "info");
+    let trainer = NeuralTrainer { cell, args: cli.model };
+    training::run_service(trainer, service, cli.trainer, service_kit::shutdown::shutdown_token()).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

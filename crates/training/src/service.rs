@@ -1,0 +1,461 @@
+//! The trainer stage: `training-data` claim checks in, an MLflow run and
+//! `model-training` events out.
+//!
+//! Per claim check: look for a finished run of this (model type, identifier,
+//! config_hash) in MLflow and re-publish its SUCCESS if there is one;
+//! otherwise open a run, publish RUNNING, fetch and window the data, fit on a
+//! blocking thread (the consumer stays in its group meanwhile: kafka-utils
+//! pauses the partition and keeps polling), score, upload the artifacts, log
+//! metrics, close the run and publish SUCCESS. The offset is stored only after
+//! that. A failure ends in `DLQ-model-training` and a FAILED event.
+
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use chrono::Utc;
+use claim_check::{ClaimCheckStore, S3Args, StoreError};
+use contracts::{ModelArtifact, ModelTraining, TrainingData, TrainingStatus, TrainingSuccess, V1};
+use kafka_utils::{ConsumerArgs, ConsumerSettings, Handler, HandlerError, KafkaArgs, Producer, Record};
+use mlflow_client::{KeyValue, Metric, MlflowArgs, MlflowClient, MlflowError, RunStatus};
+use serde::Serialize;
+use service_kit::admin::{self, AdminArgs, Readiness};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::once::OnceArgs;
+use crate::{ModelTrainer, Prepared, Progress, TrainError, WindowArgs, metrics, report};
+
+/// Settings every trainer binary shares (`#[command(flatten)]`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainerCli {
+    /// Consumer group (default: the binary's name, one group per model type).
+    #[arg(long, env = "TRAINER_GROUP_ID")]
+    pub group_id: Option<String>,
+    /// Topic of training claim checks.
+    #[arg(long, env = "TRAINING_DATA_TOPIC", default_value = contracts::topics::TRAINING_DATA)]
+    pub training_data_topic: String,
+    /// Topic of training lifecycle events.
+    #[arg(long, env = "MODEL_TRAINING_TOPIC", default_value = contracts::topics::MODEL_TRAINING)]
+    pub model_training_topic: String,
+    /// Dead-letter topic for claim checks that cannot be trained.
+    #[arg(long, env = "DLQ_MODEL_TRAINING", default_value = "DLQ-model-training")]
+    pub dlq_topic: String,
+    /// MLflow experiment that holds every FLTS run.
+    #[arg(long, env = "MLFLOW_EXPERIMENT", default_value = "flts")]
+    pub experiment: String,
+    /// Seconds to keep retrying MLflow and S3 after a fit before giving up
+    /// (the fitted model is kept in memory meanwhile).
+    #[arg(long, env = "TRAINER_RETRY_BUDGET_SECS", default_value_t = 120)]
+    pub retry_budget_secs: u64,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    #[command(flatten)]
+    pub once: OnceArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub mlflow: MlflowArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// Run a trainer binary: `--once` or the Kafka service until `cancel` fires.
+pub async fn run_service<T: ModelTrainer>(
+    trainer: T,
+    service: &str,
+    cli: TrainerCli,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let trainer = Arc::new(trainer);
+    if cli.once.once {
+        return crate::once::run(trainer, &cli.once, &cli.window, cancel).await;
+    }
+    cli.kafka.validate().context("check Kafka settings")?;
+    cli.s3.validate().context("check S3 settings")?;
+    let (s3, mlflow) = (&cli.s3, &cli.mlflow);
+    let producer = Producer::new(&cli.kafka, service).context("create producer")?;
+    let handler = Arc::new(TrainHandler {
+        trainer,
+        store: ClaimCheckStore::new(s3),
+        mlflow: MlflowClient::new(mlflow).context("create MLflow client")?,
+        producer: producer.clone(),
+        topic: cli.model_training_topic.clone(),
+        experiment: cli.experiment.clone(),
+        experiment_id: OnceCell::new(),
+        window: cli.window.clone(),
+        retry_budget: Duration::from_secs(cli.retry_budget_secs),
+        current_run: Mutex::new(None),
+        cancel: cancel.clone(),
+    });
+    let ready = Readiness::default();
+    ready.set(true);
+    let admin = tokio::spawn(admin::serve(cli.admin.metrics_addr, admin::router(ready), cancel.clone()));
+    let settings = ConsumerSettings {
+        service: service.to_string(),
+        group_id: cli.group_id.clone().unwrap_or_else(|| service.to_string()),
+        topics: vec![cli.training_data_topic.clone()],
+        dlq_topic: Some(cli.dlq_topic.clone()),
+        args: cli.consumer.clone(),
+    };
+    let result = kafka_utils::consumer::run(&cli.kafka, settings, producer, handler, cancel.clone()).await;
+    cancel.cancel();
+    admin.await.context("admin server task")?.context("admin server")?;
+    result.context("consumer loop")?;
+    Ok(())
+}
+
+/// MLflow tags that identify a run of this pipeline.
+const TAG_IDENTIFIER: &str = "flts.identifier";
+const TAG_CONFIG_HASH: &str = "flts.config_hash";
+const TAG_MODEL_TYPE: &str = "flts.model_type";
+/// Run artifact holding the SUCCESS payload, re-published on redelivery.
+const SUCCESS_ARTIFACT: &str = "success.json";
+
+pub struct TrainHandler<T> {
+    trainer: Arc<T>,
+    store: ClaimCheckStore,
+    mlflow: MlflowClient,
+    producer: Producer,
+    topic: String,
+    experiment: String,
+    experiment_id: OnceCell<String>,
+    window: WindowArgs,
+    retry_budget: Duration,
+    /// Run opened for the record in hand (one record at a time), for the FAILED event.
+    current_run: Mutex<Option<String>>,
+    cancel: CancellationToken,
+}
+
+impl<T: ModelTrainer> Handler for TrainHandler<T> {
+    async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
+        *self.current_run.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let msg: TrainingData = record.decode()?;
+        contracts::topics::validate_identifier(&msg.identifier).map_err(|e| HandlerError::decode(e))?;
+        let model_type = self.trainer.model_type();
+        let experiment_id = self
+            .experiment_id
+            .get_or_try_init(|| self.mlflow.get_or_create_experiment(&self.experiment))
+            .await
+            .map_err(mlflow_err)?
+            .clone();
+
+        if let Some(success) = self.finished_run(&experiment_id, &msg).await? {
+            info!(identifier = %msg.identifier, config_hash = %msg.config_hash, %model_type, run_id = %success.run_id,
+                "already trained: re-publishing its SUCCESS");
+            metrics::REPUBLISHED.inc();
+            return self.publish(&success).await;
+        }
+
+        let run = self
+            .mlflow
+            .create_run(
+                &experiment_id,
+                &format!(
+                    "{}-{}-{}",
+                    model_type.as_str().to_lowercase(),
+                    msg.identifier,
+                    &msg.config_hash[..12.min(msg.config_hash.len())]
+                ),
+                &[
+                    KeyValue::new(TAG_IDENTIFIER, &msg.identifier),
+                    KeyValue::new(TAG_CONFIG_HASH, &msg.config_hash),
+                    KeyValue::new(TAG_MODEL_TYPE, model_type.as_str()),
+                ],
+            )
+            .await
+            .map_err(mlflow_err)?;
+        let run_id = run.info.run_id.clone();
+        *self.current_run.lock().unwrap_or_else(|p| p.into_inner()) = Some(run_id.clone());
+        let result = self.train_in_run(&msg, &run_id, &run.info.artifact_uri).await;
+        if let Err(e) = &result {
+            let status = if e.disposition == kafka_utils::Disposition::Cancelled {
+                RunStatus::Killed
+            } else {
+                RunStatus::Failed
+            };
+            if let Err(err) = self.mlflow.update_run(&run_id, status).await {
+                warn!(%run_id, error = %err, "could not mark the MLflow run as {status:?}");
+            }
+        }
+        result
+    }
+
+    async fn on_dead_letter(&self, record: &Record, error: &HandlerError) {
+        // The envelope is in the DLQ; tell eval this model type will not report
+        // SUCCESS for this set, so it does not wait for it until its timeout.
+        let peek: serde_json::Value = serde_json::from_slice(&record.payload).unwrap_or_default();
+        let (Some(identifier), Some(config_hash)) = (peek["identifier"].as_str(), peek["config_hash"].as_str()) else {
+            warn!("dead-lettered record names no identifier/config_hash: no FAILED event");
+            return;
+        };
+        let run_id = self.current_run.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
+        let event = ModelTraining {
+            v: V1,
+            identifier: identifier.to_string(),
+            model_type: self.trainer.model_type(),
+            config_hash: config_hash.to_string(),
+            run_id,
+            status: TrainingStatus::Failed {
+                reason: error.message(),
+                error_kind: error.code.clone(),
+                failed_at: Utc::now(),
+            },
+        };
+        metrics::RUNS.with_label_values(&["failed"]).inc();
+        if let Err(e) = self.publish(&event).await {
+            warn!(error = %e.message(), "could not publish the FAILED event");
+        }
+    }
+}
+
+impl<T: ModelTrainer> TrainHandler<T> {
+    /// A finished run of this set, rebuilt as its SUCCESS event.
+    async fn finished_run(
+        &self,
+        experiment_id: &str,
+        msg: &TrainingData,
+    ) -> Result<Option<ModelTraining>, HandlerError> {
+        let filter = format!(
+            "tags.`{TAG_IDENTIFIER}` = '{}' and tags.`{TAG_CONFIG_HASH}` = '{}' and tags.`{TAG_MODEL_TYPE}` = '{}' and attributes.status = 'FINISHED'",
+            msg.identifier,
+            msg.config_hash,
+            self.trainer.model_type().as_str()
+        );
+        let runs = self
+            .mlflow
+            .search_runs(&[experiment_id.to_string()], &filter, &["attributes.start_time DESC"], 1)
+            .await
+            .map_err(mlflow_err)?;
+        let Some(run) = runs.into_iter().next() else { return Ok(None) };
+        let bytes =
+            self.mlflow.download_artifact(&run.info.artifact_uri, SUCCESS_ARTIFACT).await.map_err(mlflow_err)?;
+        let event: ModelTraining = serde_json::from_slice(&bytes)
+            .map_err(|e| HandlerError::permanent("bad_success_artifact", format!("run {}: {e}", run.info.run_id)))?;
+        Ok(Some(event))
+    }
+
+    async fn train_in_run(&self, msg: &TrainingData, run_id: &str, artifact_uri: &str) -> Result<(), HandlerError> {
+        let model_type = self.trainer.model_type();
+        let train_start = Utc::now();
+        self.publish(&self.event(msg, run_id, TrainingStatus::Running { train_start })).await?;
+
+        let (train, test, scaler_bytes) =
+            tokio::try_join!(self.store.get(&msg.train), self.store.get(&msg.test), self.store.get(&msg.scaler))
+                .map_err(store_err)?;
+        let data = prepare(&train, &test, &self.window)?;
+        let params = self.trainer.params();
+        let mut logged_params: Vec<KeyValue> = params.iter().map(|(k, v)| KeyValue::new(k, v)).collect();
+        logged_params.extend([
+            KeyValue::new("input_seq_len", data.spec.input_len.to_string()),
+            KeyValue::new("output_seq_len", data.spec.output_len.to_string()),
+            KeyValue::new("validation_fraction", self.window.validation_fraction.to_string()),
+            KeyValue::new("features", data.meta.roles.features.join(",")),
+            KeyValue::new("targets", data.meta.roles.targets.join(",")),
+            KeyValue::new("train_windows", data.train_windows.n.to_string()),
+            KeyValue::new("test_windows", data.test_windows.n.to_string()),
+        ]);
+        self.retry("log params", || self.mlflow.log_batch(run_id, &[], &logged_params, &[])).await?;
+
+        info!(identifier = %msg.identifier, %model_type, %run_id, train_windows = data.train_windows.n,
+            test_windows = data.test_windows.n, "training");
+        let started = Instant::now();
+        let (data, trained) = fit(self.trainer.clone(), data, self.cancel.clone()).await?;
+        let train_end = Utc::now();
+        metrics::FIT_SECONDS.with_label_values(&[model_type.as_str()]).observe(started.elapsed().as_secs_f64());
+
+        let eval = report::evaluate(&data, &trained).map_err(|e| HandlerError::permanent("bad_predictions", e))?;
+        let card = report::CardInput {
+            model_type,
+            identifier: &msg.identifier,
+            run_id,
+            params: &params,
+            train_start,
+            train_end,
+        };
+        let mut files: Vec<(String, Vec<u8>)> = vec![
+            (format!("model/{}", trained.model_file.0), trained.model_file.1.clone()),
+            ("model/scaler.json".into(), scaler_bytes.to_vec()),
+            ("model/model_card.md".into(), report::model_card(&card, &data, &trained, &eval).into_bytes()),
+            (
+                "predictions/test_predictions.csv".into(),
+                report::predictions_csv(&data, &trained)
+                    .map_err(|e| HandlerError::permanent("bad_predictions", e))?
+                    .into_bytes(),
+            ),
+        ];
+        if let Some(png) = report::loss_curve_png(model_type, &trained) {
+            push_plot(&mut files, "model/loss_curve.png", png);
+        }
+        push_plot(&mut files, "model/forecast.png", report::forecast_png(model_type, &data, &trained));
+        files.extend(trained.extra_files.iter().map(|(name, bytes)| (format!("model/{name}"), bytes.clone())));
+
+        let mut epoch_metrics = Vec::new();
+        for p in &trained.history {
+            epoch_metrics.push(Metric::now("train_loss", p.train_loss, p.step as i64));
+            epoch_metrics.push(Metric::now("val_loss", p.val_loss, p.step as i64));
+        }
+        let final_metrics: Vec<Metric> = report::metric_list(&eval, &data.baselines, &trained)
+            .into_iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| Metric::now(k, v, 0))
+            .collect();
+        epoch_metrics.extend(final_metrics);
+
+        let success = self.event(
+            msg,
+            run_id,
+            TrainingStatus::Success(Box::new(TrainingSuccess {
+                test_rmse: eval.scaled.rmse,
+                test_mae: eval.scaled.mae,
+                test_mse: eval.scaled.mse,
+                train_start,
+                train_end,
+                artifact_uri: artifact_uri.to_string(),
+                model: ModelArtifact {
+                    format: trained.format,
+                    path: format!("model/{}", trained.model_file.0),
+                    scaler_path: "model/scaler.json".into(),
+                    input_len: data.spec.input_len as u32,
+                    output_len: data.spec.output_len as u32,
+                    features: data.meta.roles.features.clone(),
+                    targets: data.meta.roles.targets.clone(),
+                },
+                protocol: trained.protocol,
+                baselines: data.baselines.clone(),
+            })),
+        );
+        files.push((SUCCESS_ARTIFACT.into(), serde_json::to_vec_pretty(&success).unwrap_or_default()));
+
+        // The model is fitted: from here on only MLflow and S3 can fail, and
+        // they are retried within the budget instead of refitting.
+        for (path, bytes) in &files {
+            self.retry("upload artifact", || self.mlflow.upload_artifact(artifact_uri, path, bytes.clone())).await?;
+        }
+        self.retry("log metrics", || self.mlflow.log_batch(run_id, &epoch_metrics, &[], &[])).await?;
+        self.retry("close run", || self.mlflow.update_run(run_id, RunStatus::Finished)).await?;
+        self.publish(&success).await?;
+        metrics::RUNS.with_label_values(&["success"]).inc();
+        info!(identifier = %msg.identifier, %model_type, %run_id, test_rmse = eval.scaled.rmse,
+            baseline_rmse = data.baselines.last_value.rmse, "trained");
+        Ok(())
+    }
+
+    fn event(&self, msg: &TrainingData, run_id: &str, status: TrainingStatus) -> ModelTraining {
+        ModelTraining {
+            v: V1,
+            identifier: msg.identifier.clone(),
+            model_type: self.trainer.model_type(),
+            config_hash: msg.config_hash.clone(),
+            run_id: run_id.to_string(),
+            status,
+        }
+    }
+
+    async fn publish(&self, event: &ModelTraining) -> Result<(), HandlerError> {
+        send(&self.producer, &self.topic, event).await
+    }
+
+    /// Retry a retryable MLflow call with backoff within the budget.
+    async fn retry<F, Fut, R>(&self, what: &str, mut call: F) -> Result<R, HandlerError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<R, MlflowError>>,
+    {
+        let deadline = Instant::now() + self.retry_budget;
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match call().await {
+                Ok(r) => return Ok(r),
+                Err(e) if e.is_retryable() && Instant::now() + wait < deadline => {
+                    warn!(error = %e, "{what} failed; retrying in {wait:?}");
+                    metrics::MLFLOW_RETRIES.inc();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.cancel.cancelled() => return Err(HandlerError::cancelled()),
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(mlflow_err(e)),
+            }
+        }
+    }
+}
+
+async fn send<M: Serialize>(producer: &Producer, topic: &str, event: &M) -> Result<(), HandlerError>
+where
+    M: contracts::Message,
+{
+    producer.send_json(topic, Some(event.identifier()), event).await.map(|_| ()).map_err(|e| {
+        if e.is_retryable() { HandlerError::retryable("produce", e) } else { HandlerError::permanent("produce", e) }
+    })
+}
+
+/// Decode both processed parts and cut the windows.
+fn prepare(train: &Bytes, test: &Bytes, window: &WindowArgs) -> Result<Prepared, HandlerError> {
+    let (train, meta) = dataset::read_processed(train)
+        .map_err(|e| HandlerError::permanent("bad_parquet", format!("train part: {e}")))?;
+    let (test, test_meta) =
+        dataset::read_processed(test).map_err(|e| HandlerError::permanent("bad_parquet", format!("test part: {e}")))?;
+    if test_meta.config_hash != meta.config_hash {
+        return Err(HandlerError::permanent(
+            "config_hash_mismatch",
+            format!("train part has config_hash {}, test part {}", meta.config_hash, test_meta.config_hash),
+        ));
+    }
+    Prepared::new(train, test, meta, window).map_err(|e| HandlerError::permanent("too_few_rows", e))
+}
+
+/// Fit on a blocking thread; per-epoch progress goes to the log and metrics,
+/// and shutdown interrupts the fit at the next epoch.
+pub(crate) async fn fit<T: ModelTrainer>(
+    trainer: Arc<T>,
+    data: Prepared,
+    cancel: CancellationToken,
+) -> Result<(Prepared, crate::Trained), HandlerError> {
+    let model_type = trainer.model_type();
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut progress = |p: &Progress| {
+            info!(%model_type, step = p.step, total = p.total, train_loss = p.train_loss, val_loss = p.val_loss,
+                seconds = format!("{:.2}", p.seconds), "epoch");
+            metrics::EPOCHS.with_label_values(&[model_type.as_str()]).inc();
+            if cancel.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        };
+        let result = trainer.train(&data, &mut progress);
+        result.map(|t| (data, t))
+    })
+    .await
+    .map_err(|e| HandlerError::permanent("trainer_panic", e.to_string()))?;
+    match joined {
+        Ok(v) => Ok(v),
+        Err(TrainError::Cancelled) => Err(HandlerError::cancelled()),
+        Err(TrainError::Data(reason)) => Err(HandlerError::permanent("training_failed", reason)),
+    }
+}
+
+fn push_plot(files: &mut Vec<(String, Vec<u8>)>, name: &str, png: Result<Vec<u8>, String>) {
+    match png {
+        Ok(bytes) => files.push((name.to_string(), bytes)),
+        // A plot is for people; a rendering problem must not fail the run.
+        Err(e) => warn!(plot = name, error = %e, "could not render plot"),
+    }
+}
+
+fn store_err(e: StoreError) -> HandlerError {
+    if e.is_retryable() { HandlerError::retryable(e.code(), e) } else { HandlerError::permanent(e.code(), e) }
+}
+
+fn mlflow_err(e: MlflowError) -> HandlerError {
+    if e.is_retryable() {
+        HandlerError::retryable("mlflow_unavailable", e)
+    } else {
+        HandlerError::permanent("mlflow_error", e)
+    }
+}
