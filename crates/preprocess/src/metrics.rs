@@ -1,0 +1,34 @@
+//! Every metric the preprocess stage exports.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Histogram, IntCounter, IntCounterVec, register_histogram, register_int_counter, register_int_counter_vec,
+};
+
+/// Jobs by outcome: processed, reused (re-published without recomputing), failed (per attempt).
+pub static JOBS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("flts_preprocess_jobs_total", "Preprocess jobs by outcome", &["outcome"])
+        .expect("metric registered once")
+});
+
+/// Processed rows written, by part (train, test).
+pub static ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("flts_preprocess_rows_total", "Processed rows written", &["part"])
+        .expect("metric registered once")
+});
+
+/// Raw input bytes read.
+pub static INPUT_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("flts_preprocess_input_bytes_total", "Raw input bytes read").expect("metric registered once")
+});
+
+/// Wall time of a successful job, fetch to publish.
+pub static SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "flts_preprocess_job_seconds",
+        "Wall time of a successful preprocess job",
+        vec![0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]
+    )
+    .expect("metric registered once")
+});
