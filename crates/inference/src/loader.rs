@@ -1,0 +1,216 @@
+//! Loading models: artifact bytes from the MLflow artifact store (S3, read
+//! through the claim-check store), the forward pass built on a blocking
+//! thread, and the promotion pointers (`current.json`) at start-up.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use claim_check::{ClaimCheckStore, StoreError};
+use contracts::{ModelFormat, ModelSelected};
+use series::Scaler;
+use tracing::{info, warn};
+
+use crate::metrics;
+use crate::model::{Model, ModelInfo, ModelSpec};
+use crate::net::{Net, OnnxNet};
+use crate::prophet::ProphetNet;
+
+/// Loading a model failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The artifacts cannot make a model (bad URI, file, scaler or shapes).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl LoadError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, LoadError::Store(e) if e.is_retryable())
+    }
+    /// Short machine-readable cause.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LoadError::Store(e) => e.code(),
+            LoadError::Invalid(_) => "invalid_model",
+        }
+    }
+}
+
+/// Where `mlflow-artifacts:/` URIs live: the tracking server's
+/// `--artifacts-destination` (`s3://bucket[/prefix]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactDestination {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl std::str::FromStr for ArtifactDestination {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let rest = s.strip_prefix("s3://").ok_or_else(|| format!("`{s}` is not an s3://bucket[/prefix] URI"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(format!("`{s}` has no bucket"));
+        }
+        Ok(ArtifactDestination { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() })
+    }
+}
+
+/// The S3 bucket and key of artifact `path` under a run's `artifact_uri`:
+/// `s3://bucket/root` directly, `mlflow-artifacts:/root` (or
+/// `mlflow-artifacts://host/root`) under the proxy's destination.
+pub fn locate(artifact_uri: &str, path: &str, dest: &ArtifactDestination) -> Result<(String, String), LoadError> {
+    let path = path.trim_start_matches('/');
+    if path.is_empty() {
+        return Err(LoadError::Invalid(format!("empty artifact path under {artifact_uri}")));
+    }
+    let join = |a: &str, b: &str| {
+        let (a, b) = (a.trim_matches('/'), b.trim_matches('/'));
+        match (a.is_empty(), b.is_empty()) {
+            (true, _) => b.to_string(),
+            (_, true) => a.to_string(),
+            _ => format!("{a}/{b}"),
+        }
+    };
+    if let Some(rest) = artifact_uri.strip_prefix("s3://") {
+        let (bucket, root) = rest.split_once('/').unwrap_or((rest, ""));
+        return Ok((bucket.to_string(), join(root, path)));
+    }
+    if let Some(rest) = artifact_uri.strip_prefix("mlflow-artifacts:") {
+        // `mlflow-artifacts://host:port/root` names the server; `mlflow-artifacts:/root` does not.
+        let root = match rest.strip_prefix("//") {
+            Some(with_host) => with_host.split_once('/').map(|(_, r)| r).unwrap_or(""),
+            None => rest,
+        };
+        return Ok((dest.bucket.clone(), join(&join(&dest.prefix, root), path)));
+    }
+    Err(LoadError::Invalid(format!(
+        "artifact URI `{artifact_uri}` is neither s3:// nor mlflow-artifacts:/ (cannot read it from S3)"
+    )))
+}
+
+/// Fetches artifacts and builds models.
+#[derive(Clone)]
+pub struct Loader {
+    store: ClaimCheckStore,
+    dest: ArtifactDestination,
+    promotion_bucket: String,
+}
+
+impl Loader {
+    pub fn new(store: ClaimCheckStore, dest: ArtifactDestination, promotion_bucket: String) -> Self {
+        Loader { store, dest, promotion_bucket }
+    }
+
+    pub fn store(&self) -> &ClaimCheckStore {
+        &self.store
+    }
+
+    async fn artifact(&self, spec: &ModelSpec, path: &str) -> Result<Bytes, LoadError> {
+        let (bucket, key) = locate(&spec.artifact_uri, path, &self.dest)?;
+        Ok(self.store.get_object(&bucket, &key).await?)
+    }
+
+    /// Download the model and scaler artifacts and build the model.
+    pub async fn load(&self, spec: &ModelSpec) -> Result<Arc<Model>, LoadError> {
+        let result = self.load_inner(spec).await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::MODEL_LOADS.with_label_values(&[spec.model_type.as_str(), spec.source.as_str(), outcome]).inc();
+        if let Err(e) = &result {
+            metrics::ERRORS.with_label_values(&["load"]).inc();
+            warn!(identifier = %spec.identifier, version = %spec.version(), error = %e, "model load failed");
+        }
+        result
+    }
+
+    async fn load_inner(&self, spec: &ModelSpec) -> Result<Arc<Model>, LoadError> {
+        let (model_bytes, scaler_bytes) = tokio::try_join!(
+            self.artifact(spec, &spec.artifact.path),
+            self.artifact(spec, &spec.artifact.scaler_path)
+        )?;
+        let scaler_text = std::str::from_utf8(&scaler_bytes)
+            .map_err(|e| LoadError::Invalid(format!("scaler {} is not UTF-8: {e}", spec.artifact.scaler_path)))?;
+        let scaler = Scaler::from_json(scaler_text)
+            .map_err(|e| LoadError::Invalid(format!("scaler {}: {e}", spec.artifact.scaler_path)))?;
+        let spec = spec.clone();
+        // Parsing and optimising a network takes tens of milliseconds of CPU.
+        tokio::task::spawn_blocking(move || build(&spec, &model_bytes, scaler))
+            .await
+            .map_err(|e| LoadError::Invalid(format!("model build task failed: {e}")))?
+    }
+
+    /// The promotion recorded in `<identifier>/current.json`, if any.
+    pub async fn current(&self, identifier: &str) -> Result<Option<ModelSelected>, LoadError> {
+        let key = format!("{identifier}/current.json");
+        match self.store.get_object(&self.promotion_bucket, &key).await {
+            Ok(bytes) => contracts::decode(&bytes).map(Some).map_err(|e| {
+                LoadError::Invalid(format!("s3://{}/{key} is not a model-selected record: {e}", self.promotion_bucket))
+            }),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every identifier with a `<identifier>/current.json` in the promotion bucket.
+    pub async fn promoted_identifiers(&self) -> Result<Vec<String>, LoadError> {
+        let keys = self.store.list(&self.promotion_bucket, "").await?;
+        let mut ids: Vec<String> = keys
+            .iter()
+            .filter_map(|(k, _)| k.strip_suffix("/current.json"))
+            .filter(|id| !id.contains('/') && contracts::topics::validate_identifier(id).is_ok())
+            .map(str::to_string)
+            .collect();
+        ids.dedup();
+        info!(count = ids.len(), "promoted identifiers found");
+        Ok(ids)
+    }
+}
+
+/// Build a model from its bytes (blocking: parses and optimises ONNX).
+pub fn build(spec: &ModelSpec, model_bytes: &[u8], scaler: Scaler) -> Result<Arc<Model>, LoadError> {
+    let a = &spec.artifact;
+    let (input_len, output_len) = (a.input_len as usize, a.output_len as usize);
+    let net: Box<dyn Net> = match a.format {
+        ModelFormat::Onnx => Box::new(
+            OnnxNet::load(model_bytes, input_len, a.features.len(), output_len, a.targets.len())
+                .map_err(|e| LoadError::Invalid(format!("{}: {e}", a.path)))?,
+        ),
+        ModelFormat::ProphetJson => Box::new(
+            ProphetNet::load(model_bytes, &a.targets, output_len)
+                .map_err(|e| LoadError::Invalid(format!("{}: {e}", a.path)))?,
+        ),
+    };
+    Model::new(ModelInfo::new(spec), scaler, net).map(Arc::new).map_err(|e| LoadError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_uris_map_to_s3_keys() {
+        let dest: ArtifactDestination = "s3://mlflow".parse().unwrap();
+        let loc = |uri: &str, path: &str| locate(uri, path, &dest).map_err(|e| e.to_string());
+        assert_eq!(
+            loc("mlflow-artifacts:/3/abc/artifacts", "model/model.onnx").unwrap(),
+            ("mlflow".into(), "3/abc/artifacts/model/model.onnx".into())
+        );
+        assert_eq!(
+            loc("mlflow-artifacts://127.0.0.1:15000/3/abc/artifacts", "model/scaler.json").unwrap(),
+            ("mlflow".into(), "3/abc/artifacts/model/scaler.json".into())
+        );
+        assert_eq!(
+            loc("s3://other/x/1/abc/artifacts/", "/model/model.onnx").unwrap(),
+            ("other".into(), "x/1/abc/artifacts/model/model.onnx".into())
+        );
+        let prefixed: ArtifactDestination = "s3://mlflow/artifacts/".parse().unwrap();
+        assert_eq!(
+            locate("mlflow-artifacts:/3/abc/artifacts", "m.onnx", &prefixed).unwrap(),
+            ("mlflow".into(), "artifacts/3/abc/artifacts/m.onnx".into())
+        );
+        assert!(loc("file:///tmp/mlruns/1/abc", "model/model.onnx").unwrap_err().contains("neither s3://"));
+        assert!("mlflow".parse::<ArtifactDestination>().is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! Every metric the inference service exports (`flts_inference_*`).
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    HistogramVec, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+};
+
+/// HTTP requests answered, by route and status code.
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("flts_inference_http_requests_total", "HTTP requests answered", &["route", "status"])
+        .expect("metric registered once")
+});
+
+/// HTTP request latency by route, from the first byte read to the response.
+pub static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "flts_inference_http_request_seconds",
+        "HTTP request latency",
+        &["route"],
+        vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+    )
+    .expect("metric registered once")
+});
+
+/// /predict requests admitted to the work queue (waiting for a worker or running).
+pub static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("flts_inference_queue_depth", "Predict requests admitted and not finished")
+        .expect("metric registered once")
+});
+
+/// Time a model spent forecasting, by path (`http`, `batch`).
+pub static MODEL_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "flts_inference_model_seconds",
+        "Time spent in the model's forward pass",
+        &["path"],
+        vec![0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0]
+    )
+    .expect("metric registered once")
+});
+
+/// Windows forecast, by path (`http`, `batch`).
+pub static WINDOWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("flts_inference_windows_total", "Forecast windows", &["path"])
+        .expect("metric registered once")
+});
+
+/// Model loads by model type, source (`promotion`, `training`, `startup`) and outcome.
+pub static MODEL_LOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "flts_inference_model_loads_total",
+        "Model load attempts",
+        &["model_type", "source", "outcome"]
+    )
+    .expect("metric registered once")
+});
+
+/// Models currently served (one per identifier).
+pub static MODELS_LOADED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("flts_inference_models_loaded", "Models currently served").expect("metric registered once")
+});
+
+/// Rows of test data read by batch inference.
+pub static BATCH_ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("flts_inference_batch_rows_total", "Test rows read by batch inference", &["identifier"])
+        .expect("metric registered once")
+});
+
+/// Batch inference runs by outcome (`ok`, `error`).
+pub static BATCH_RUNS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("flts_inference_batch_runs_total", "Batch inference runs", &["outcome"])
+        .expect("metric registered once")
+});
+
+/// Errors by kind (`bad_request`, `overloaded`, `model`, `batch`, `load`).
+pub static ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("flts_inference_errors_total", "Errors by kind", &["kind"])
+        .expect("metric registered once")
+});
