@@ -203,8 +203,9 @@ impl PreprocessConfig {
     /// Merge the layers in order over the defaults, parse and check.
     pub fn resolve(layers: &[&Value]) -> Result<PreprocessConfig, ConfigError> {
         let mut merged = Value::Object(Map::new());
-        for layer in layers {
-            if !layer.is_object() && !layer.is_null() {
+        // A null layer (a request without overrides) changes nothing.
+        for layer in layers.iter().filter(|l| !l.is_null()) {
+            if !layer.is_object() {
                 return Err(ConfigError::Invalid(format!("config overrides must be an object, got {layer}")));
             }
             merge(&mut merged, layer);
@@ -473,7 +474,7 @@ mod tests {
         let file = json!({"timestamp_column": "time", "clean": {"fill": "ffill", "fill_limit": 5}, "salt": "x"});
         let env = json!({"clean": {"fill_limit": 7}});
         let request = json!({"salt": null, "scaler": "standard"});
-        let c = PreprocessConfig::resolve(&[&file, &env, &request]).unwrap();
+        let c = PreprocessConfig::resolve(&[&file, &env, &Value::Null, &request]).unwrap();
         assert_eq!(c.timestamp_column, "time");
         assert_eq!(c.clean.fill, FillMethod::Ffill);
         assert_eq!(c.clean.fill_limit, 7);
