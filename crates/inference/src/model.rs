@@ -410,6 +410,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn prophet_forecasts_by_time_in_original_units() {
+        let json = crate::prophet::tests::hand_made().to_json();
+        let mut s = spec(&["load"], &["load"], 2, 1);
+        s.model_type = ModelType::Prophet;
+        s.artifact.format = ModelFormat::ProphetJson;
+        let scaler = Scaler {
+            kind: ScalerKind::MinMax,
+            columns: vec![ScalerColumn { name: "load".into(), offset: 100.0, scale: 2.0 }],
+        };
+        let m = crate::loader::build(&s, json.as_bytes(), scaler).unwrap();
+        assert!(m.needs_timestamps());
+        let e = m.predict_raw(&[1.0, 2.0], 1, None).unwrap_err();
+        assert_eq!(e.to_string(), "a PROPHET model forecasts by time: give `timestamps` for every input row");
+        // Inputs at days 2 and 2.25 -> forecast at day 2.5: t = 0.25, yhat 7.5 scaled = 115 original.
+        let day = 86_400_000;
+        let f = m.predict_raw(&[1.0, 2.0], 1, Some(&[2 * day, 9 * day / 4])).unwrap();
+        assert_eq!(f.timestamps, Some(vec![5 * day / 2]));
+        assert!((f.values[0] - 115.0).abs() < 1e-4, "{:?}", f.values);
+    }
+
+    #[test]
     fn bad_timestamps_and_scalers_are_explained() {
         let s = spec(&["a", "b"], &["b"], 2, 1);
         let m = Model::new(ModelInfo::new(&s), scaler(), Box::new(MeanNet { input_len: 2, n_features: 2, out: 1 }))

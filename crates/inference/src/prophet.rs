@@ -88,3 +88,59 @@ impl Net for ProphetNet {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use prophet_model::{FittedTarget, ProphetConfig};
+
+    use super::*;
+
+    const DAY_MS: i64 = 86_400_000;
+
+    /// y = 10 * trend; slope 1 up to t = 0.5, then -1 (t spans 10 days).
+    pub(crate) fn hand_made() -> FittedSet {
+        let target = FittedTarget {
+            name: "load".into(),
+            train_start_ms: 0,
+            train_end_ms: 10 * DAY_MS,
+            train_rows: 241,
+            y_scale: 10.0,
+            t_start_s: 0,
+            t_span_s: (10 * DAY_MS / 1000) as f64,
+            k: 1.0,
+            m: 0.5,
+            changepoints_t: vec![0.5],
+            deltas: vec![-2.0],
+            sigma_obs: 0.01,
+            columns: vec![],
+        };
+        FittedSet { format_version: 1, config: ProphetConfig::default(), targets: vec![target] }
+    }
+
+    #[test]
+    fn forecasts_are_prophets_yhat_at_the_requested_times() {
+        let set = hand_made();
+        let net = ProphetNet::load(set.to_json().as_bytes(), &["load".into()], 2).unwrap();
+        assert!(net.needs_timestamps());
+        // Two windows, two steps each: days 2.5, 3 and 7.5, 8.
+        let ts = [5 * DAY_MS / 2, 3 * DAY_MS, 15 * DAY_MS / 2, 8 * DAY_MS];
+        let got = net.forecast(&NetInput { x: &[0.0; 4], n: 2, forecast_timestamps: Some(&ts) }).unwrap();
+        // t = 0.25 -> 10 * (0.25 + 0.5) = 7.5; t = 0.75 -> 10 * (1.0 - 0.25) = 7.5.
+        assert!((got[0] - 7.5).abs() < 1e-5 && (got[2] - 7.5).abs() < 1e-5, "{got:?}");
+        let want: Vec<f32> = set.predict(&ts).unwrap()[0].yhat.iter().map(|v| *v as f32).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn missing_targets_and_timestamps_are_explained() {
+        let json = hand_made().to_json();
+        let e = ProphetNet::load(json.as_bytes(), &["temp".into()], 1).err().expect("no temp model");
+        assert_eq!(e.to_string(), "invalid model: no fitted Prophet model for target `temp` (fitted: [\"load\"])");
+        let net = ProphetNet::load(json.as_bytes(), &["load".into()], 1).unwrap();
+        let e = net.forecast(&NetInput { x: &[0.0], n: 1, forecast_timestamps: None }).unwrap_err();
+        assert!(e.to_string().contains("forecast timestamps are required"), "{e}");
+        let e = net.forecast(&NetInput { x: &[0.0], n: 1, forecast_timestamps: Some(&[1, 2]) }).unwrap_err();
+        assert!(e.to_string().starts_with("expected 1 forecast timestamps"), "{e}");
+        assert!(ProphetNet::load(b"{}", &["load".into()], 1).is_err());
+    }
+}

@@ -498,3 +498,88 @@ async fn a_swap_lets_requests_in_flight_finish_on_the_old_model() {
     assert_eq!(body["model"]["version"], "LSTM/old", "the request in flight finished on the old model");
     assert_eq!(body["forecasts"][0][0][0], 100.0);
 }
+
+/// A Prophet model (one target, a straight trend) served like any other.
+fn prophet_model() -> Arc<Model> {
+    use prophet_model::{FittedSet, FittedTarget, ProphetConfig};
+    let day_s = 86_400;
+    let target = FittedTarget {
+        name: "load".into(),
+        train_start_ms: 0,
+        train_end_ms: 10 * day_s * 1000,
+        train_rows: 241,
+        y_scale: 1.0,
+        t_start_s: 0,
+        t_span_s: (10 * day_s) as f64,
+        k: 1.0,
+        m: 0.0,
+        changepoints_t: vec![0.0],
+        deltas: vec![0.0],
+        sigma_obs: 0.01,
+        columns: vec![],
+    };
+    let set = FittedSet { format_version: 1, config: ProphetConfig::default(), targets: vec![target] };
+    let mut s = spec("site", "prophet-run");
+    s.model_type = ModelType::Prophet;
+    s.artifact.format = ModelFormat::ProphetJson;
+    s.artifact.path = "model/prophet.json".into();
+    loader::build(&s, set.to_json().as_bytes(), scaler()).expect("prophet model builds")
+}
+
+#[tokio::test]
+async fn a_prophet_model_forecasts_the_times_after_the_window() {
+    let s = server(args(), vec![prophet_model()]).await;
+    let (status, body) = s.post(json!({ "window": window(0.0) }).to_string()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "timestamps_required");
+    assert!(body["error"]["message"].as_str().unwrap().contains("PROPHET model forecasts by time"), "{body}");
+    // Rows every 6 hours up to day 2: forecasts at days 2.25 and 2.5 (t = 0.225, 0.25).
+    let quarter = 21_600_000i64;
+    let ts: Vec<i64> = (0..INPUT_LEN as i64).map(|i| (5 + i) * quarter).collect();
+    let (status, body) = s.post(json!({ "window": window(0.0), "timestamps": ts }).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let resp: PredictResponse = serde_json::from_value(body).unwrap();
+    assert_eq!(resp.model.model_type, ModelType::Prophet);
+    assert_eq!(resp.timestamps, Some(vec![vec![9 * quarter, 10 * quarter]]));
+    // Scaled trend t, in original units 100 + 50 t.
+    for (k, t) in [0.225, 0.25].iter().enumerate() {
+        assert!((resp.forecasts[0][k][0] - (100.0 + 50.0 * t)).abs() < 1e-3, "{:?}", resp.forecasts);
+    }
+}
+
+#[test]
+fn the_openapi_document_lists_every_route_and_error_code() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let doc = std::fs::read_to_string(format!("{root}/schemas/inference-openapi.yaml")).expect("OpenAPI document");
+    for route in ["/predict:", "/model:", "/healthz:", "/readyz:", "/metrics:"] {
+        assert!(doc.contains(route), "OpenAPI lacks {route}");
+    }
+    for status in
+        ["\"400\"", "\"404\"", "\"413\"", "\"415\"", "\"422\"", "\"429\"", "\"500\"", "\"503\"", "Retry-After"]
+    {
+        assert!(doc.contains(status), "OpenAPI lacks {status}");
+    }
+    // Every error code the handlers can answer is documented.
+    let src: String = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http.rs"))
+        .expect("source")
+        .split_whitespace()
+        .collect();
+    let literal = |rest: &str| rest.split('"').next().unwrap_or_default().to_string();
+    let mut codes: Vec<String> = ["bad_request(\"", "unprocessable(\""]
+        .iter()
+        .flat_map(|m| src.match_indices(m).map(|(i, m)| literal(&src[i + m.len()..])).collect::<Vec<_>>())
+        .collect();
+    for (i, m) in src.match_indices("StatusCode::") {
+        let after = &src[i + m.len()..];
+        let name_len = after.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').count();
+        if let Some(rest) = after[name_len..].strip_prefix(",\"") {
+            codes.push(literal(rest));
+        }
+    }
+    codes.sort();
+    codes.dedup();
+    assert!(codes.len() >= 20, "found only {codes:?}");
+    for code in codes {
+        assert!(doc.contains(&format!("`{code}`")), "OpenAPI does not document error code `{code}`");
+    }
+}
