@@ -1,0 +1,121 @@
+//! docker-compose.yaml stays true to the binaries: every env var a service
+//! sets is one its binary reads (no typos that silently fall back to a
+//! default), every setting a stage needs to reach Kafka, S3 and MLflow is
+//! set, and every service it names (depends_on, Prometheus targets) exists.
+//! (`docker-compose config` itself runs in scripts/test.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use flts_tests::{bin_path, repo_root};
+use serde_yaml::Value;
+
+fn compose() -> Value {
+    let text = std::fs::read_to_string(repo_root().join("docker-compose.yaml")).expect("read docker-compose.yaml");
+    let mut doc: Value = serde_yaml::from_str(&text).expect("docker-compose.yaml is YAML");
+    doc.apply_merge().expect("merge keys resolve");
+    // Merge keys nested inside merged mappings (environment: <<: *flts-env).
+    if let Some(services) = doc.get_mut("services").and_then(Value::as_mapping_mut) {
+        for (_, svc) in services.iter_mut() {
+            svc.apply_merge().expect("merge keys resolve");
+            if let Some(env) = svc.get_mut("environment") {
+                env.apply_merge().expect("merge keys resolve");
+            }
+        }
+    }
+    doc
+}
+
+/// Env vars a binary (and subcommand) reads, from `--help` (clap prints `[env: NAME=...]`).
+fn env_vars_of(binary: &str, args: &[&str]) -> BTreeSet<String> {
+    let mut vars = help_env_vars(binary, &[]);
+    if !args.is_empty() {
+        vars.extend(help_env_vars(binary, args));
+    }
+    vars
+}
+
+fn help_env_vars(binary: &str, args: &[&str]) -> BTreeSet<String> {
+    let out = Command::new(bin_path(binary)).args(args).arg("--help").output().expect("run --help");
+    assert!(out.status.success(), "{binary} --help failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("[env: ").skip(1).filter_map(|s| s.split(['=', ']']).next()).map(|s| s.trim().to_string()).collect()
+}
+
+/// Binaries whose own settings come from the environment at process start
+/// (logging) rather than from clap.
+const PROCESS_ENV: [&str; 2] = ["RUST_LOG", "LOG_FORMAT"];
+
+#[test]
+fn every_service_env_var_is_read_by_its_binary_and_required_ones_are_set() {
+    let doc = compose();
+    let services = doc["services"].as_mapping().expect("services");
+    let stages: BTreeMap<&str, (&str, Vec<&str>)> = [
+        ("preprocess", ("preprocess", vec![])),
+        ("train-gru", ("train-gru", vec![])),
+        ("train-lstm", ("train-lstm", vec![])),
+        ("prophet", ("prophet", vec![])),
+        ("eval", ("eval", vec![])),
+        ("inference", ("inference", vec![])),
+        ("kafka-init", ("flts", vec!["topics", "create"])),
+    ]
+    .into_iter()
+    .collect();
+    for (service, (binary, sub)) in &stages {
+        let svc = services.get(*service).unwrap_or_else(|| panic!("service {service} missing"));
+        let env: BTreeSet<String> = svc["environment"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{service} has no environment"))
+            .keys()
+            .filter_map(|k| k.as_str().map(String::from))
+            .collect();
+        let reads = env_vars_of(binary, sub);
+        for var in &env {
+            assert!(
+                reads.contains(var) || PROCESS_ENV.contains(&var.as_str()),
+                "{service} sets {var}, which `{binary}` does not read (reads: {reads:?})"
+            );
+        }
+        let mut required = vec!["KAFKA_BOOTSTRAP_SERVERS"];
+        if *binary != "flts" {
+            required.extend(["S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "METRICS_ADDR"]);
+        }
+        if ["train-gru", "train-lstm", "prophet", "eval"].contains(service) {
+            required.push("MLFLOW_TRACKING_URI");
+        }
+        for var in required {
+            assert!(env.contains(var), "{service} must set {var}");
+            assert!(reads.contains(var), "`{binary}` should read {var}");
+        }
+    }
+}
+
+#[test]
+fn every_service_named_exists() {
+    let doc = compose();
+    let services = doc["services"].as_mapping().expect("services");
+    let names: BTreeSet<&str> = services.keys().filter_map(Value::as_str).collect();
+    for (name, svc) in services {
+        let deps: Vec<&str> = match &svc["depends_on"] {
+            Value::Mapping(m) => m.keys().filter_map(Value::as_str).collect(),
+            Value::Sequence(s) => s.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        for d in deps {
+            assert!(names.contains(d), "{name:?} depends on unknown service {d}");
+        }
+    }
+    let prom = std::fs::read_to_string(repo_root().join("deploy/prometheus/prometheus.yml")).expect("prometheus.yml");
+    let prom: Value = serde_yaml::from_str(&prom).expect("prometheus.yml is YAML");
+    let mut scraped = 0;
+    for job in prom["scrape_configs"].as_sequence().expect("scrape_configs") {
+        for sc in job["static_configs"].as_sequence().expect("static_configs") {
+            for t in sc["targets"].as_sequence().expect("targets") {
+                let host = t.as_str().and_then(|t| t.split(':').next()).expect("host:port");
+                assert!(names.contains(host), "Prometheus scrapes unknown service {host}");
+                scraped += 1;
+            }
+        }
+    }
+    assert_eq!(scraped, 6, "Prometheus scrapes every stage");
+}
