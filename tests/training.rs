@@ -46,7 +46,12 @@ async fn upload_dataset(identifier: &str, rows: usize) -> TrainingData {
     let train_claim = put("train", &train).await;
     let test_claim = put("test", &test).await;
     let scaler_claim = store
-        .put("processed-data", &format!("{identifier}/{config_hash}/scaler.json"), scaler.to_json().into(), "application/json")
+        .put(
+            "processed-data",
+            &format!("{identifier}/{config_hash}/scaler.json"),
+            scaler.to_json().into(),
+            "application/json",
+        )
         .await
         .expect("put scaler");
     TrainingData {
@@ -143,9 +148,13 @@ async fn train_and_check(bin: &str, model_type: ModelType) {
     assert!(run.param("input_seq_len") == Some("10"));
     let mut files = Vec::new();
     for dir in ["", "model", "predictions"] {
-        files.extend(mlflow.list_artifacts(&evs[1].run_id, dir).await.expect("list artifacts").into_iter().map(|a| a.path));
+        files.extend(
+            mlflow.list_artifacts(&evs[1].run_id, dir).await.expect("list artifacts").into_iter().map(|a| a.path),
+        );
     }
-    for expected in [s.model.path.as_str(), "model/scaler.json", "model/model_card.md", "model/forecast.png", "success.json"] {
+    for expected in
+        [s.model.path.as_str(), "model/scaler.json", "model/model_card.md", "model/forecast.png", "success.json"]
+    {
         assert!(files.iter().any(|f| f == expected), "artifact {expected} missing from {files:?}");
     }
     let model = mlflow.download_artifact(&s.artifact_uri, &s.model.path).await.expect("download model");
@@ -178,7 +187,11 @@ async fn train_and_check(bin: &str, model_type: ModelType) {
     bad.train.sha256 = "0".repeat(64);
     producer.send_json(&input, Some(&id), &bad).await.expect("send bad claim check");
     let dead = envelopes(&read_topic(&dlq, 1, Duration::from_secs(120)));
-    assert!(dead[0].error.message.contains("checksum") || dead[0].error.code.contains("checksum"), "{:?}", dead[0].error);
+    assert!(
+        dead[0].error.message.contains("checksum") || dead[0].error.code.contains("checksum"),
+        "{:?}",
+        dead[0].error
+    );
     let evs = events(&out, 5);
     let failed = evs.iter().find(|e| matches!(e.status, TrainingStatus::Failed { .. })).expect("a FAILED event");
     assert_eq!(failed.identifier, id);
