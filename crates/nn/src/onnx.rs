@@ -51,7 +51,9 @@ pub fn export_onnx(net: &Network) -> Vec<u8> {
         x = "input_padded".to_string();
     }
     graph.int64s("axis_0", &[0]);
-    graph.int64s("axis_1", &[1]);
+    if cfg.layers > 1 {
+        graph.int64s("axis_1", &[1]);
+    }
     // Zero initial states [1, batch, hidden]: without them tract needs a fixed
     // batch size. Zeros = (first step of the input [1, batch, n_features]) x
     // (zeros [n_features, hidden]), which every runtime sizes from the input.
