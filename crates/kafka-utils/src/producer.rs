@@ -128,20 +128,37 @@ impl Producer {
         for (k, v) in headers {
             hdrs = hdrs.insert(Header { key: k, value: Some(*v) });
         }
-        let mut record = FutureRecord::to(topic).payload(payload).headers(hdrs);
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        // The queue timeout only bounds waiting for room in the local queue;
-        // message.timeout.ms bounds the whole delivery.
-        match self.inner.send(record, self.delivery_timeout).await {
-            Ok(d) => {
-                metrics::PRODUCED.with_label_values(&[topic, "acked"]).inc();
-                Ok(Delivery { partition: d.partition, offset: d.offset })
+        // librdkafka retries inside message.timeout.ms; on top of that, a
+        // broker answering with a transient or unknown error (tansu does while
+        // its storage restarts) is sent again with backoff until the delivery
+        // timeout is spent. A resend after an unknown error may duplicate the
+        // message: at-least-once, and every consumer is idempotent.
+        let deadline = std::time::Instant::now() + self.delivery_timeout;
+        let mut wait = Duration::from_millis(200);
+        loop {
+            let mut record = FutureRecord::to(topic).payload(payload).headers(hdrs.clone());
+            if let Some(k) = key {
+                record = record.key(k);
             }
-            Err((source, _msg)) => {
-                metrics::PRODUCED.with_label_values(&[topic, "failed"]).inc();
-                Err(ProduceError::Delivery { topic: topic.to_string(), source })
+            // The queue timeout only bounds waiting for room in the local queue;
+            // message.timeout.ms bounds the whole delivery.
+            match self.inner.send(record, self.delivery_timeout).await {
+                Ok(d) => {
+                    metrics::PRODUCED.with_label_values(&[topic, "acked"]).inc();
+                    return Ok(Delivery { partition: d.partition, offset: d.offset });
+                }
+                Err((source, _msg)) => {
+                    let code = source.rdkafka_error_code();
+                    let resend = is_retryable_code(code) || code == Some(RDKafkaErrorCode::Unknown);
+                    if resend && std::time::Instant::now() + wait < deadline {
+                        tracing::warn!(%topic, error = %source, "send failed; sending again in {wait:?}");
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                    metrics::PRODUCED.with_label_values(&[topic, "failed"]).inc();
+                    return Err(ProduceError::Delivery { topic: topic.to_string(), source });
+                }
             }
         }
     }
