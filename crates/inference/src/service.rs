@@ -91,7 +91,8 @@ impl Service {
 
     /// At start-up: serve every promotion recorded in the promotion bucket
     /// (or only `identifiers`), before any event is consumed. Transient S3
-    /// failures are retried until `cancel`; a broken model is logged and skipped.
+    /// failures are retried until `cancel` (then it returns what it loaded);
+    /// a broken model is logged and skipped.
     pub async fn load_promotions(&self, identifiers: &[String], cancel: &CancellationToken) -> anyhow::Result<usize> {
         let mut backoff = Duration::from_millis(500);
         let ids = loop {
@@ -106,7 +107,7 @@ impl Service {
                     warn!(error = %e, "cannot list promotions yet; retrying in {backoff:?}");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = cancel.cancelled() => anyhow::bail!("cancelled while listing promotions"),
+                        _ = cancel.cancelled() => return Ok(0),
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
@@ -124,7 +125,7 @@ impl Service {
                         warn!(identifier = %id, error = %e, "promotion not loaded yet; retrying in {backoff:?}");
                         tokio::select! {
                             _ = tokio::time::sleep(backoff) => {}
-                            _ = cancel.cancelled() => anyhow::bail!("cancelled while loading promotions"),
+                            _ = cancel.cancelled() => return Ok(loaded),
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(30));
                         continue;
