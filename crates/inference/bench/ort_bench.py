@@ -27,6 +27,7 @@ def main() -> None:
     sess = ort.InferenceSession(a.model, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     x = (np.arange(a.input_len * a.features) % 7 / 7.0).astype(np.float32).reshape(a.input_len, 1, a.features)
+    out0 = float(sess.run(None, {name: x})[0].reshape(-1)[0])
     for _ in range(a.iters // 10):
         sess.run(None, {name: x})
     lat = []
@@ -46,7 +47,7 @@ def main() -> None:
             sess.run(None, {name: xb})
         per_window.append(f"{n}:{(time.perf_counter() - t) * 1e6 / (reps * n):.1f}")
     print(
-        f"onnxruntime={ort.__version__} threads={a.threads} iters={a.iters} mean_us={mean:.1f} "
+        f"onnxruntime={ort.__version__} threads={a.threads} iters={a.iters} out0={out0:.6f} mean_us={mean:.1f} "
         f"p50_us={statistics.median(lat):.1f} p99_us={lat[int(0.99 * (len(lat) - 1))]:.1f} "
         f"per_window_us_at_batch={','.join(per_window)}"
     )

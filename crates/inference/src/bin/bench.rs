@@ -208,6 +208,7 @@ fn bench_model(
     let model = loader::build(&spec(m), &bytes, scaler(m.features)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let x: Vec<f32> = (0..m.input_len * m.features).map(|i| (i % 7) as f32 / 7.0).collect();
+    let out0 = model.forecast_scaled(&x, 1, None, "bench")?[0];
     for _ in 0..iters / 10 {
         model.forecast_scaled(&x, 1, None, "bench")?;
     }
@@ -233,7 +234,7 @@ fn bench_model(
     }
     println!(
         "model={} hidden={} layers={} features={} input_len={} load_ms={load_ms:.1} iters={iters} \
-         mean_us={mean:.1} p50_us={:.1} p99_us={:.1} per_window_us_at_batch={}",
+         out0={out0:.6} mean_us={mean:.1} p50_us={:.1} p99_us={:.1} per_window_us_at_batch={}",
         onnx.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| format!("synthetic-{}", spec(m).model_type)),
         m.hidden,
         m.layers,
