@@ -126,23 +126,26 @@ pub fn regularize(frame: Frame, interval: i64, anchor: i64, part: &str) -> Resul
         ));
     }
     let timestamps: Vec<i64> = (0..slots as i64).map(|k| anchor + (first + k) * interval).collect();
+    let index: Vec<usize> = frame.timestamps.iter().map(|&t| (slot(t) - first) as usize).collect();
+    // Sorted rows: slots never decrease, so distinct slots are where they change.
+    let occupied = 1 + index.windows(2).filter(|w| w[1] != w[0]).count();
     let mut counts = vec![0u32; slots];
     let mut columns = Vec::with_capacity(frame.columns.len());
-    for c in &frame.columns {
-        let mut sums = vec![0.0f64; slots];
-        counts.iter_mut().for_each(|x| *x = 0);
-        for (&t, &v) in frame.timestamps.iter().zip(&c.values) {
+    // Old columns are dropped one by one: the data never exists twice.
+    for c in frame.columns {
+        let mut values = vec![0.0f64; slots];
+        counts.fill(0);
+        for (&k, &v) in index.iter().zip(&c.values) {
             if !v.is_nan() {
-                let k = (slot(t) - first) as usize;
-                sums[k] += v;
+                values[k] += v;
                 counts[k] += 1;
             }
         }
-        let values = sums.iter().zip(&counts).map(|(s, &k)| if k == 0 { f64::NAN } else { s / k as f64 }).collect();
-        columns.push(Column { name: c.name.clone(), values });
+        for (v, &k) in values.iter_mut().zip(&counts) {
+            *v = if k == 0 { f64::NAN } else { *v / k as f64 };
+        }
+        columns.push(Column { name: c.name, values });
     }
-    // Sorted rows: slots never decrease, so distinct slots are where they change.
-    let occupied = 1 + frame.timestamps.windows(2).filter(|w| slot(w[1]) != slot(w[0])).count();
     Ok((Frame { timestamps, columns }, slots - occupied))
 }
 

@@ -528,6 +528,18 @@ mod tests {
     }
 
     #[test]
+    fn example_file_lists_every_setting_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("preprocess.example.toml");
+        let file = load_file(&path).unwrap();
+        assert_eq!(PreprocessConfig::resolve(&[&file]).unwrap(), PreprocessConfig::default());
+        let mut all = serde_json::to_value(PreprocessConfig::default()).unwrap();
+        if let Value::Object(m) = &mut all {
+            m.retain(|_, v| !v.is_null());
+        }
+        assert_eq!(file, all, "every key that has a default value is in the example");
+    }
+
+    #[test]
     fn args_patch_has_only_what_was_given() {
         let args = ConfigArgs { fill_limit: Some(3), targets: Some(vec!["down".into()]), ..Default::default() };
         assert_eq!(args.patch(), json!({"targets": ["down"], "clean": {"fill_limit": 3}}));

@@ -146,8 +146,8 @@ pub async fn run_local(
     let (name, test_name) = (input.display().to_string(), test_input.map(|p| p.display().to_string()));
     let h = hash.clone();
     let encoded = tokio::task::spawn_blocking(move || {
-        let t = test.as_deref().zip(test_name.as_deref()).map(|(b, n)| pipeline::RawInput { name: n, bytes: b });
-        pipeline::process(&config, pipeline::RawInput { name: &name, bytes: &bytes }, t)?.encode(&h, canonical)
+        let t = test.zip(test_name.as_deref()).map(|(b, name)| pipeline::RawInput { name, bytes: b.into() });
+        pipeline::process(&config, pipeline::RawInput { name: &name, bytes: bytes.into() }, t)?.encode(&h, canonical)
     })
     .await
     .map_err(|e| PreprocessError::Task(e.to_string()))??;

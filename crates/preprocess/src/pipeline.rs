@@ -1,6 +1,7 @@
 //! The pure part of the stage: raw bytes in, processed train and test parts,
 //! scaler and roles out. No I/O, so it runs on a blocking thread and in tests.
 
+use bytes::Bytes;
 use dataset::RawOptions;
 use series::{Column, Frame, ProcessedMeta, Roles, Scaler, WindowSpec};
 
@@ -11,11 +12,11 @@ use crate::error::PreprocessError;
 /// Calendar feature names, in the order they are appended.
 pub const CALENDAR: [&str; 4] = ["hour_sin", "hour_cos", "dow_sin", "dow_cos"];
 
-/// A raw input: its name (for errors) and bytes.
-#[derive(Debug, Clone, Copy)]
+/// A raw input: its name (for errors) and bytes, dropped as soon as they are parsed.
+#[derive(Debug, Clone)]
 pub struct RawInput<'a> {
     pub name: &'a str,
-    pub bytes: &'a [u8],
+    pub bytes: Bytes,
 }
 
 /// What happened to the data, for logs and metrics.
@@ -93,7 +94,8 @@ fn load(
     part: &str,
     stats: &mut Stats,
 ) -> Result<Frame, PreprocessError> {
-    let mut frame = dataset::read_raw(input.name, input.bytes, opts)?;
+    let mut frame = dataset::read_raw(input.name, &input.bytes, opts)?;
+    drop(input);
     stats.rows_in += frame.len();
     clean::non_finite_to_nan(&mut frame);
     stats.resorted |= clean::sort(&mut frame, config.clean.sort, part)?;
@@ -115,12 +117,13 @@ pub fn process(
         timestamp_unit: config.timestamp_unit,
         separator: config.csv_separator as u8,
     };
+    let input_name = input.name;
     let mut full = load(input, &opts, config, "train", &mut stats)?;
     let features: Vec<String> = full.column_names().map(str::to_string).collect();
     if features.is_empty() {
         return Err(PreprocessError::Data {
             part: "train".into(),
-            message: format!("{} has no columns besides `{}`", input.name, config.timestamp_column),
+            message: format!("{input_name} has no columns besides `{}`", config.timestamp_column),
         });
     }
     for name in CALENDAR.iter().filter(|_| config.calendar_features) {
@@ -166,6 +169,7 @@ pub fn process(
         Some(t) => {
             // The test file must have the same columns, in the same order.
             opts.columns = Some(features.clone());
+            let test_name = t.name;
             let test = load(t, &opts, config, "test", &mut stats)?;
             let test = regularize(test, "test", &mut stats)?;
             if let (Some(&train_end), Some(&test_start)) = (full.timestamps.last(), test.timestamps.first())
@@ -175,7 +179,7 @@ pub fn process(
                     part: "test".into(),
                     message: format!(
                         "{} starts at {}, not after the training part ends ({})",
-                        t.name,
+                        test_name,
                         clean::show_ts(test_start),
                         clean::show_ts(train_end)
                     ),
@@ -257,8 +261,8 @@ mod tests {
         dataset::write_raw_csv(&traffic(&Spec { rows, ..Default::default() }), "time")
     }
 
-    fn input(bytes: &[u8]) -> RawInput<'_> {
-        RawInput { name: "gen.csv", bytes }
+    fn input(bytes: &[u8]) -> RawInput<'static> {
+        RawInput { name: "gen.csv", bytes: Bytes::copy_from_slice(bytes) }
     }
 
     #[test]
@@ -310,18 +314,21 @@ mod tests {
         let mut train = f.slice(0..1_500);
         train.columns[0].values[100] = 1e12; // a spike only in training
         let test = f.slice(1_500..2_000);
-        let (a, b) = (dataset::write_raw_csv(&train, "time"), dataset::write_raw_csv(&test, "time"));
+        let (a, b) =
+            (Bytes::from(dataset::write_raw_csv(&train, "time")), Bytes::from(dataset::write_raw_csv(&test, "time")));
         let cfg = config(json!({"clean": {"outliers": "percentile", "outlier_upper_pct": 99.0}}));
-        let p =
-            process(&cfg, RawInput { name: "train.csv", bytes: &a }, Some(RawInput { name: "test.csv", bytes: &b }))
-                .unwrap();
+        let p = process(
+            &cfg,
+            RawInput { name: "train.csv", bytes: a.clone() },
+            Some(RawInput { name: "test.csv", bytes: b.clone() }),
+        )
+        .unwrap();
         assert_eq!((p.train.len(), p.test.len()), (1_500, 500));
         assert!(p.stats.values_clipped > 0);
         let down = p.scaler.columns.iter().find(|c| c.name == "down").unwrap();
         assert!(down.offset + down.scale < 1e11, "the spike was clipped before scaling: {down:?}");
-        let e =
-            process(&cfg, RawInput { name: "test.csv", bytes: &b }, Some(RawInput { name: "train.csv", bytes: &a }))
-                .unwrap_err();
+        let e = process(&cfg, RawInput { name: "test.csv", bytes: b }, Some(RawInput { name: "train.csv", bytes: a }))
+            .unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("test part: train.csv starts at 2018-03-28 15:56:00, not after the training part ends"),

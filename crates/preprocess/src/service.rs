@@ -179,9 +179,8 @@ impl Preprocessor {
                 let (name, test_name) = (job.input.clone(), job.test_input.clone());
                 let hash2 = hash.clone();
                 let encoded = tokio::task::spawn_blocking(move || {
-                    let test =
-                        test_input.as_deref().zip(test_name.as_deref()).map(|(b, n)| RawInput { name: n, bytes: b });
-                    pipeline::process(&config, RawInput { name: &name, bytes: &input }, test)?.encode(&hash2, canonical)
+                    let test = test_input.zip(test_name.as_deref()).map(|(bytes, name)| RawInput { name, bytes });
+                    pipeline::process(&config, RawInput { name: &name, bytes: input }, test)?.encode(&hash2, canonical)
                 })
                 .await
                 .map_err(|e| PreprocessError::Task(e.to_string()))??;
