@@ -95,10 +95,13 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         iters: usize,
     },
-    /// Serve the HTTP API with a synthetic model.
+    /// Serve the HTTP API with a synthetic model (or an ONNX file of the same shape).
     Serve {
         #[command(flatten)]
         model: ModelArgs,
+        /// Serve this ONNX file (e.g. from the export_nn example) instead of a synthetic model.
+        #[arg(long)]
+        onnx: Option<std::path::PathBuf>,
         #[command(flatten)]
         http: HttpArgs,
     },
@@ -127,9 +130,13 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Model { model, onnx, write_onnx, iters } => bench_model(&model, onnx, write_onnx, iters),
-        Cmd::Serve { model, http } => {
+        Cmd::Serve { model, onnx, http } => {
+            let bytes = match onnx {
+                Some(p) => std::fs::read(&p).with_context(|| format!("read {}", p.display()))?,
+                None => model.net().to_onnx(),
+            };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(serve(model, http))
+            rt.block_on(serve(model, bytes, http))
         }
         Cmd::Load { addr, clients, duration, warmup, input_len, features } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -247,10 +254,10 @@ fn bench_model(
     Ok(())
 }
 
-async fn serve(m: ModelArgs, args: HttpArgs) -> anyhow::Result<()> {
+async fn serve(m: ModelArgs, onnx: Vec<u8>, args: HttpArgs) -> anyhow::Result<()> {
     let ready = Readiness::default();
     let registry = Arc::new(Registry::new(ready.clone()));
-    let model = loader::build(&spec(&m), &m.net().to_onnx(), scaler(m.features)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let model = loader::build(&spec(&m), &onnx, scaler(m.features)).map_err(|e| anyhow::anyhow!("{e}"))?;
     registry.install(model).map_err(|e| anyhow::anyhow!("{}", e.0))?;
     let listener = http::bind(args.http_addr).await?;
     eprintln!("serving on {}", listener.local_addr()?);
