@@ -66,7 +66,7 @@ pub struct Eval {
 }
 
 fn store_err(e: StoreError) -> HandlerError {
-    if e.is_retryable() { HandlerError::retryable(e.code(), e) } else { HandlerError::permanent(e.code(), e) }
+    HandlerError::classify(e.is_retryable(), e.code(), e)
 }
 
 fn mlflow_err(e: MlflowError) -> HandlerError {

@@ -50,11 +50,11 @@ pub struct Service {
 }
 
 fn load_err(e: LoadError) -> HandlerError {
-    if e.is_retryable() { HandlerError::retryable(e.code(), e) } else { HandlerError::permanent(e.code(), e) }
+    HandlerError::classify(e.is_retryable(), e.code(), e)
 }
 
 fn batch_err(e: BatchError) -> HandlerError {
-    if e.is_retryable() { HandlerError::retryable(e.code(), e) } else { HandlerError::permanent(e.code(), e) }
+    HandlerError::classify(e.is_retryable(), e.code(), e)
 }
 
 fn check_ids(identifier: &str, config_hash: &str) -> Result<(), HandlerError> {

@@ -70,7 +70,7 @@ impl Record {
 
     /// Decode the payload as a contract message; failure is a decode error (DLQ at once).
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, HandlerError> {
-        contracts::decode(&self.payload).map_err(|e| HandlerError::decode(e))
+        contracts::decode(&self.payload).map_err(HandlerError::decode)
     }
 }
 
@@ -117,6 +117,15 @@ impl HandlerError {
     /// Processing may succeed later.
     pub fn retryable(code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(Disposition::Retryable, code, source)
+    }
+    /// Retryable or permanent as the failed operation says: the one place a
+    /// client error's `is_retryable()` becomes a disposition.
+    pub fn classify(
+        retryable: bool,
+        code: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        if retryable { Self::retryable(code, source) } else { Self::permanent(code, source) }
     }
     /// Shutdown interrupted processing; the record will be redelivered.
     pub fn cancelled() -> Self {
@@ -385,10 +394,8 @@ fn run_with_keepalive(
             }
         }
     };
-    if paused {
-        if let Ok(assigned) = consumer.assignment() {
-            let _ = consumer.resume(&assigned);
-        }
+    if paused && let Ok(assigned) = consumer.assignment() {
+        let _ = consumer.resume(&assigned);
     }
     outcome
 }

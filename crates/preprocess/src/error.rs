@@ -61,6 +61,6 @@ impl PreprocessError {
 impl From<PreprocessError> for HandlerError {
     fn from(e: PreprocessError) -> Self {
         let code = e.code();
-        if e.is_retryable() { HandlerError::retryable(code, e) } else { HandlerError::permanent(code, e) }
+        HandlerError::classify(e.is_retryable(), code, e)
     }
 }

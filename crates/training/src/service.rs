@@ -20,7 +20,6 @@ use claim_check::{ClaimCheckStore, S3Args, StoreError};
 use contracts::{ModelArtifact, ModelTraining, TrainingData, TrainingStatus, TrainingSuccess, V1};
 use kafka_utils::{ConsumerArgs, ConsumerSettings, Handler, HandlerError, KafkaArgs, Producer, Record};
 use mlflow_client::{KeyValue, Metric, MlflowArgs, MlflowClient, MlflowError, RunStatus};
-use serde::Serialize;
 use service_kit::admin::{self, AdminArgs, Readiness};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -138,7 +137,7 @@ impl<T: ModelTrainer> Handler for TrainHandler<T> {
     async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
         *self.current_run.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let msg: TrainingData = record.decode()?;
-        contracts::topics::validate_identifier(&msg.identifier).map_err(|e| HandlerError::decode(e))?;
+        contracts::topics::validate_identifier(&msg.identifier).map_err(HandlerError::decode)?;
         let model_type = self.trainer.model_type();
         let experiment_id = self
             .experiment_id
@@ -389,13 +388,12 @@ impl<T: ModelTrainer> TrainHandler<T> {
     }
 }
 
-async fn send<M: Serialize>(producer: &Producer, topic: &str, event: &M) -> Result<(), HandlerError>
-where
-    M: contracts::Message,
-{
-    producer.send_json(topic, Some(event.identifier()), event).await.map(|_| ()).map_err(|e| {
-        if e.is_retryable() { HandlerError::retryable("produce", e) } else { HandlerError::permanent("produce", e) }
-    })
+async fn send<M: contracts::Message>(producer: &Producer, topic: &str, event: &M) -> Result<(), HandlerError> {
+    producer
+        .send_json(topic, Some(event.identifier()), event)
+        .await
+        .map(|_| ())
+        .map_err(|e| HandlerError::classify(e.is_retryable(), "produce", e))
 }
 
 /// Decode both processed parts and cut the windows.
@@ -449,7 +447,7 @@ fn push_plot(files: &mut Vec<(String, Vec<u8>)>, name: &str, png: Result<Vec<u8>
 }
 
 fn store_err(e: StoreError) -> HandlerError {
-    if e.is_retryable() { HandlerError::retryable(e.code(), e) } else { HandlerError::permanent(e.code(), e) }
+    HandlerError::classify(e.is_retryable(), e.code(), e)
 }
 
 fn mlflow_err(e: MlflowError) -> HandlerError {
