@@ -1,7 +1,6 @@
 //! The eval stage against the real stack, with events produced by the test
 //! and MLflow runs holding the metrics the events claim.
 
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
@@ -271,44 +270,23 @@ async fn metrics_that_disagree_with_mlflow_go_to_the_dlq() {
     task.await.expect("join").expect("eval ran cleanly");
 }
 
-struct EvalProcess(Child);
-
-impl EvalProcess {
-    fn spawn(w: &World, group: &str) -> Self {
-        let env = stack_cmd(&["env"]).expect("stack env");
-        let mut cmd = Command::new(bin_path("eval"));
-        for line in env.lines().filter_map(|l| l.strip_prefix("export ")) {
-            if let Some((k, v)) = line.split_once('=') {
-                cmd.env(k, v);
-            }
-        }
-        let child = cmd
-            .env("EVAL_GROUP_ID", group)
-            .env("MODEL_TRAINING_TOPIC", &w.training)
-            .env("MODEL_SELECTED_TOPIC", &w.selected)
-            .env("DLQ_MODEL_SELECTED", dlq_topic(&w.selected))
-            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
-            .env("KAFKA_COMMIT_INTERVAL_MS", "200")
-            .env("METRICS_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("spawn eval");
-        EvalProcess(child)
-    }
-}
-
-impl Drop for EvalProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn spawn_eval(w: &World, group: &str) -> StageProcess {
+    let mut cmd = StageProcess::command("eval");
+    cmd.env("EVAL_GROUP_ID", group)
+        .env("MODEL_TRAINING_TOPIC", &w.training)
+        .env("MODEL_SELECTED_TOPIC", &w.selected)
+        .env("DLQ_MODEL_SELECTED", dlq_topic(&w.selected))
+        .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("KAFKA_COMMIT_INTERVAL_MS", "200")
+        .env("RUST_LOG", "warn");
+    StageProcess::spawn(cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eval_killed_after_two_of_three_events_promotes_once_after_restart() {
     let w = World::new("killed").await;
     let group = unique("g-eval-killed");
-    let first = EvalProcess::spawn(&w, &group);
+    let first = spawn_eval(&w, &group);
     w.send(&w.success(ModelType::Gru, 0.3, 1.0).await).await;
     w.send(&w.success(ModelType::Lstm, 0.2, 1.0).await).await;
 
@@ -328,7 +306,7 @@ async fn eval_killed_after_two_of_three_events_promotes_once_after_restart() {
     }
     drop(first);
 
-    let _second = EvalProcess::spawn(&w, &group);
+    let _second = spawn_eval(&w, &group);
     let prophet = w.success(ModelType::Prophet, 0.5, 1.0).await;
     w.send(&prophet).await;
     let d = w.wait_decision(Duration::from_secs(90)).await;

@@ -2,7 +2,6 @@
 //! (a synthetic ONNX network uploaded to a real MLflow run's artifacts),
 //! promotions recorded as eval records them, events on real topics.
 
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -416,54 +415,20 @@ async fn model_selected_switches_the_served_model_while_requests_continue() {
 }
 
 /// The real binary, so that a restart is a new process.
-struct InferenceProcess(Child);
-
-impl InferenceProcess {
-    fn spawn(w: &World, port: u16, selected_topic: &str) -> Self {
-        let env = stack_cmd(&["env"]).expect("stack env");
-        let mut cmd = Command::new(bin_path("inference"));
-        for line in env.lines().filter_map(|l| l.strip_prefix("export ")) {
-            if let Some((k, v)) = line.split_once('=') {
-                cmd.env(k, v);
-            }
-        }
-        let child = cmd
-            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("METRICS_ADDR", "127.0.0.1:0")
-            .env("INFERENCE_IDENTIFIERS", &w.identifier)
-            .env("INFERENCE_GROUP_ID", &w.group)
-            .env("INFERENCE_INSTANCE_ID", "restart")
-            .env("INFERENCE_DATA_TOPIC", &w.data_topic)
-            .env("MODEL_SELECTED_TOPIC", selected_topic)
-            .env("MODEL_TRAINING_TOPIC", &w.training_topic)
-            .env("PERFORMANCE_EVAL_TOPIC", &w.perf_topic)
-            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
-            .env("KAFKA_COMMIT_INTERVAL_MS", "200")
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("spawn inference");
-        InferenceProcess(child)
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.0.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.0.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "inference did not stop within 30 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for InferenceProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn spawn_inference(w: &World, port: u16, selected_topic: &str) -> StageProcess {
+    let mut cmd = StageProcess::command("inference");
+    cmd.env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("INFERENCE_IDENTIFIERS", &w.identifier)
+        .env("INFERENCE_GROUP_ID", &w.group)
+        .env("INFERENCE_INSTANCE_ID", "restart")
+        .env("INFERENCE_DATA_TOPIC", &w.data_topic)
+        .env("MODEL_SELECTED_TOPIC", selected_topic)
+        .env("MODEL_TRAINING_TOPIC", &w.training_topic)
+        .env("PERFORMANCE_EVAL_TOPIC", &w.perf_topic)
+        .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("KAFKA_COMMIT_INTERVAL_MS", "200")
+        .env("RUST_LOG", "warn");
+    StageProcess::spawn(cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,7 +437,7 @@ async fn a_restart_serves_the_promoted_model_before_any_new_event() {
     let first = w.promotion(ModelType::Lstm, &synthetic(Cell::Lstm, 3)).await;
     w.promote(&first, false).await;
     let port = free_port();
-    let process = InferenceProcess::spawn(&w, port, &w.selected_topic);
+    let process = spawn_inference(&w, port, &w.selected_topic);
     wait_served(port, Some(&format!("LSTM/{}", first.run_id)), Duration::from_secs(60)).await;
 
     // A promotion arrives over Kafka while it runs; then the process dies.
@@ -487,7 +452,7 @@ async fn a_restart_serves_the_promoted_model_before_any_new_event() {
     let empty = unique("t-restart-empty-selected");
     create_topic_with_dlq(&empty, 1).await;
     let port = free_port();
-    let restarted = InferenceProcess::spawn(&w, port, &empty);
+    let restarted = spawn_inference(&w, port, &empty);
     let body = wait_served(port, None, Duration::from_secs(60)).await;
     assert_eq!(body["models"][0]["version"], second_version, "{body}");
     assert_eq!(body["models"][0]["source"], "promotion");

@@ -4,7 +4,7 @@
 //! claim check trains nothing new; a bad claim check ends in the DLQ with a
 //! FAILED event.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -65,33 +65,14 @@ async fn upload_dataset(identifier: &str, rows: usize) -> TrainingData {
     }
 }
 
-struct Trainer {
-    child: Child,
-}
-
-impl Drop for Trainer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Start `bin` on the test's own topics, group and experiment.
-fn start_trainer(bin: &str, input: &str, events: &str, dlq: &str, group: &str, experiment: &str) -> Trainer {
-    let s = stack();
-    let child = Command::new(bin_path(bin))
-        .env("KAFKA_BOOTSTRAP_SERVERS", s.kafka.bootstrap().expect("broker"))
-        .env("S3_ENDPOINT", s.s3.endpoint.as_deref().expect("endpoint"))
-        .env("AWS_REGION", &s.s3.region)
-        .env("AWS_ACCESS_KEY_ID", &s.s3.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", s.s3.secret_access_key.expose())
-        .env("MLFLOW_TRACKING_URI", &s.mlflow.tracking_uri)
-        .env("TRAINING_DATA_TOPIC", input)
+fn start_trainer(bin: &str, input: &str, events: &str, dlq: &str, group: &str, experiment: &str) -> StageProcess {
+    let mut cmd = StageProcess::command(bin);
+    cmd.env("TRAINING_DATA_TOPIC", input)
         .env("MODEL_TRAINING_TOPIC", events)
         .env("DLQ_MODEL_TRAINING", dlq)
         .env("TRAINER_GROUP_ID", group)
         .env("MLFLOW_EXPERIMENT", experiment)
-        .env("METRICS_ADDR", "127.0.0.1:0")
         .env("HIDDEN_SIZE", "16")
         .env("NUM_LAYERS", "1")
         .env("EPOCHS", "3")
@@ -101,10 +82,8 @@ fn start_trainer(bin: &str, input: &str, events: &str, dlq: &str, group: &str, e
         .env("HANDLER_BACKOFF_MS", "100")
         .env("LOG_FORMAT", "text")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start trainer");
-    Trainer { child }
+        .stderr(Stdio::inherit());
+    StageProcess::spawn(cmd)
 }
 
 fn events(topic: &str, n: usize) -> Vec<ModelTraining> {

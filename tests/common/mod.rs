@@ -8,7 +8,7 @@
 //! run in parallel against one stack.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -87,6 +87,56 @@ pub fn bin_path(name: &str) -> PathBuf {
     let path = exe.parent().and_then(Path::parent).expect("target dir").join(name);
     assert!(path.exists(), "{} is missing: run `cargo build --workspace` first", path.display());
     path
+}
+
+/// A real stage binary running against the stack, killed when dropped.
+pub struct StageProcess {
+    name: String,
+    child: Child,
+}
+
+impl StageProcess {
+    /// `bin` with the stack's env (`scripts/stack env`) and its admin server on
+    /// a free port; add the test's own env, then [`StageProcess::spawn`].
+    pub fn command(bin: &str) -> Command {
+        let env = stack_cmd(&["env"]).expect("scripts/stack env");
+        let mut cmd = Command::new(bin_path(bin));
+        for line in env.lines().filter_map(|l| l.strip_prefix("export ")) {
+            if let Some((k, v)) = line.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
+        cmd.env("METRICS_ADDR", "127.0.0.1:0");
+        cmd
+    }
+
+    pub fn spawn(mut cmd: Command) -> Self {
+        let name =
+            Path::new(cmd.get_program()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        StageProcess { name, child }
+    }
+
+    /// SIGTERM, then wait (at most 30 s) for a graceful exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop within 30 s of SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for StageProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A name no other test (or earlier run) uses: `{prefix}-{millis}-{counter}`.
