@@ -84,8 +84,8 @@ fn consumer(kafka: &KafkaArgs, group: &str) -> anyhow::Result<BaseConsumer> {
     cfg.create().context("create consumer")
 }
 
-/// Read `topic` from the given start offsets to the end offsets of now.
-/// `start` None means the group's committed offset (or the beginning).
+/// Read `topic` to the end offsets of now, from the beginning or, with
+/// `from_committed`, from the group's committed offsets.
 fn read_to_end(consumer: &BaseConsumer, topic: &str, from_committed: bool) -> anyhow::Result<Vec<Entry>> {
     let timeout = Duration::from_secs(10);
     let meta = consumer.fetch_metadata(Some(topic), timeout).context("fetch metadata")?;
@@ -96,21 +96,17 @@ fn read_to_end(consumer: &BaseConsumer, topic: &str, from_committed: bool) -> an
     let mut ends = Vec::new();
     for p in t.partitions() {
         let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).context("fetch watermarks")?;
-        let mut start = Offset::Offset(low);
+        let mut start = low;
         if from_committed {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(topic, p.id());
             let committed = consumer.committed_offsets(tpl, timeout).context("fetch committed offsets")?;
             if let Some(Offset::Offset(o)) = committed.elements().first().map(|e| e.offset()) {
-                start = Offset::Offset(o.max(low));
+                start = o.max(low);
             }
         }
-        let start_value = match start {
-            Offset::Offset(o) => o,
-            _ => low,
-        };
-        if start_value < high {
-            assignment.add_partition_offset(topic, p.id(), start)?;
+        if start < high {
+            assignment.add_partition_offset(topic, p.id(), Offset::Offset(start))?;
             ends.push((p.id(), high));
         }
     }
@@ -228,11 +224,11 @@ pub async fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> 
     let group = args.group.clone().unwrap_or_else(|| format!("flts-dlq-replay.{topic}.{}", args.filter.hash()));
     let c = consumer(kafka, &group)?;
     let pending = read_to_end(&c, topic, true)?;
-    let selected: Vec<&Entry> = pending.iter().filter(|e| args.filter.matches(e)).collect();
+    let selected = pending.iter().filter(|e| args.filter.matches(e)).count();
     let fixed = match &args.payload_file {
         Some(path) => {
-            if selected.len() != 1 {
-                bail!("--payload-file replaces one record's payload, but the filter selects {}", selected.len());
+            if selected != 1 {
+                bail!("--payload-file replaces one record's payload, but the filter selects {selected}");
             }
             Some(std::fs::read(path).with_context(|| format!("read {}", path.display()))?)
         }
@@ -241,8 +237,7 @@ pub async fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> 
     let producer = if args.execute { Some(Producer::new(kafka, "flts-cli").context("create producer")?) } else { None };
     let mut sent = 0;
     for e in &pending {
-        let chosen = selected.iter().any(|s| s.partition == e.partition && s.offset == e.offset);
-        if chosen {
+        if args.filter.matches(e) {
             let (key, original) = kafka_utils::dlq::original_bytes(&e.envelope).context("decode original bytes")?;
             let payload = fixed.clone().unwrap_or(original);
             let dest = args.to.clone().unwrap_or_else(|| e.envelope.original_topic.clone());
@@ -280,7 +275,7 @@ pub async fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> 
     } else {
         println!(
             "dry run: {} of {} pending records would be replayed (add --execute to send)",
-            selected.len(),
+            selected,
             pending.len()
         );
     }

@@ -55,7 +55,7 @@ pub fn group_lag(kafka: &KafkaArgs, group: &str, topics: &[String]) -> anyhow::R
 
 /// `flts status`
 pub async fn run(kafka: &KafkaArgs, store: &ClaimCheckStore, groups: &[String], bucket: &str) -> anyhow::Result<()> {
-    let topics: Vec<String> = contracts::topics::all_topics().into_iter().map(String::from).collect();
+    let topics: Vec<String> = contracts::topics::all_topics();
     let mut groups: Vec<String> = groups.to_vec();
     if groups.is_empty() {
         groups = STAGE_GROUPS.iter().map(|g| g.to_string()).collect();

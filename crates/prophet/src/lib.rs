@@ -141,19 +141,19 @@ impl ModelTrainer for ProphetTrainer {
         // Test predictions in the windows' layout: window i, step s, target j
         // is the forecast for test row first_target_row[i] + s.
         let w = &data.test_windows;
+        let actuals = forecasts.iter().map(|f| column(&data.test, &f.name)).collect::<Result<Vec<_>, TrainError>>()?;
         let mut preds = vec![0f32; w.y.len()];
         let mut one_step = vec![0f32; w.y.len()];
         for i in 0..w.n {
+            // One-step-ahead equivalent: add the forecast's error on the last
+            // row the window has seen.
+            let seen = w.first_target_row[i] - 1;
             for s in 0..w.output_len {
                 let row = w.first_target_row[i] + s;
-                for (j, f) in forecasts.iter().enumerate() {
+                for (j, (f, actual)) in forecasts.iter().zip(&actuals).enumerate() {
                     let k = (i * w.output_len + s) * w.n_targets + j;
                     preds[k] = f.yhat[row] as f32;
-                    // One-step-ahead equivalent: add the forecast's error on the
-                    // last row the window has seen.
-                    let seen = w.first_target_row[i] - 1;
-                    let actual = data.test.column(&f.name).map(|c| c[seen]).unwrap_or(f.yhat[seen]);
-                    one_step[k] = (f.yhat[row] + (actual - f.yhat[seen])) as f32;
+                    one_step[k] = (f.yhat[row] + (actual[seen] - f.yhat[seen])) as f32;
                 }
             }
         }
