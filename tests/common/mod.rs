@@ -148,16 +148,25 @@ pub fn unique(prefix: &str) -> String {
 
 /// Create `topic` and its `DLQ-` twin (tansu does not auto-create topics).
 pub async fn create_topic_with_dlq(topic: &str, partitions: i32) {
+    create_topic_with_dlq_on(&stack().kafka, topic, partitions).await;
+}
+
+/// [`create_topic_with_dlq`] on the broker `kafka` points at.
+pub async fn create_topic_with_dlq_on(kafka: &KafkaArgs, topic: &str, partitions: i32) {
     let specs: Vec<TopicSpec> = [topic.to_string(), contracts::topics::dlq_topic(topic)]
         .into_iter()
         .map(|name| TopicSpec { name, partitions, replication: 1, retention_ms: None })
         .collect();
-    ensure_topics(&stack().kafka, &specs).await.expect("create test topics");
+    ensure_topics(kafka, &specs).await.expect("create test topics");
 }
 
 fn plain_consumer(group: &str) -> BaseConsumer {
+    plain_consumer_on(stack().kafka.bootstrap().expect("stack has a broker"), group)
+}
+
+pub(crate) fn plain_consumer_on(bootstrap: &str, group: &str) -> BaseConsumer {
     ClientConfig::new()
-        .set("bootstrap.servers", stack().kafka.bootstrap().expect("stack has a broker"))
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -196,7 +205,12 @@ pub fn wait_for_commit(group: &str, topic: &str, partition: i32, offset: i64, ti
 /// Read every message of `topic` (all partitions, from the start) until
 /// `expected` arrived or `timeout` passed.
 pub fn read_topic(topic: &str, expected: usize, timeout: Duration) -> Vec<OwnedMessage> {
-    let consumer = plain_consumer(&unique("reader"));
+    read_topic_from(stack().kafka.bootstrap().expect("stack has a broker"), topic, expected, timeout)
+}
+
+/// [`read_topic`] from the broker at `bootstrap`.
+pub fn read_topic_from(bootstrap: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let consumer = plain_consumer_on(bootstrap, &unique("reader"));
     consumer.subscribe(&[topic]).expect("subscribe reader");
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
@@ -214,4 +228,143 @@ pub fn envelopes(messages: &[OwnedMessage]) -> Vec<contracts::DlqEnvelope> {
         .iter()
         .map(|m| contracts::decode(m.payload().unwrap_or_default()).expect("DLQ payload is an envelope"))
         .collect()
+}
+
+/// tansu version of the local stack (keep in step with `TANSU_VERSION` in scripts/stack).
+const TANSU_VERSION: &str = "0.6.0";
+
+/// A tansu broker of the test's own (same pinned binary and sqlite storage as
+/// the shared stack, on free loopback ports, data in a temp dir), for fault
+/// tests that stop, kill or restart the broker without taking the shared one
+/// away from the tests running beside them. Killed when dropped; its data dir
+/// is removed unless the test panicked (then its path is printed).
+pub struct PrivateBroker {
+    dir: PathBuf,
+    port: u16,
+    metrics_port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    /// Start a broker with empty storage and wait until it accepts connections.
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join("flts-tests").join(unique("broker"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let [port, metrics_port] = free_ports();
+        let mut broker = PrivateBroker { dir, port, metrics_port, child: None };
+        broker.start_again();
+        broker
+    }
+
+    /// Path of the pinned tansu binary that `scripts/stack install` caches.
+    pub fn binary() -> PathBuf {
+        let cache = std::env::var_os("FLTS_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/flts"));
+        let bin = cache.join(format!("tools/tansu-{TANSU_VERSION}/bin/tansu"));
+        assert!(bin.exists(), "{} is missing: run `scripts/stack install`", bin.display());
+        bin
+    }
+
+    /// `host:port` to bootstrap from.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Client settings for this broker.
+    pub fn kafka(&self) -> KafkaArgs {
+        KafkaArgs::plaintext(self.bootstrap())
+    }
+
+    /// Start (again, after [`PrivateBroker::stop`] or [`PrivateBroker::kill`])
+    /// on the same port and the same data; returns once the port accepts
+    /// connections (tansu registers with its storage before it listens).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "broker is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap_or_else(|e| panic!("open broker log: {e}"));
+        let url = format!("tcp://{}", self.bootstrap());
+        let child = Command::new(Self::binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            // Relative: tansu mangles absolute sqlite paths; the working dir is ours.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .env("PROMETHEUS_LISTENER_URL", format!("tcp://127.0.0.1:{}", self.metrics_port))
+            .env("RUST_LOG", std::env::var("FLTS_BROKER_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start tansu: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("tansu exited at start ({status}); log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "tansu did not listen within 60 s; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Graceful stop: SIGTERM, then SIGKILL if it is still running after
+    /// `deadline`. Returns whether it exited by itself.
+    pub fn stop(&mut self, deadline: Duration) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let until = Instant::now() + deadline;
+        while Instant::now() < until {
+            if child.try_wait().ok().flatten().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Crash: SIGKILL, no shutdown path runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Create `topic` and its `DLQ-` twin on this broker.
+    pub async fn create_topic_with_dlq(&self, topic: &str, partitions: i32) {
+        create_topic_with_dlq_on(&self.kafka(), topic, partitions).await;
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("tansu.log")
+    }
+
+    /// Everything tansu wrote to stdout and stderr, all runs.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("private broker data and log kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// `N` distinct loopback ports nothing listens on right now.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
 }

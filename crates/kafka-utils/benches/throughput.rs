@@ -2,28 +2,38 @@
 //! kafka-utils, side by side with bare rdkafka on the same broker in the same
 //! run. Needs the local stack: `scripts/bench kafka` (prints a Markdown table).
 //!
-//! Both sides use the same librdkafka settings, so the difference is the
-//! library's own overhead: for the producer, awaiting each delivery report
-//! (both do that); for the consumer, the at-least-once loop (decode, handler,
-//! offset store after the handler) against a bare poll/decode/store loop.
+//! Like with like: the bare producer is built from the same
+//! [`kafka_utils::producer_config`] (acks=all, idempotence, lz4, linger 5 ms)
+//! and sends the same bytes (the JSON encoded in the timed loop, the same key
+//! and the same two headers kafka-utils adds); both await every delivery, with
+//! the same number of sends in flight. The bare consumer polls with the same
+//! group settings as the kafka-utils loop, decodes the same contract and
+//! stores the offset after it, one record at a time. So the ratio is the
+//! library's own overhead: its resend bookkeeping on the produce side, the
+//! handler, keepalive and metrics plumbing on the consume side.
+//!
+//! Rounds alternate which side goes first and the table shows the median, so
+//! a noisy neighbour on the shared machine hurts both sides alike. Consume
+//! rates count from the first record to the last (group join excluded).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use kafka_utils::admin::{TopicSpec, ensure_topics};
 use kafka_utils::consumer::{self, ConsumerArgs, ConsumerSettings};
-use kafka_utils::{Handler, HandlerError, KafkaArgs, Producer, Record};
+use kafka_utils::{Handler, HandlerError, KafkaArgs, Producer, Record, producer_config};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 const MESSAGES: u64 = 20_000;
 const IN_FLIGHT: usize = 500;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
+const PARTITIONS: i32 = 3;
 
 fn claim_check(i: u64) -> contracts::TrainingData {
     let cc = |name: &str| contracts::ClaimCheck {
@@ -43,61 +53,72 @@ fn claim_check(i: u64) -> contracts::TrainingData {
     }
 }
 
-fn bare_producer(kafka: &KafkaArgs) -> FutureProducer {
-    // The same settings kafka_utils::Producer uses.
-    let mut cfg = kafka.client_config("bench-bare").expect("config");
-    cfg.set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("retries", "2147483647")
-        .set("retry.backoff.ms", "100")
-        .set("retry.backoff.max.ms", "2000")
-        .set("message.timeout.ms", "120000")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5");
-    cfg.create().expect("bare producer")
+/// One timed run: messages and seconds.
+#[derive(Clone, Copy)]
+struct Run {
+    msgs: u64,
+    secs: f64,
 }
 
-async fn produce_flts(p: &Producer, topic: &str) -> f64 {
-    let start = Instant::now();
+impl Run {
+    fn rate(self) -> f64 {
+        self.msgs as f64 / self.secs
+    }
+}
+
+async fn produce_flts(p: &Producer, topic: &str) -> Run {
     let msgs: Vec<_> = (0..MESSAGES).map(claim_check).collect();
+    let start = Instant::now();
     for chunk in msgs.chunks(IN_FLIGHT) {
         let sends = chunk.iter().map(|m| p.send_json(topic, Some(&m.identifier), m));
         for r in join_all(sends).await {
             r.expect("acked");
         }
     }
-    MESSAGES as f64 / start.elapsed().as_secs_f64()
+    Run { msgs: MESSAGES, secs: start.elapsed().as_secs_f64() }
 }
 
-async fn produce_bare(p: &FutureProducer, topic: &str) -> f64 {
-    let start = Instant::now();
+async fn produce_bare(p: &FutureProducer, topic: &str) -> Run {
     let msgs: Vec<_> = (0..MESSAGES).map(claim_check).collect();
+    let start = Instant::now();
+    let headers = OwnedHeaders::new_with_capacity(2)
+        .insert(Header { key: "content-type", value: Some("application/json") })
+        .insert(Header { key: "flts-service", value: Some("bench") });
     for chunk in msgs.chunks(IN_FLIGHT) {
-        let payloads: Vec<(String, Vec<u8>)> =
-            chunk.iter().map(|m| (m.identifier.clone(), serde_json::to_vec(m).expect("json"))).collect();
-        let sends = payloads.iter().map(|(k, v)| {
-            p.send(FutureRecord::to(topic).key(k.as_str()).payload(v.as_slice()), Duration::from_secs(120))
+        let payloads: Vec<Vec<u8>> = chunk.iter().map(|m| serde_json::to_vec(m).expect("json")).collect();
+        let sends = chunk.iter().zip(&payloads).map(|(m, v)| {
+            let record =
+                FutureRecord::to(topic).key(m.identifier.as_str()).payload(v.as_slice()).headers(headers.clone());
+            p.send(record, Duration::from_secs(120))
         });
         for r in join_all(sends).await {
             r.expect("acked");
         }
     }
-    MESSAGES as f64 / start.elapsed().as_secs_f64()
+    Run { msgs: MESSAGES, secs: start.elapsed().as_secs_f64() }
 }
 
-struct Count(AtomicU64);
+/// Counts records and notes when the first and the latest arrived.
+struct Count {
+    seen: AtomicU64,
+    first: Mutex<Option<Instant>>,
+    last: Mutex<Option<Instant>>,
+}
 
 impl Handler for Count {
     async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
         let m: contracts::TrainingData = record.decode()?;
         std::hint::black_box(m);
-        self.0.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        self.first.lock().expect("lock").get_or_insert(now);
+        *self.last.lock().expect("lock") = Some(now);
+        self.seen.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
 
-async fn consume_flts(kafka: &KafkaArgs, topic: &str, n: u64) -> f64 {
-    let handler = Arc::new(Count(AtomicU64::new(0)));
+async fn consume_flts(kafka: &KafkaArgs, topic: &str, n: u64) -> Run {
+    let handler = Arc::new(Count { seen: AtomicU64::new(0), first: Mutex::new(None), last: Mutex::new(None) });
     let cancel = CancellationToken::new();
     let settings = ConsumerSettings {
         service: "bench".into(),
@@ -108,46 +129,61 @@ async fn consume_flts(kafka: &KafkaArgs, topic: &str, n: u64) -> f64 {
     };
     let producer = Producer::new(kafka, "bench").expect("producer");
     let (k, h, c) = (kafka.clone(), handler.clone(), cancel.clone());
-    let start = Instant::now();
     let task = tokio::spawn(async move { consumer::run(&k, settings, producer, h, c).await });
-    while handler.0.load(Ordering::Relaxed) < n {
+    while handler.seen.load(Ordering::Relaxed) < n {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
     cancel.cancel();
     task.await.expect("join").expect("loop");
-    rate
+    let first = handler.first.lock().expect("lock").expect("records seen");
+    let last = handler.last.lock().expect("lock").expect("records seen");
+    Run { msgs: n - 1, secs: (last - first).as_secs_f64() }
 }
 
-fn consume_bare(kafka: &KafkaArgs, topic: &str, n: u64) -> f64 {
+fn consume_bare(kafka: &KafkaArgs, topic: &str, n: u64) -> Run {
+    // The group settings consumer::run uses.
+    let defaults = ConsumerArgs::default();
     let mut cfg: ClientConfig = kafka.client_config("bench-bare").expect("config");
     cfg.set("group.id", format!("bench-bare-{}", unique()))
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", "1000")
-        .set("auto.offset.reset", "earliest");
+        .set("auto.commit.interval.ms", defaults.commit_interval_ms.to_string())
+        .set("auto.offset.reset", "earliest")
+        .set("max.poll.interval.ms", defaults.max_poll_interval_ms.to_string())
+        .set("session.timeout.ms", defaults.session_timeout_ms.to_string())
+        .set("partition.assignment.strategy", "range,roundrobin");
     let consumer: BaseConsumer = cfg.create().expect("bare consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
-    let start = Instant::now();
     let mut seen = 0;
+    let mut first = None;
+    let mut last = Instant::now();
     while seen < n {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
             let decoded: contracts::TrainingData = contracts::decode(m.payload().unwrap_or_default()).expect("decode");
             std::hint::black_box(decoded);
             consumer.store_offset_from_message(&m).expect("store");
+            last = Instant::now();
+            first.get_or_insert(last);
             seen += 1;
         }
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    Run { msgs: n - 1, secs: (last - first.expect("records seen")).as_secs_f64() }
 }
 
 fn unique() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+fn median(runs: &[Run]) -> f64 {
+    let mut v: Vec<f64> = runs.iter().map(|r| r.rate()).collect();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+fn spread(runs: &[Run]) -> String {
+    let v: Vec<f64> = runs.iter().map(|r| r.rate()).collect();
+    let (lo, hi) = v.iter().fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    format!("{lo:.0}-{hi:.0}")
 }
 
 #[tokio::main]
@@ -159,13 +195,16 @@ async fn main() {
         std::env::var("KAFKA_BOOTSTRAP_SERVERS").expect("run via scripts/bench (needs the stack)"),
     );
     let topic = format!("bench-{}", unique());
-    ensure_topics(&kafka, &[TopicSpec { name: topic.clone(), partitions: 3, replication: 1, retention_ms: None }])
-        .await
-        .expect("topic");
+    ensure_topics(
+        &kafka,
+        &[TopicSpec { name: topic.clone(), partitions: PARTITIONS, replication: 1, retention_ms: None }],
+    )
+    .await
+    .expect("topic");
     let payload = serde_json::to_vec(&claim_check(0)).expect("json").len();
 
     let flts = Producer::new(&kafka, "bench").expect("producer");
-    let bare = bare_producer(&kafka);
+    let bare: FutureProducer = producer_config(&kafka, "bench-bare").expect("config").create().expect("bare producer");
     let (mut pf, mut pb, mut cf, mut cb) = (vec![], vec![], vec![], vec![]);
     for round in 0..ROUNDS {
         // Alternate who goes first so warm-up and broker state favour neither.
@@ -176,26 +215,40 @@ async fn main() {
             pb.push(produce_bare(&bare, &topic).await);
             pf.push(produce_flts(&flts, &topic).await);
         }
+        eprintln!("produce round {round}: kafka-utils {:.0}/s, bare {:.0}/s", pf[round].rate(), pb[round].rate());
     }
     let total = MESSAGES * 2 * ROUNDS as u64;
     for round in 0..ROUNDS {
+        let bare_run = |k: KafkaArgs, t: String| tokio::task::spawn_blocking(move || consume_bare(&k, &t, total));
         if round % 2 == 0 {
             cf.push(consume_flts(&kafka, &topic, total).await);
-            let (k, t) = (kafka.clone(), topic.clone());
-            cb.push(tokio::task::spawn_blocking(move || consume_bare(&k, &t, total)).await.expect("join"));
+            cb.push(bare_run(kafka.clone(), topic.clone()).await.expect("join"));
         } else {
-            let (k, t) = (kafka.clone(), topic.clone());
-            cb.push(tokio::task::spawn_blocking(move || consume_bare(&k, &t, total)).await.expect("join"));
+            cb.push(bare_run(kafka.clone(), topic.clone()).await.expect("join"));
             cf.push(consume_flts(&kafka, &topic, total).await);
         }
+        eprintln!("consume round {round}: kafka-utils {:.0}/s, bare {:.0}/s", cf[round].rate(), cb[round].rate());
     }
-    let (pf, pb, cf, cb) = (median(pf), median(pb), median(cf), median(cb));
+    let mb = |rate: f64| rate * payload as f64 / 1e6;
     println!(
-        "payload {payload} bytes, {MESSAGES} messages per produce round, {total} per consume round, median of {ROUNDS} rounds"
+        "payload {payload} bytes of JSON (+ key and 2 headers), {PARTITIONS} partitions, {MESSAGES} messages per produce \
+         run, {total} per consume run, median of {ROUNDS} runs (range in brackets)"
     );
     println!();
-    println!("| path | kafka-utils msg/s | bare rdkafka msg/s | kafka-utils / bare |");
-    println!("|---|---:|---:|---:|");
-    println!("| produce (acks=all, idempotent, {IN_FLIGHT} in flight) | {pf:.0} | {pb:.0} | {:.2} |", pf / pb);
-    println!("| consume (decode + offset store after handler) | {cf:.0} | {cb:.0} | {:.2} |", cf / cb);
+    println!("| path | kafka-utils msg/s | bare rdkafka msg/s | kafka-utils MB/s | bare MB/s | kafka-utils / bare |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, f, b) in [
+        (format!("produce (acks=all, idempotent, lz4, {IN_FLIGHT} in flight)"), &pf, &pb),
+        ("consume (decode, offset stored after each record)".to_string(), &cf, &cb),
+    ] {
+        let (mf, mbare) = (median(f), median(b));
+        println!(
+            "| {name} | {mf:.0} ({}) | {mbare:.0} ({}) | {:.1} | {:.1} | {:.2} |",
+            spread(f),
+            spread(b),
+            mb(mf),
+            mb(mbare),
+            mf / mbare
+        );
+    }
 }

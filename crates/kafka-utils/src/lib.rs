@@ -4,7 +4,8 @@
 //! - [`config`]: [`KafkaArgs`], connection and security settings from flags and
 //!   env, validated at start-up; secrets never reach logs.
 //! - [`producer`]: [`Producer`], JSON sends that return only after the broker's
-//!   acknowledgement (acks=all, idempotence on).
+//!   acknowledgement (acks=all, idempotence on); an instance librdkafka can no
+//!   longer use is replaced and the send goes again.
 //! - [`consumer`]: [`consumer::run`], the at-least-once loop: a [`Handler`]
 //!   per record, offsets stored only after its outputs are acknowledged,
 //!   retries with backoff, then the DLQ.
@@ -21,4 +22,4 @@ pub mod producer;
 
 pub use config::{KafkaArgs, Secret};
 pub use consumer::{ConsumerArgs, ConsumerSettings, Disposition, Handler, HandlerError, Record, RunSummary};
-pub use producer::{Delivery, ProduceError, Producer};
+pub use producer::{Delivery, ProduceError, Producer, producer_config};

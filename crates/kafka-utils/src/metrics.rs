@@ -49,3 +49,14 @@ pub static HANDLER_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("metric registered once")
 });
+
+/// Producer instances replaced after a fatal error or a timed-out message
+/// (see [`crate::producer`]), by reason (`fatal`, `timed_out`).
+pub static PRODUCER_REBUILDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "flts_kafka_producer_rebuilds_total",
+        "Producer instances replaced by a fresh one, by reason",
+        &["reason"]
+    )
+    .expect("metric registered once")
+});

@@ -1,7 +1,29 @@
 //! A producer whose sends return only when the broker has acknowledged them.
+//!
+//! # Recovering an unusable idempotent producer
+//! librdkafka's idempotent producer answers a permanent produce error (and a
+//! timed-out message) by bumping its epoch: an `InitProducerId` request that
+//! carries the current producer id (KIP-360). tansu 0.6.0, the local stack's
+//! broker, does not implement that request: its sqlite storage hits a
+//! `todo!()`, the panic ends tansu's one storage task, and from then on every
+//! request to that broker fails (`Storage(UnableToSend)`, produce answers
+//! UNKNOWN_SERVER_ERROR) until it is restarted. A graceful tansu restart
+//! triggers exactly that: after SIGTERM it stops its storage first and, for up
+//! to 5 s, answers the still-open connections with UNKNOWN_SERVER_ERROR.
+//!
+//! So the producer never lets librdkafka bump the epoch:
+//! `enable.gapless.guarantee` turns a permanent error into a fatal one instead,
+//! and a timed-out message marks the instance as about to bump. Either way the
+//! [`Producer`] replaces its librdkafka instance with a fresh one (a new
+//! producer id, an `InitProducerId` every broker supports), counts it in
+//! `flts_kafka_producer_rebuilds_total` and sends the failed message again
+//! within the delivery timeout. A message sent again may be stored twice
+//! (at-least-once); every consumer is idempotent.
 
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -10,7 +32,10 @@ use serde::Serialize;
 use crate::config::{ConfigError, KafkaArgs};
 use crate::metrics;
 
-/// Where the broker stored an acknowledged message.
+/// Where the broker stored an acknowledged message. A retry of a message the
+/// broker had already stored is acknowledged without a valid (non-negative)
+/// offset: librdkafka reports the broker's duplicate-sequence answer as a
+/// delivery whose offset it does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
     pub partition: i32,
@@ -71,30 +96,60 @@ pub fn is_retryable_code(code: Option<RDKafkaErrorCode>) -> bool {
     }
 }
 
-/// JSON producer with acks=all and idempotence: no duplicates from its own
-/// retries, no silent return while the broker is away.
-#[derive(Clone)]
-pub struct Producer {
-    inner: FutureProducer,
+/// The librdkafka settings of every FLTS producer: acks=all, idempotence,
+/// bounded retries with backoff inside the delivery timeout, lz4, a short
+/// linger. Public so benches can build a bare rdkafka producer that is the same.
+pub fn producer_config(args: &KafkaArgs, service: &str) -> Result<ClientConfig, ConfigError> {
+    let mut cfg = args.client_config(service)?;
+    cfg.set("acks", "all")
+        .set("enable.idempotence", "true")
+        // A permanent error raises a fatal error instead of an epoch bump
+        // (see the module docs); the Producer then rebuilds its instance.
+        .set("enable.gapless.guarantee", "true")
+        // Bounded retries with backoff, all inside the delivery timeout.
+        .set("retries", "2147483647")
+        .set("retry.backoff.ms", "100")
+        .set("retry.backoff.max.ms", "2000")
+        .set("message.timeout.ms", args.delivery_timeout_ms.to_string())
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5");
+    Ok(cfg)
+}
+
+/// The librdkafka instance in use and how many times it was replaced.
+struct Instance {
+    generation: u64,
+    producer: FutureProducer,
+}
+
+struct Shared {
+    config: ClientConfig,
+    current: RwLock<Instance>,
     delivery_timeout: Duration,
     service: String,
+}
+
+/// JSON producer with acks=all and idempotence: no duplicates from its own
+/// retries, no silent return while the broker is away. Clones share one
+/// librdkafka instance.
+#[derive(Clone)]
+pub struct Producer {
+    shared: Arc<Shared>,
 }
 
 impl Producer {
     /// Build a producer for `service` (used as client id and in a header).
     pub fn new(args: &KafkaArgs, service: &str) -> Result<Self, ProduceError> {
-        let mut cfg = args.client_config(service)?;
-        cfg.set("acks", "all")
-            .set("enable.idempotence", "true")
-            // Bounded retries with backoff, all inside the delivery timeout.
-            .set("retries", "2147483647")
-            .set("retry.backoff.ms", "100")
-            .set("retry.backoff.max.ms", "2000")
-            .set("message.timeout.ms", args.delivery_timeout_ms.to_string())
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5");
-        let inner: FutureProducer = cfg.create().map_err(ProduceError::Client)?;
-        Ok(Producer { inner, delivery_timeout: args.delivery_timeout(), service: service.to_string() })
+        let config = producer_config(args, service)?;
+        let producer: FutureProducer = config.create().map_err(ProduceError::Client)?;
+        Ok(Producer {
+            shared: Arc::new(Shared {
+                config,
+                current: RwLock::new(Instance { generation: 0, producer }),
+                delivery_timeout: args.delivery_timeout(),
+                service: service.to_string(),
+            }),
+        })
     }
 
     /// Serialize `value` as JSON and send it; returns once the broker acknowledged it.
@@ -124,33 +179,37 @@ impl Producer {
     ) -> Result<Delivery, ProduceError> {
         let mut hdrs = OwnedHeaders::new_with_capacity(headers.len() + 2)
             .insert(Header { key: "content-type", value: Some("application/json") })
-            .insert(Header { key: "flts-service", value: Some(self.service.as_str()) });
+            .insert(Header { key: "flts-service", value: Some(self.shared.service.as_str()) });
         for (k, v) in headers {
             hdrs = hdrs.insert(Header { key: k, value: Some(*v) });
         }
-        // librdkafka retries inside message.timeout.ms; on top of that, a
-        // broker answering with a transient or unknown error (tansu does while
-        // its storage restarts) is sent again with backoff until the delivery
-        // timeout is spent. A resend after an unknown error may duplicate the
-        // message: at-least-once, and every consumer is idempotent.
-        let deadline = std::time::Instant::now() + self.delivery_timeout;
+        // librdkafka retries inside message.timeout.ms. On top of that, a send
+        // that failed on an instance that had to be replaced, or with a
+        // transient or unknown broker error, is sent again with backoff until
+        // the delivery timeout is spent. A resend may duplicate the message:
+        // at-least-once, and every consumer is idempotent.
+        let deadline = Instant::now() + self.shared.delivery_timeout;
         let mut wait = Duration::from_millis(200);
         loop {
+            let (generation, producer) = self.current();
             let mut record = FutureRecord::to(topic).payload(payload).headers(hdrs.clone());
             if let Some(k) = key {
                 record = record.key(k);
             }
             // The queue timeout only bounds waiting for room in the local queue;
             // message.timeout.ms bounds the whole delivery.
-            match self.inner.send(record, self.delivery_timeout).await {
+            let result = producer.send(record, self.shared.delivery_timeout).await;
+            match result {
                 Ok(d) => {
                     metrics::PRODUCED.with_label_values(&[topic, "acked"]).inc();
                     return Ok(Delivery { partition: d.partition, offset: d.offset });
                 }
                 Err((source, _msg)) => {
                     let code = source.rdkafka_error_code();
-                    let resend = is_retryable_code(code) || code == Some(RDKafkaErrorCode::Unknown);
-                    if resend && std::time::Instant::now() + wait < deadline {
+                    let replaced = self.replace_if_unusable(generation, &producer, code);
+                    drop(producer);
+                    let resend = replaced || is_retryable_code(code) || code == Some(RDKafkaErrorCode::Unknown);
+                    if resend && Instant::now() + wait < deadline {
                         tracing::warn!(%topic, error = %source, "send failed; sending again in {wait:?}");
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(5));
@@ -165,6 +224,44 @@ impl Producer {
 
     /// Wait for every message in flight (used at shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.flush(timeout)
+        self.current().1.flush(timeout)
+    }
+
+    fn current(&self) -> (u64, FutureProducer) {
+        let cur = self.shared.current.read().unwrap_or_else(|e| e.into_inner());
+        (cur.generation, cur.producer.clone())
+    }
+
+    /// After a failed send on instance `generation`: replace that instance if
+    /// it cannot be used any more (a fatal error, or a timed-out message after
+    /// which librdkafka would bump the epoch). Returns whether the send failed
+    /// on an instance that is no longer current, i.e. sending again may work.
+    fn replace_if_unusable(&self, generation: u64, used: &FutureProducer, code: Option<RDKafkaErrorCode>) -> bool {
+        let (reason, detail) = match used.client().fatal_error() {
+            Some((_, why)) => ("fatal", why),
+            None if code == Some(RDKafkaErrorCode::MessageTimedOut) => ("timed_out", "a message timed out".into()),
+            None => return self.shared.current.read().unwrap_or_else(|e| e.into_inner()).generation != generation,
+        };
+        let mut cur = self.shared.current.write().unwrap_or_else(|e| e.into_inner());
+        if cur.generation != generation {
+            return true; // another send replaced it already
+        }
+        match self.shared.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                cur.generation += 1;
+                // The old instance is destroyed when its last in-flight send
+                // drops it; librdkafka purges what it still holds, and those
+                // sends come here and go again on the fresh instance.
+                cur.producer = fresh;
+                metrics::PRODUCER_REBUILDS.with_label_values(&[reason]).inc();
+                tracing::warn!(service = %self.shared.service, generation = cur.generation, %detail,
+                    "producer instance replaced by a fresh one; failed sends go again");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %detail, "cannot create a replacement producer");
+                false
+            }
+        }
     }
 }
