@@ -7,14 +7,14 @@
 //! one does not send the same records again. Downstream consumers are
 //! idempotent, so even a record replayed twice has its effects once.
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use contracts::DlqEnvelope;
 use kafka_utils::{KafkaArgs, Producer};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+
+use crate::read::{consumer, read_to_end};
 
 /// Which DLQ records a command acts on.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,74 +75,18 @@ impl Filter {
     }
 }
 
-fn consumer(kafka: &KafkaArgs, group: &str) -> anyhow::Result<BaseConsumer> {
-    let mut cfg = kafka.client_config("flts-cli")?;
-    cfg.set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest");
-    cfg.create().context("create consumer")
-}
-
-/// Read `topic` to the end offsets of now, from the beginning or, with
-/// `from_committed`, from the group's committed offsets.
-fn read_to_end(consumer: &BaseConsumer, topic: &str, from_committed: bool) -> anyhow::Result<Vec<Entry>> {
-    let timeout = Duration::from_secs(10);
-    let meta = consumer.fetch_metadata(Some(topic), timeout).context("fetch metadata")?;
-    let Some(t) = meta.topics().iter().find(|t| t.name() == topic && t.error().is_none()) else {
-        bail!("topic {topic} does not exist");
-    };
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for p in t.partitions() {
-        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout).context("fetch watermarks")?;
-        let mut start = low;
-        if from_committed {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(topic, p.id());
-            let committed = consumer.committed_offsets(tpl, timeout).context("fetch committed offsets")?;
-            if let Some(Offset::Offset(o)) = committed.elements().first().map(|e| e.offset()) {
-                start = o.max(low);
-            }
-        }
-        if start < high {
-            assignment.add_partition_offset(topic, p.id(), Offset::Offset(start))?;
-            ends.push((p.id(), high));
-        }
-    }
+/// The DLQ envelopes of `topic` (see [`read_to_end`]); records that are not
+/// envelopes are reported and skipped.
+fn read_entries(consumer: &BaseConsumer, topic: &str, from_committed: bool) -> anyhow::Result<Vec<Entry>> {
     let mut out = Vec::new();
-    if ends.is_empty() {
-        return Ok(out);
-    }
-    consumer.assign(&assignment).context("assign partitions")?;
-    let mut done = vec![false; ends.len()];
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while done.iter().any(|d| !d) {
-        if std::time::Instant::now() > deadline {
-            bail!("timed out reading {topic}");
-        }
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else { continue };
-        let msg = msg.context("read DLQ")?;
+    for msg in read_to_end(consumer, topic, from_committed)? {
         let (partition, offset) = (msg.partition(), msg.offset());
-        if let Some(i) = ends.iter().position(|(p, _)| *p == partition) {
-            if offset + 1 >= ends[i].1 {
-                done[i] = true;
-            }
-            if offset >= ends[i].1 {
-                continue;
-            }
+        match msg.payload().map(contracts::decode::<DlqEnvelope>) {
+            Some(Ok(envelope)) => out.push(Entry { partition, offset, envelope }),
+            Some(Err(e)) => eprintln!("{topic}/{partition}@{offset}: not a DLQ envelope ({e}); skipped"),
+            None => {}
         }
-        let envelope: DlqEnvelope = match msg.payload().map(contracts::decode::<DlqEnvelope>) {
-            Some(Ok(e)) => e,
-            Some(Err(e)) => {
-                eprintln!("{topic}/{partition}@{offset}: not a DLQ envelope ({e}); skipped");
-                continue;
-            }
-            None => continue,
-        };
-        out.push(Entry { partition, offset, envelope });
     }
-    out.sort_by_key(|e| (e.partition, e.offset));
     Ok(out)
 }
 
@@ -154,7 +98,7 @@ fn one_line(s: &str, max: usize) -> String {
 /// `flts dlq list`
 pub fn list(kafka: &KafkaArgs, filter: &Filter) -> anyhow::Result<()> {
     let c = consumer(kafka, "flts-dlq-inspect")?;
-    let entries = read_to_end(&c, &filter.topic, false)?;
+    let entries = read_entries(&c, &filter.topic, false)?;
     println!(
         "{:<4} {:<8} {:<25} {:<20} {:<18} {:<24} MESSAGE",
         "PART", "OFFSET", "FAILED AT", "IDENTIFIER", "KIND", "CODE"
@@ -183,12 +127,15 @@ pub fn list(kafka: &KafkaArgs, filter: &Filter) -> anyhow::Result<()> {
 /// `flts dlq show`
 pub fn show(kafka: &KafkaArgs, topic: &str, partition: i32, offset: i64) -> anyhow::Result<()> {
     let c = consumer(kafka, "flts-dlq-inspect")?;
-    let entry = read_to_end(&c, topic, false)?
+    let entry = read_entries(&c, topic, false)?
         .into_iter()
         .find(|e| e.partition == partition && e.offset == offset)
         .with_context(|| format!("no DLQ record at {topic}/{partition}@{offset}"))?;
     println!("{}", serde_json::to_string_pretty(&entry.envelope)?);
     let (_, payload) = kafka_utils::dlq::original_bytes(&entry.envelope).context("decode original bytes")?;
+    if let Some(size) = entry.envelope.payload_truncated_from {
+        println!("\nthe payload was {size} bytes, too large for the DLQ; these are its first {} bytes", payload.len());
+    }
     match std::str::from_utf8(&payload) {
         Ok(text) => println!("\noriginal payload ({} bytes):\n{text}", payload.len()),
         Err(_) => println!("\noriginal payload: {} bytes of binary data", payload.len()),
@@ -223,7 +170,7 @@ pub async fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> 
     let topic = &args.filter.topic;
     let group = args.group.clone().unwrap_or_else(|| format!("flts-dlq-replay.{topic}.{}", args.filter.hash()));
     let c = consumer(kafka, &group)?;
-    let pending = read_to_end(&c, topic, true)?;
+    let pending = read_entries(&c, topic, true)?;
     let selected = pending.iter().filter(|e| args.filter.matches(e)).count();
     let fixed = match &args.payload_file {
         Some(path) => {
@@ -234,6 +181,21 @@ pub async fn replay(kafka: &KafkaArgs, args: &ReplayArgs) -> anyhow::Result<()> 
         }
         None => None,
     };
+    // A truncated envelope cannot give the original back: refuse before sending anything.
+    if fixed.is_none()
+        && let Some(e) = pending.iter().find(|e| args.filter.matches(e) && e.envelope.payload_truncated_from.is_some())
+    {
+        bail!(
+            "{topic}/{}@{} keeps only the first bytes of a {}-byte payload (too large for the DLQ); the whole \
+             record is at {}/{}@{} while retention keeps it: replay a fixed copy with --payload-file",
+            e.partition,
+            e.offset,
+            e.envelope.payload_truncated_from.unwrap_or_default(),
+            e.envelope.original_topic,
+            e.envelope.partition,
+            e.envelope.offset
+        );
+    }
     let producer = if args.execute { Some(Producer::new(kafka, "flts-cli").context("create producer")?) } else { None };
     let mut sent = 0;
     for e in &pending {

@@ -8,7 +8,9 @@
 //! - [`status`]: consumer lag per stage and the current promotions.
 //! - [`submit`]: send a dataset to the preprocess stage.
 //! - [`dlq`]: list, show and replay dead-lettered records.
-//! - [`report`]: generate sample data; wait for a dataset's promotion and inference and report.
+//! - [`report`]: generate sample data; wait for a dataset's promotion and inference and report,
+//!   with a timeline of the stages.
+//! - [`read`]: read a topic to its current end (shared by `dlq` and `report`).
 
 use claim_check::{ClaimCheckStore, S3Args};
 use clap::{Parser, Subcommand};
@@ -16,6 +18,7 @@ use kafka_utils::KafkaArgs;
 use kafka_utils::admin::TopicArgs;
 
 pub mod dlq;
+pub mod read;
 pub mod report;
 pub mod status;
 pub mod submit;
