@@ -21,6 +21,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+pub mod pipeline;
+
 /// Addresses of the running stack.
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -115,6 +117,12 @@ impl StageProcess {
             Path::new(cmd.get_program()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         StageProcess { name, child }
+    }
+
+    /// SIGKILL: the process gets no chance to finish or commit anything.
+    pub fn kill(mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("wait for killed stage")
     }
 
     /// SIGTERM, then wait (at most 30 s) for a graceful exit.
