@@ -3,9 +3,9 @@
 
 Fits one Prophet model per target on the training CSV, forecasts every timestamp of the test CSV from the
 end of training, and prints JSON with the fit times and forecasts. The Rust side
-(`cargo run --release -p prophet-model --example bench_elborn`) runs this script and compares.
+(`scripts/bench prophet`, i.e. target/release/examples/bench_elborn) runs this script and compares.
 
-Needs `pip install prophet` (a venv under ~/.cache/flts/bench-venv, see docs/benchmarks.md).
+Needs `pip install prophet pandas` (scripts/bench makes the venv ~/.cache/flts/bench-venv-prophet).
 Settings are those of the Python system FLTS replaces: n_changepoints 50, changepoint prior 0.1,
 seasonality prior 20, holidays prior 10, US holidays, everything else Prophet's default.
 """

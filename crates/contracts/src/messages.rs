@@ -353,8 +353,15 @@ pub struct DlqEnvelope {
     pub offset: i64,
     /// The original key, base64 (absent when the record had none).
     pub key_base64: Option<String>,
-    /// The original payload bytes, unchanged, base64.
+    /// The original payload bytes, unchanged, base64; only their first bytes
+    /// when `payload_truncated_from` is set.
     pub payload_base64: String,
+    /// Set when the whole payload would not fit in a DLQ record (the envelope
+    /// must stay under the broker's message size limit): the original size in
+    /// bytes. `payload_base64` then holds a prefix, and the whole record stays
+    /// at `original_topic`/`partition`/`offset` until retention removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_truncated_from: Option<u64>,
     pub error: DlqError,
     /// Handler attempts made before giving up.
     pub attempts: u32,

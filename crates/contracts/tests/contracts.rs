@@ -129,6 +129,7 @@ fn samples() -> Vec<(&'static str, serde_json::Value)> {
         offset: 7,
         key_base64: Some("c2l0ZS0x".into()),
         payload_base64: "e30=".into(),
+        payload_truncated_from: None,
         error: DlqError { kind: FailureKind::Decode, code: "decode".into(), message: "missing field `v`".into() },
         attempts: 1,
         service: "train-gru".into(),

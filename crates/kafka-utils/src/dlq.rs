@@ -1,4 +1,14 @@
 //! Dead-letter envelopes: the original record, whole, plus why it failed.
+//!
+//! An envelope must itself fit in a Kafka record. The payload grows by a third
+//! in base64, so the envelope of a record close to the size limit would not:
+//! librdkafka refuses it locally (`MessageSizeTooLarge`, the producer's
+//! `message.max.bytes` defaults to 1,000,000) and the DLQ write could never
+//! succeed, which would stall the partition. [`envelope`] therefore keeps the
+//! whole payload only while the envelope stays under [`MAX_ENVELOPE_BYTES`];
+//! past that it keeps the first [`TRUNCATED_PAYLOAD_BYTES`] and records the
+//! original size in `payload_truncated_from` (the record itself stays on its
+//! topic at the envelope's partition and offset until retention removes it).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -10,9 +20,18 @@ use contracts::{DlqEnvelope, DlqError, FailureKind, V1};
 use crate::consumer::{ConsumerArgs, HandlerError, Record};
 use crate::producer::Producer;
 
-/// Build the envelope for `record`.
+/// Largest encoded envelope sent whole: under librdkafka's default
+/// `message.max.bytes` (1,000,000) with room for the key and headers.
+pub const MAX_ENVELOPE_BYTES: usize = 900_000;
+/// Payload bytes an envelope keeps when the whole payload does not fit.
+pub const TRUNCATED_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Characters of the error message kept when even a truncated envelope is too large.
+const TRUNCATED_MESSAGE_CHARS: usize = 16 * 1024;
+
+/// Build the envelope for `record`; it always fits in [`MAX_ENVELOPE_BYTES`]
+/// unless the record's key alone is larger.
 pub fn envelope(record: &Record, kind: FailureKind, err: &HandlerError, attempts: u32, service: &str) -> DlqEnvelope {
-    DlqEnvelope {
+    let mut env = DlqEnvelope {
         v: V1,
         identifier: contracts::decode::peek_identifier(&record.payload),
         original_topic: record.topic.clone(),
@@ -20,11 +39,27 @@ pub fn envelope(record: &Record, kind: FailureKind, err: &HandlerError, attempts
         offset: record.offset,
         key_base64: record.key.as_ref().map(|k| B64.encode(k)),
         payload_base64: B64.encode(&record.payload),
+        payload_truncated_from: None,
         error: DlqError { kind, code: err.code.clone(), message: err.message() },
         attempts,
         service: service.to_string(),
         failed_at: chrono::Utc::now(),
+    };
+    if encoded_len(&env) > MAX_ENVELOPE_BYTES {
+        let kept = record.payload.len().min(TRUNCATED_PAYLOAD_BYTES);
+        env.payload_base64 = B64.encode(&record.payload[..kept]);
+        env.payload_truncated_from = Some(record.payload.len() as u64);
+        if encoded_len(&env) > MAX_ENVELOPE_BYTES {
+            let mut message: String = env.error.message.chars().take(TRUNCATED_MESSAGE_CHARS).collect();
+            message.push_str(" [message truncated]");
+            env.error.message = message;
+        }
     }
+    env
+}
+
+fn encoded_len(env: &DlqEnvelope) -> usize {
+    serde_json::to_vec(env).map_or(usize::MAX, |v| v.len())
 }
 
 /// The original (key, payload) bytes of an envelope, for replay.
@@ -92,5 +127,29 @@ mod tests {
         assert_eq!(env.error.code, "decode");
         // Not valid JSON (the 0xff byte), so no identifier is claimed.
         assert_eq!(env.identifier, None);
+        assert_eq!(env.payload_truncated_from, None);
+    }
+
+    #[test]
+    fn the_envelope_of_a_huge_record_still_fits_and_says_it_is_truncated() {
+        let payload = format!("{{\"identifier\":\"big\",\"pad\":\"{}\"}}", "x".repeat(950_000)).into_bytes();
+        let record = Record {
+            topic: "training-data".into(),
+            partition: 0,
+            offset: 3,
+            key: Some(b"big".to_vec()),
+            payload: payload.clone(),
+            headers: vec![],
+        };
+        let err = HandlerError::permanent("bad_input", "y".repeat(2_000_000));
+        let env = envelope(&record, FailureKind::Permanent, &err, 1, "preprocess");
+        let encoded = serde_json::to_vec(&env).expect("encodes");
+        assert!(encoded.len() <= MAX_ENVELOPE_BYTES, "{} bytes", encoded.len());
+        assert_eq!(env.payload_truncated_from, Some(payload.len() as u64));
+        let (key, kept) = original_bytes(&env).expect("valid base64");
+        assert_eq!(key.as_deref(), Some(&b"big"[..]));
+        assert_eq!(kept, payload[..TRUNCATED_PAYLOAD_BYTES]);
+        assert_eq!(env.identifier.as_deref(), Some("big"));
+        assert!(env.error.message.ends_with("[message truncated]"));
     }
 }

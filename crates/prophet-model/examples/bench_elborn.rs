@@ -2,16 +2,18 @@
 //! against Python Prophet on the same data and settings, in one run.
 //!
 //! ```sh
-//! cargo run --release -p prophet-model --example bench_elborn [-- --no-python]
+//! scripts/bench prophet     # or: cargo build --release --workspace --examples &&
+//!                           #     target/release/examples/bench_elborn [--no-python]
 //! ```
 //!
 //! Reads `/work/shared/data/ElBorn.csv` (train) and `ElBorn_test.csv` (test) at run time (override with
 //! `FLTS_ELBORN_TRAIN` / `FLTS_ELBORN_TEST`; the data has no licence, so it never enters the repository).
 //! Fits the targets one after another on one thread (each timed), then all at once on 2 threads, and
 //! forecasts the whole test period from the end of training. Then runs `scripts/bench_prophet.py` with
-//! `FLTS_BENCH_PYTHON` (default `~/.cache/flts/bench-venv/bin/python`) twice: with US holidays (the Python
-//! system's settings) and without: no US holiday falls in the data, so the second run shows how far Python's
-//! own forecast moves when nothing that matters changes, the yardstick for the Rust-Python difference.
+//! `FLTS_BENCH_PYTHON` (default `~/.cache/flts/bench-venv-prophet/bin/python`) twice: with US holidays (the
+//! Python system's settings, also used on the Rust side) and without: no US holiday falls in the data, so
+//! the second run shows how far Python's own forecast moves when nothing that matters changes, the yardstick
+//! for the Rust-Python difference. The two Rust fits (1 and 2 threads) are compared with each other likewise.
 //! Prints Markdown tables. Errors are scored on test rows 10.. (the rows
 //! every FLTS model is scored on, `input_len` = 10), in original units; differences between forecasts are
 //! the RMS of the difference over the RMS of the second forecast, on the whole test period.
@@ -73,12 +75,13 @@ fn relative_difference(ours: &[f64], theirs: &[f64]) -> f64 {
 }
 
 fn config() -> ProphetConfig {
-    // The Python system's settings. Its US holidays have no date between 2018-03-28 and 2018-04-04.
+    // The Python system's settings. No US holiday falls in the data (2018-03-28 to 2018-04-04).
     ProphetConfig {
         n_changepoints: 50,
         changepoint_prior_scale: 0.1,
         seasonality_prior_scale: 20.0,
         holidays_prior_scale: 10.0,
+        country_holidays: Some("US".into()),
         ..ProphetConfig::default()
     }
 }
@@ -93,7 +96,8 @@ struct PythonRun {
 /// Runs scripts/bench_prophet.py with the given country holidays ("" for none).
 fn run_python(train: &str, test: &str, country_holidays: &str) -> Result<PythonRun, Box<dyn Error>> {
     let home = std::env::var("HOME").unwrap_or_default();
-    let python = std::env::var("FLTS_BENCH_PYTHON").unwrap_or(format!("{home}/.cache/flts/bench-venv/bin/python"));
+    let python =
+        std::env::var("FLTS_BENCH_PYTHON").unwrap_or(format!("{home}/.cache/flts/bench-venv-prophet/bin/python"));
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench_prophet.py");
     let started = Instant::now();
     let output = Command::new(&python)
@@ -156,18 +160,19 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut sequential = FittedSet { format_version: 0, config: cfg.clone(), targets: Vec::new() };
     for target in &train.columns {
         let started = Instant::now();
-        let fitted = fitter.fit_all(&cfg, &train.timestamps_ms, std::slice::from_ref(target), 1)?;
+        let fitted = fitter.fit_all(&cfg, &train.timestamps_ms, std::slice::from_ref(target), &[], 1)?;
         fit_s.push(started.elapsed().as_secs_f64());
         sequential.format_version = fitted.format_version;
         sequential.targets.extend(fitted.targets);
     }
     let (started, cpu_before) = (Instant::now(), cpu_seconds());
-    fitter.fit_all(&cfg, &train.timestamps_ms, &train.columns, 2)?;
+    let parallel = fitter.fit_all(&cfg, &train.timestamps_ms, &train.columns, &[], 2)?;
     let parallel_s = started.elapsed().as_secs_f64();
     let parallel_cpu_s = cpu_seconds() - cpu_before;
     let started = Instant::now();
     let forecasts = sequential.predict(&test.timestamps_ms)?;
     let predict_s = started.elapsed().as_secs_f64();
+    let parallel_forecasts = parallel.predict(&test.timestamps_ms)?;
     eprintln!("rust: sequential {:.2} s, 2 threads {parallel_s:.2} s", fit_s.iter().sum::<f64>());
 
     let python = if with_python { Some(run_python(&train_path, &test_path, "US")?) } else { None };
@@ -199,11 +204,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("| optimizer start-up (once per process) | {} | - |", secs(init_s));
     println!("| forecast of the test period, all targets, 1000 interval draws | {} | - |", secs(predict_s));
     println!("| whole Python run (imports, fits, forecasts) | - | {} |", py_secs(&|p| p.wall_s));
+    if let Some(p) = &python {
+        let py_total: f64 = p.fit_s.iter().sum();
+        println!();
+        println!(
+            "Python fit time / Rust fit time: {:.1}x on 1 thread, {:.1}x on 2 threads (whole Rust fit incl. optimizer start-up on 2 threads: {:.1}x).",
+            py_total / fit_s.iter().sum::<f64>(),
+            py_total / parallel_s,
+            py_total / (parallel_s + init_s)
+        );
+    }
     println!();
     println!(
-        "| target | RMSE Rust | RMSE Python | MAE Rust | MAE Python | Rust vs Python | Python vs Python without holidays |"
+        "| target | RMSE Rust | RMSE Python | MAE Rust | MAE Python | Rust vs Python | Python vs Python without holidays | Rust vs Rust (2nd fit) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (i, (name, actual)) in test.columns.iter().enumerate() {
         let (rmse, mae) = errors(&forecasts[i].yhat, actual);
         let (py_rmse, py_mae, diff, py_diff) = match (&python, &python_plain) {
@@ -212,13 +227,14 @@ fn main() -> Result<(), Box<dyn Error>> {
                 (
                     format!("{r:.4e}"),
                     format!("{m:.4e}"),
-                    format!("{:.2} %", 100.0 * relative_difference(&forecasts[i].yhat, &p.yhat[i])),
-                    format!("{:.2} %", 100.0 * relative_difference(&plain.yhat[i], &p.yhat[i])),
+                    format!("{:.4} %", 100.0 * relative_difference(&forecasts[i].yhat, &p.yhat[i])),
+                    format!("{:.4} %", 100.0 * relative_difference(&plain.yhat[i], &p.yhat[i])),
                 )
             }
             _ => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
-        println!("| {name} | {rmse:.4e} | {py_rmse} | {mae:.4e} | {py_mae} | {diff} | {py_diff} |");
+        let rust_diff = 100.0 * relative_difference(&parallel_forecasts[i].yhat, &forecasts[i].yhat);
+        println!("| {name} | {rmse:.4e} | {py_rmse} | {mae:.4e} | {py_mae} | {diff} | {py_diff} | {rust_diff:.4} % |");
     }
     Ok(())
 }

@@ -32,9 +32,15 @@ pub struct ProphetConfig {
     pub yearly_seasonality: SeasonalitySwitch,
     /// Extra seasonalities, as Python's `add_seasonality(name, period, fourier_order)`.
     pub custom_seasonalities: Vec<CustomSeasonality>,
-    /// Holidays, each with its own dates. augurs has no country calendars (Python's
-    /// `add_country_holidays`), so the caller supplies the dates.
+    /// Holidays, each with its own dates (Python's `holidays` data frame, without windows).
     pub holidays: Vec<HolidaySpec>,
+    /// A country's public holidays, as Python's `add_country_holidays(country_name)`: each holiday name that
+    /// falls in the training years becomes one column, with its dates from the first training year to
+    /// [`crate::holidays::YEARS_AHEAD`] years after the last. Built in: `"US"` (see [`crate::holidays`]).
+    pub country_holidays: Option<String>,
+    /// Extra regressors, as Python's `add_regressor`: columns given with the training data (and again for
+    /// every forecast).
+    pub regressors: Vec<RegressorSpec>,
     /// Probability mass inside the forecast interval `[lower, upper]`.
     pub interval_width: f64,
     /// Simulated draws behind each interval; 0 skips the simulation and returns `lower = upper = yhat`.
@@ -57,6 +63,8 @@ impl Default for ProphetConfig {
             yearly_seasonality: SeasonalitySwitch::Auto,
             custom_seasonalities: Vec::new(),
             holidays: Vec::new(),
+            country_holidays: None,
+            regressors: Vec::new(),
             interval_width: 0.8,
             uncertainty_samples: 1000,
             uncertainty_seed: 0,
@@ -109,6 +117,30 @@ pub struct HolidaySpec {
     pub name: String,
     /// Days as `YYYY-MM-DD`.
     pub dates: Vec<String>,
+}
+
+/// An extra regressor (Python's `add_regressor(name, prior_scale, standardize, mode)`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegressorSpec {
+    /// The column's name; unique among the regressors.
+    pub name: String,
+    /// Scale of the normal prior on its coefficient; default `holidays_prior_scale`, as in Python.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_scale: Option<f64>,
+    /// Whether it is standardised (minus the training mean, over the training sample standard deviation).
+    /// Default: yes unless the column only holds 0 and 1, as in Python.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standardize: Option<bool>,
+    /// Additive or multiplicative; default the model's `seasonality_mode`, as in Python.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SeasonalityMode>,
+}
+
+impl RegressorSpec {
+    /// An additive or multiplicative (per `seasonality_mode`) regressor with Python's defaults.
+    pub fn new(name: impl Into<String>) -> RegressorSpec {
+        RegressorSpec { name: name.into(), prior_scale: None, standardize: None, mode: None }
+    }
 }
 
 /// Fourier orders Prophet uses when a built-in seasonality is switched on without an order.
@@ -175,6 +207,21 @@ impl ProphetConfig {
             }
             holiday_names.push(&h.name);
             h.day_starts_s()?;
+        }
+        if let Some(country) = &self.country_holidays {
+            crate::holidays::check_country(country)?;
+        }
+        let mut regressor_names: Vec<&str> = Vec::new();
+        for r in &self.regressors {
+            if r.name.is_empty() || regressor_names.contains(&r.name.as_str()) {
+                return bad(format!("regressor name {:?} is empty or listed twice", r.name));
+            }
+            regressor_names.push(&r.name);
+            if let Some(scale) = r.prior_scale
+                && !(scale.is_finite() && scale > 0.0)
+            {
+                return bad(format!("regressor `{}`: prior_scale must be a positive number, got {scale}", r.name));
+            }
         }
         Ok(())
     }

@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use augurs_prophet::optimizer::{Data, InitialParams, OptimizeOpts, OptimizedParams};
 use augurs_prophet::wasmstan::WasmstanOptimizer;
 use augurs_prophet::{
-    Algorithm, FeatureMode, Holiday, HolidayOccurrence, Optimizer, PositiveFloat, Prophet, ProphetOptions, Scaling,
-    Seasonality, SeasonalityOption, TrainingData,
+    Algorithm, FeatureMode, Holiday, HolidayOccurrence, Optimizer, PositiveFloat, Prophet, ProphetOptions, Regressor,
+    Scaling, Seasonality, SeasonalityOption, Standardize, TrainingData,
 };
+use chrono::{DateTime, Datelike};
 
 use crate::config::SeasonalitySpec;
 use crate::model::{FORMAT_VERSION, Feature, FeatureColumn, FittedSet, FittedTarget, Wave};
-use crate::{ProphetConfig, ProphetError, SeasonalityMode};
+use crate::{HolidaySpec, ProphetConfig, ProphetError, SeasonalityMode};
 
 /// Fits Prophet models. Holds the Stan optimizer, whose creation compiles a WASM module (about 1-2 s in a
 /// release build, 6 s in debug): create one per process and clone it freely (clones share the compiled code).
@@ -46,6 +47,8 @@ impl Fitter {
 
     /// Fits one model per `(name, values)` target on the shared `timestamps_ms` (ms since the epoch, strictly
     /// increasing, whole seconds: sub-second parts are dropped), using up to `threads` threads (at least one).
+    /// `regressors` holds a column for each of `cfg.regressors` (name, values at `timestamps_ms`), shared by
+    /// every target.
     ///
     /// The input is checked in full before any fit starts; the error names the first bad target. If fits
     /// fail, the error is that of the first failing target in input order.
@@ -54,11 +57,13 @@ impl Fitter {
         cfg: &ProphetConfig,
         timestamps_ms: &[i64],
         targets: &[(String, Vec<f64>)],
+        regressors: &[(String, Vec<f64>)],
         threads: usize,
     ) -> Result<FittedSet, ProphetError> {
         cfg.validate()?;
         let seconds = whole_seconds(timestamps_ms)?;
         check_targets(cfg, targets, seconds.len())?;
+        prepare_regressors(cfg, regressors, seconds.len())?;
 
         let next = AtomicUsize::new(0);
         let workers = threads.clamp(1, targets.len().max(1));
@@ -71,7 +76,8 @@ impl Fitter {
                         loop {
                             let index = next.fetch_add(1, Ordering::Relaxed);
                             let Some((name, values)) = targets.get(index) else { break };
-                            let fitted = self.fit_target(cfg, &seconds, name, values).map(|(_, fitted)| fitted);
+                            let fitted =
+                                self.fit_target(cfg, &seconds, name, values, regressors).map(|(_, fitted)| fitted);
                             done.push((index, fitted));
                         }
                         done
@@ -88,29 +94,46 @@ impl Fitter {
         Ok(FittedSet { format_version: FORMAT_VERSION, config: cfg.clone(), targets })
     }
 
-    /// Fits one target on checked input; returns augurs' model too, so tests can compare forecasts with it.
+    /// Fits one target on checked timestamps; returns augurs' model too, so tests can compare forecasts with
+    /// it. `regressors` as for [`Fitter::fit_all`].
     pub(crate) fn fit_target(
         &self,
         cfg: &ProphetConfig,
         seconds: &[i64],
         name: &str,
         values: &[f64],
+        regressors: &[(String, Vec<f64>)],
     ) -> Result<(Prophet<RecordingOptimizer>, FittedTarget), ProphetError> {
         let fit_error = |source| ProphetError::Fit { target: name.to_string(), source };
         let seasonalities = cfg.seasonalities_for(seconds);
+        let holidays = holidays_for(cfg, seconds)?;
+        let regressors = prepare_regressors(cfg, regressors, seconds.len())?;
         let (recorder, recorded) = RecordingOptimizer::new(self.optimizer.clone());
-        let mut prophet = Prophet::new(augurs_options(cfg, &seasonalities)?, recorder);
+        let mut prophet = Prophet::new(augurs_options(cfg, &seasonalities, &holidays)?, recorder);
         for custom in &cfg.custom_seasonalities {
             let seasonality = Seasonality::new(positive(custom.period_days)?, nonzero(custom.fourier_order)?);
             prophet.add_seasonality(custom.name.clone(), seasonality).map_err(fit_error)?;
         }
-        let data = TrainingData::new(seconds.to_vec(), values.to_vec()).map_err(fit_error)?;
+        for r in &regressors {
+            // Standardised here, as Python does it (augurs' own standardisation differs).
+            let regressor = match r.mode {
+                SeasonalityMode::Additive => Regressor::additive(),
+                SeasonalityMode::Multiplicative => Regressor::multiplicative(),
+            };
+            let regressor = regressor.with_prior_scale(positive(r.prior_scale)?).with_standardize(Standardize::No);
+            prophet.add_regressor(r.name.clone(), regressor);
+        }
+        let mut data = TrainingData::new(seconds.to_vec(), values.to_vec()).map_err(fit_error)?;
+        if !regressors.is_empty() {
+            let columns = regressors.iter().map(|r| (r.name.clone(), r.values.clone())).collect();
+            data = data.with_regressors(columns).map_err(fit_error)?;
+        }
         prophet.fit(data, python_optimize_opts(values.len())).map_err(fit_error)?;
         let Some(Recorded { data, params }) = recorded.borrow_mut().take() else {
             return Err(ProphetError::Internal(format!("target `{name}`: the fit never called the optimizer")));
         };
 
-        let candidates = candidate_columns(cfg, &seasonalities, seconds)?;
+        let candidates = candidate_columns(cfg, &seasonalities, &holidays, &regressors, seconds)?;
         let columns = identify_columns(&data, &params, candidates)
             .map_err(|msg| ProphetError::Internal(format!("target `{name}`: {msg}")))?;
         let max_abs = values.iter().fold(0.0_f64, |max, v| max.max(v.abs()));
@@ -209,6 +232,91 @@ fn check_targets(cfg: &ProphetConfig, targets: &[(String, Vec<f64>)], n_rows: us
     Ok(())
 }
 
+/// An extra regressor ready for the fit, standardised as Python Prophet does it.
+struct PreparedRegressor {
+    name: String,
+    mode: SeasonalityMode,
+    prior_scale: f64,
+    mu: f64,
+    std: f64,
+    /// `(x - mu) / std` at the training timestamps.
+    values: Vec<f64>,
+}
+
+/// Checks that `given` has exactly the configured regressors, `n_rows` finite values each, and standardises
+/// them: unless the column only holds 0 and 1 (or `standardize` says otherwise), minus the mean over the
+/// sample standard deviation, as Python Prophet.
+fn prepare_regressors(
+    cfg: &ProphetConfig,
+    given: &[(String, Vec<f64>)],
+    n_rows: usize,
+) -> Result<Vec<PreparedRegressor>, ProphetError> {
+    let invalid = |msg: String| Err(ProphetError::InvalidInput(msg));
+    if let Some((name, _)) = given.iter().find(|(name, _)| !cfg.regressors.iter().any(|r| &r.name == name)) {
+        return invalid(format!("regressor column `{name}` is not in the config's regressors"));
+    }
+    let mut prepared = Vec::with_capacity(cfg.regressors.len());
+    for spec in &cfg.regressors {
+        let Some((_, x)) = given.iter().find(|(name, _)| *name == spec.name) else {
+            return invalid(format!("regressor `{}` is configured but no column was given", spec.name));
+        };
+        if x.len() != n_rows {
+            return invalid(format!("regressor `{}`: {} values for {n_rows} timestamps", spec.name, x.len()));
+        }
+        if let Some(row) = x.iter().position(|v| !v.is_finite()) {
+            return invalid(format!("regressor `{}`: value at row {row} is {}", spec.name, x[row]));
+        }
+        let binary = x.iter().all(|v| *v == 0.0 || *v == 1.0) && x.contains(&0.0) && x.contains(&1.0);
+        let (mu, std) = if spec.standardize.unwrap_or(!binary) {
+            let n = x.len() as f64;
+            let mean = x.iter().sum::<f64>() / n;
+            let std = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+            if !(std.is_finite() && std > 0.0) {
+                return invalid(format!(
+                    "regressor `{}` is constant in the training data: cannot standardise it",
+                    spec.name
+                ));
+            }
+            (mean, std)
+        } else {
+            (0.0, 1.0)
+        };
+        prepared.push(PreparedRegressor {
+            name: spec.name.clone(),
+            mode: spec.mode.unwrap_or(cfg.seasonality_mode),
+            prior_scale: spec.prior_scale.unwrap_or(cfg.holidays_prior_scale),
+            mu,
+            std,
+            values: x.iter().map(|v| (v - mu) / std).collect(),
+        });
+    }
+    Ok(prepared)
+}
+
+/// The configured holidays plus, with `country_holidays`, the country's for the training years (a name in
+/// both gets the dates of both, as in Python).
+fn holidays_for(cfg: &ProphetConfig, seconds: &[i64]) -> Result<Vec<HolidaySpec>, ProphetError> {
+    let mut all = cfg.holidays.clone();
+    let Some(country) = &cfg.country_holidays else { return Ok(all) };
+    let year = |s: Option<&i64>| {
+        s.and_then(|s| DateTime::from_timestamp(*s, 0))
+            .map(|d| d.year())
+            .ok_or_else(|| ProphetError::InvalidInput("timestamps out of the calendar's range".to_string()))
+    };
+    let years = year(seconds.first())?..=year(seconds.last())?;
+    for holiday in crate::holidays::country_holidays(country, years)? {
+        match all.iter_mut().find(|h| h.name == holiday.name) {
+            Some(existing) => {
+                existing.dates.extend(holiday.dates);
+                existing.dates.sort();
+                existing.dates.dedup();
+            }
+            None => all.push(holiday),
+        }
+    }
+    Ok(all)
+}
+
 /// The optimizer settings Python Prophet passes to Stan: L-BFGS (Newton below 100 rows), up to 10,000
 /// iterations. augurs leaves them at Stan's defaults, whose 2,000 iterations can stop the fit early.
 fn python_optimize_opts(n_rows: usize) -> OptimizeOpts {
@@ -231,18 +339,22 @@ fn feature_mode(mode: SeasonalityMode) -> FeatureMode {
     }
 }
 
-/// augurs' options for `cfg`, with the built-in seasonalities already decided (`seasonalities`).
-fn augurs_options(cfg: &ProphetConfig, seasonalities: &[SeasonalitySpec]) -> Result<ProphetOptions, ProphetError> {
+/// augurs' options for `cfg`, with the built-in seasonalities and the holidays already decided.
+fn augurs_options(
+    cfg: &ProphetConfig,
+    seasonalities: &[SeasonalitySpec],
+    holidays: &[HolidaySpec],
+) -> Result<ProphetOptions, ProphetError> {
     let built_in = |name: &str| -> Result<SeasonalityOption, ProphetError> {
         match seasonalities.iter().find(|s| s.name == name) {
             Some(spec) => Ok(SeasonalityOption::Fourier(nonzero(spec.order)?)),
             None => Ok(SeasonalityOption::Manual(false)),
         }
     };
-    let mut holidays = HashMap::new();
-    for holiday in &cfg.holidays {
+    let mut augurs_holidays = HashMap::new();
+    for holiday in holidays {
         let days = holiday.day_starts_s()?.into_iter().map(HolidayOccurrence::for_day).collect();
-        holidays.insert(holiday.name.clone(), Holiday::new(days));
+        augurs_holidays.insert(holiday.name.clone(), Holiday::new(days));
     }
     Ok(ProphetOptions {
         n_changepoints: cfg.n_changepoints,
@@ -254,7 +366,7 @@ fn augurs_options(cfg: &ProphetConfig, seasonalities: &[SeasonalitySpec]) -> Res
         yearly_seasonality: built_in("yearly")?,
         weekly_seasonality: built_in("weekly")?,
         daily_seasonality: built_in("daily")?,
-        holidays,
+        holidays: augurs_holidays,
         scaling: Scaling::AbsMax,
         // Forecasts and their intervals come from this crate, not from augurs.
         uncertainty_samples: 0,
@@ -273,6 +385,8 @@ struct Candidate {
 fn candidate_columns(
     cfg: &ProphetConfig,
     seasonalities: &[SeasonalitySpec],
+    holidays: &[HolidaySpec],
+    regressors: &[PreparedRegressor],
     seconds: &[i64],
 ) -> Result<Vec<Candidate>, ProphetError> {
     let mut features = Vec::new();
@@ -285,14 +399,14 @@ fn candidate_columns(
             }
         }
     }
-    for holiday in &cfg.holidays {
+    for holiday in holidays {
         // augurs adds no column for a holiday without dates.
         if !holiday.dates.is_empty() {
             let feature = Feature::Holiday { name: holiday.name.clone(), day_starts_s: holiday.day_starts_s()? };
             features.push((feature, cfg.holidays_prior_scale));
         }
     }
-    Ok(features
+    let mut candidates: Vec<Candidate> = features
         .into_iter()
         .map(|(feature, prior_scale)| Candidate {
             values: seconds.iter().map(|s| feature.value(*s)).collect(),
@@ -300,7 +414,14 @@ fn candidate_columns(
             mode: cfg.seasonality_mode,
             prior_scale,
         })
-        .collect())
+        .collect();
+    candidates.extend(regressors.iter().map(|r| Candidate {
+        feature: Feature::Regressor { name: r.name.clone(), mu: r.mu, std: r.std },
+        mode: r.mode,
+        prior_scale: r.prior_scale,
+        values: r.values.clone(),
+    }));
+    Ok(candidates)
 }
 
 /// Pairs each column of the feature matrix Stan saw with the candidate that produced it.

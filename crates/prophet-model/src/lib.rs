@@ -12,7 +12,7 @@
 //! let fitter = Fitter::new()?; // slow (compiles the Stan model): once per process
 //! let timestamps_ms: Vec<i64> = (0..1000).map(|i| i * 120_000).collect();
 //! let load: Vec<f64> = (0..1000).map(|i| 100.0 + (i as f64 / 720.0 * std::f64::consts::TAU).sin()).collect();
-//! let fitted = fitter.fit_all(&ProphetConfig::default(), &timestamps_ms, &[("load".into(), load)], 2)?;
+//! let fitted = fitter.fit_all(&ProphetConfig::default(), &timestamps_ms, &[("load".into(), load)], &[], 2)?;
 //! let json = fitted.to_json(); // prophet.json
 //! let forecasts = FittedSet::from_json(&json)?.predict(&[1000 * 120_000, 1001 * 120_000])?;
 //! println!("{:?}", forecasts[0].yhat);
@@ -21,6 +21,7 @@
 //!
 //! # Layout
 //! - [`config`]: [`ProphetConfig`], Prophet's settings with Python's defaults.
+//! - [`holidays`]: country holiday calendars (`country_holidays`).
 //! - [`fit`]: [`Fitter`], parallel fits, and how the fitted parameters are captured from augurs.
 //! - [`model`]: [`FittedSet`] (the saved form), [`Forecast`], the forecast formula.
 //! - [`error`]: [`ProphetError`], and whether a retry can help (never).
@@ -34,9 +35,10 @@
 pub mod config;
 pub mod error;
 pub mod fit;
+pub mod holidays;
 pub mod model;
 
-pub use config::{CustomSeasonality, HolidaySpec, ProphetConfig, SeasonalityMode, SeasonalitySwitch};
+pub use config::{CustomSeasonality, HolidaySpec, ProphetConfig, RegressorSpec, SeasonalityMode, SeasonalitySwitch};
 pub use error::ProphetError;
 pub use fit::Fitter;
 pub use model::{Feature, FeatureColumn, FittedSet, FittedTarget, Forecast, Wave};

@@ -11,8 +11,9 @@
 //! yhat    = trend * (1 + mult) + add
 //! ```
 //!
-//! Features are Fourier terms `sin`/`cos(2 pi h days_since_epoch / period)` and holiday indicators. The
-//! arithmetic follows augurs-prophet operation for operation, so `yhat` equals its forecast (a unit test
+//! Features are Fourier terms `sin`/`cos(2 pi h days_since_epoch / period)`, holiday indicators, extra
+//! regressors `(x - mu) / std` (their values are given with each forecast request) and a constant (the shift
+//! [`FittedSet::rescale`] adds). The arithmetic follows augurs-prophet operation for operation, so `yhat` equals its forecast (a unit test
 //! holds the two within 1e-9 relative).
 //!
 //! Intervals are simulated as in Prophet (MAP fit, so without seasonal uncertainty): each of
@@ -32,8 +33,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ProphetConfig, ProphetError, SeasonalityMode};
 
-/// The JSON layout version [`FittedSet::to_json`] writes and [`FittedSet::from_json`] accepts.
-pub const FORMAT_VERSION: u32 = 1;
+/// The JSON layout version [`FittedSet::to_json`] writes. Version 2 added the regressor and constant features;
+/// version 1 files (without them) are read too.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest layout [`FittedSet::from_json`] reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 const DAY_S: i64 = 86_400;
 
@@ -59,7 +63,8 @@ pub struct FittedTarget {
     pub train_end_ms: i64,
     /// Number of training rows.
     pub train_rows: usize,
-    /// Values were divided by this before fitting (Prophet's absmax scaling: max |y|, or 1 if all are 0).
+    /// Prophet's scaled units times this are forecast units: the fit's absmax scaling (max |y|, or 1 if all
+    /// are 0), divided by the `scale` of a later [`FittedSet::rescale`].
     pub y_scale: f64,
     /// Time origin in whole seconds: the first training row.
     pub t_start_s: i64,
@@ -96,6 +101,10 @@ pub enum Feature {
     Fourier { seasonality: String, period_days: f64, harmonic: u32, wave: Wave },
     /// 1 on the listed UTC days of the holiday, else 0.
     Holiday { name: String, day_starts_s: Vec<i64> },
+    /// An extra regressor: `(x - mu) / std`, with `x` the column's value at the forecast time.
+    Regressor { name: String, mu: f64, std: f64 },
+    /// 1 at every time: a fixed shift of the forecast (what [`FittedSet::rescale`] adds).
+    Constant,
 }
 
 /// Which half of a Fourier pair.
@@ -116,7 +125,8 @@ pub struct Forecast {
 }
 
 impl Feature {
-    /// The feature at `time_s` (whole seconds since the epoch).
+    /// The feature at `time_s` (whole seconds since the epoch); 0 for a regressor, whose value is not a
+    /// function of time.
     pub(crate) fn value(&self, time_s: i64) -> f64 {
         match self {
             Feature::Fourier { period_days, harmonic, wave, .. } => {
@@ -132,6 +142,8 @@ impl Feature {
                 let on_holiday = day_starts_s.iter().any(|start| *start <= time_s && time_s < start + DAY_S);
                 if on_holiday { 1.0 } else { 0.0 }
             }
+            Feature::Regressor { .. } => 0.0,
+            Feature::Constant => 1.0,
         }
     }
 }
@@ -154,7 +166,8 @@ impl Components {
 }
 
 impl FittedTarget {
-    fn components(&self, timestamps_ms: &[i64]) -> Components {
+    /// `regressors`: each regressor's values at `timestamps_ms`.
+    fn components(&self, timestamps_ms: &[i64], regressors: &[(String, Vec<f64>)]) -> Result<Components, ProphetError> {
         let seconds: Vec<i64> = timestamps_ms.iter().map(|ms| ms.div_euclid(1000)).collect();
         let t: Vec<f64> = seconds.iter().map(|s| (s - self.t_start_s) as f64 / self.t_span_s).collect();
         let trend = t.iter().map(|t| self.scaled_trend(*t) * self.y_scale).collect();
@@ -165,12 +178,31 @@ impl FittedTarget {
                 SeasonalityMode::Additive => &mut additive,
                 SeasonalityMode::Multiplicative => &mut multiplicative,
             };
-            for (total, time_s) in sum.iter_mut().zip(&seconds) {
-                *total += column.beta * column.feature.value(*time_s);
+            if let Feature::Regressor { name, mu, std } = &column.feature {
+                let Some((_, x)) = regressors.iter().find(|(given, _)| given == name) else {
+                    return Err(ProphetError::InvalidInput(format!(
+                        "target `{}` needs regressor `{name}` at every forecast time",
+                        self.name
+                    )));
+                };
+                if x.len() != seconds.len() {
+                    return Err(ProphetError::InvalidInput(format!(
+                        "regressor `{name}`: {} values for {} forecast times",
+                        x.len(),
+                        seconds.len()
+                    )));
+                }
+                for (total, x) in sum.iter_mut().zip(x) {
+                    *total += column.beta * ((x - mu) / std);
+                }
+            } else {
+                for (total, time_s) in sum.iter_mut().zip(&seconds) {
+                    *total += column.beta * column.feature.value(*time_s);
+                }
             }
         }
         additive.iter_mut().for_each(|a| *a *= self.y_scale);
-        Components { t, trend, additive, multiplicative }
+        Ok(Components { t, trend, additive, multiplicative })
     }
 
     /// Piecewise-linear trend at `t`, scaled units.
@@ -259,9 +291,16 @@ impl FittedTarget {
         }
         for column in &self.columns {
             finite("a beta", column.beta)?;
-            if let Feature::Fourier { period_days, harmonic, .. } = column.feature {
-                positive("a period_days", period_days)?;
-                positive("a harmonic", f64::from(harmonic))?;
+            match &column.feature {
+                Feature::Fourier { period_days, harmonic, .. } => {
+                    positive("a period_days", *period_days)?;
+                    positive("a harmonic", f64::from(*harmonic))?;
+                }
+                Feature::Regressor { mu, std, .. } => {
+                    finite("a regressor mu", *mu)?;
+                    positive("a regressor std", *std)?;
+                }
+                Feature::Holiday { .. } | Feature::Constant => {}
             }
         }
         Ok(())
@@ -278,20 +317,56 @@ fn quantile_of_sorted(sorted: &[f64], q: f64) -> f64 {
 
 impl FittedSet {
     /// Forecasts every target at `timestamps_ms` (ms since the epoch, any order; sub-second parts are
-    /// dropped as in the fit). Memory grows with timestamps x `uncertainty_samples`.
+    /// dropped as in the fit). Memory grows with timestamps x `uncertainty_samples`. A model with extra
+    /// regressors needs [`FittedSet::predict_with_regressors`].
     pub fn predict(&self, timestamps_ms: &[i64]) -> Result<Vec<Forecast>, ProphetError> {
+        self.predict_with_regressors(timestamps_ms, &[])
+    }
+
+    /// [`FittedSet::predict`], with each extra regressor's values at `timestamps_ms` (name, values).
+    pub fn predict_with_regressors(
+        &self,
+        timestamps_ms: &[i64],
+        regressors: &[(String, Vec<f64>)],
+    ) -> Result<Vec<Forecast>, ProphetError> {
         self.check()?;
         self.targets
             .iter()
             .enumerate()
             .map(|(index, target)| {
-                let components = target.components(timestamps_ms);
+                let components = target.components(timestamps_ms, regressors)?;
                 let yhat = components.yhat();
                 let seed = self.config.uncertainty_seed.wrapping_add(index as u64);
                 let (lower, upper) = target.simulate_interval(&components, &yhat, &self.config, seed)?;
                 Ok(Forecast { name: target.name.clone(), yhat, lower, upper })
             })
             .collect()
+    }
+
+    /// Re-expresses target `name`'s forecasts (and intervals) as `(y - offset) / scale`, e.g. in the units of
+    /// a dataset's scaler when the fit was in original units. Exact: the trend, additive terms and noise are
+    /// divided by `scale` (`y_scale`), multiplicative terms are relative and stay, and `-offset / scale` is
+    /// added as a [`Feature::Constant`] column.
+    pub fn rescale(&mut self, name: &str, offset: f64, scale: f64) -> Result<(), ProphetError> {
+        if !(offset.is_finite() && scale.is_finite() && scale > 0.0) {
+            return Err(ProphetError::InvalidInput(format!(
+                "rescale `{name}`: offset must be finite and scale positive, got {offset} and {scale}"
+            )));
+        }
+        let target = self
+            .targets
+            .iter_mut()
+            .find(|t| t.name == name)
+            .ok_or_else(|| ProphetError::InvalidInput(format!("rescale: no fitted target `{name}`")))?;
+        if offset != 0.0 {
+            target.columns.push(FeatureColumn {
+                feature: Feature::Constant,
+                mode: SeasonalityMode::Additive,
+                beta: -offset / target.y_scale,
+            });
+        }
+        target.y_scale /= scale;
+        Ok(())
     }
 
     /// The JSON form (`prophet.json`).
@@ -308,9 +383,9 @@ impl FittedSet {
     }
 
     fn check(&self) -> Result<(), ProphetError> {
-        if self.format_version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&self.format_version) {
             return Err(ProphetError::InvalidModel(format!(
-                "format_version {} (this build reads {FORMAT_VERSION})",
+                "format_version {} (this build reads {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
                 self.format_version
             )));
         }
@@ -393,6 +468,46 @@ mod tests {
     }
 
     #[test]
+    fn rescale_is_exact_in_both_modes() {
+        let times: Vec<i64> = (0..30).map(|h| (9 * DAY_S + h * 7200) * 1000).collect();
+        for mode in [SeasonalityMode::Additive, SeasonalityMode::Multiplicative] {
+            let set = hand_made(mode);
+            let before = &set.predict(&times).expect("valid model")[0];
+            let mut rescaled = set.clone();
+            rescaled.rescale("y", 3.0, 4.0).expect("rescale");
+            let after =
+                &FittedSet::from_json(&rescaled.to_json()).expect("round trip").predict(&times).expect("valid")[0];
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+            for i in 0..times.len() {
+                assert!(close((before.yhat[i] - 3.0) / 4.0, after.yhat[i]), "{mode:?} yhat row {i}");
+                assert!(close((before.lower[i] - 3.0) / 4.0, after.lower[i]), "{mode:?} lower row {i}");
+                assert!(close((before.upper[i] - 3.0) / 4.0, after.upper[i]), "{mode:?} upper row {i}");
+            }
+        }
+        let err = hand_made(SeasonalityMode::Additive).rescale("z", 0.0, 1.0).expect_err("no target z").to_string();
+        assert!(err.contains("no fitted target `z`"), "{err}");
+    }
+
+    #[test]
+    fn regressors_are_standardised_and_required() {
+        let mut set = hand_made(SeasonalityMode::Additive);
+        set.targets[0].columns.push(FeatureColumn {
+            feature: Feature::Regressor { name: "temp".into(), mu: 10.0, std: 2.0 },
+            mode: SeasonalityMode::Additive,
+            beta: 0.5,
+        });
+        set.config.uncertainty_samples = 0;
+        // At t = 0: trend 10 * 0.5 = 5, daily sine 0, regressor 10 * 0.5 * (14 - 10) / 2 = 10.
+        let forecast = set.predict_with_regressors(&[0], &[("temp".into(), vec![14.0])]).expect("forecast");
+        assert!((forecast[0].yhat[0] - 15.0).abs() < 1e-12, "{:?}", forecast[0].yhat);
+        let err = set.predict(&[0]).expect_err("no regressor values").to_string();
+        assert!(err.contains("needs regressor `temp`"), "{err}");
+        let err =
+            set.predict_with_regressors(&[0, 1000], &[("temp".into(), vec![14.0])]).expect_err("short").to_string();
+        assert!(err.contains("regressor `temp`: 1 values for 2 forecast times"), "{err}");
+    }
+
+    #[test]
     fn no_samples_means_no_interval() {
         let mut set = hand_made(SeasonalityMode::Additive);
         set.config.uncertainty_samples = 0;
@@ -414,9 +529,11 @@ mod tests {
     fn from_json_rejects_other_versions_and_broken_models() {
         let mut set = hand_made(SeasonalityMode::Additive);
         assert_eq!(FittedSet::from_json(&set.to_json()).expect("round trip"), set);
-        set.format_version = 2;
-        let err = FittedSet::from_json(&set.to_json()).expect_err("version 2").to_string();
-        assert!(err.contains("format_version 2"), "{err}");
+        set.format_version = FORMAT_VERSION + 1;
+        let err = FittedSet::from_json(&set.to_json()).expect_err("a newer version").to_string();
+        assert!(err.contains(&format!("format_version {}", FORMAT_VERSION + 1)), "{err}");
+        set.format_version = OLDEST_FORMAT_VERSION;
+        assert_eq!(FittedSet::from_json(&set.to_json()).expect("version 1 still reads"), set);
         set.format_version = FORMAT_VERSION;
         set.targets[0].deltas.push(0.0);
         let err = FittedSet::from_json(&set.to_json()).expect_err("shape").to_string();

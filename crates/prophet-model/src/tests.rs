@@ -88,10 +88,39 @@ fn amplitude(target: &FittedTarget, seasonality: &str, days: i64) -> f64 {
 
 /// Our forecast from the saved parameters against augurs' own forecast from its fitted model.
 fn assert_matches_augurs(prophet: &Prophet<RecordingOptimizer>, target: &FittedTarget, times_ms: &[i64]) {
-    let theirs = prophet.predict(PredictionData::new(seconds(times_ms))).expect("augurs forecasts").yhat.point;
-    let set =
-        FittedSet { format_version: FORMAT_VERSION, config: ProphetConfig::default(), targets: vec![target.clone()] };
-    let ours = &set.predict(times_ms).expect("valid model")[0].yhat;
+    assert_matches_augurs_with(prophet, target, times_ms, &[]);
+}
+
+/// [`assert_matches_augurs`] for a model with extra regressors (raw values at `times_ms`).
+fn assert_matches_augurs_with(
+    prophet: &Prophet<RecordingOptimizer>,
+    target: &FittedTarget,
+    times_ms: &[i64],
+    regressors: &[(String, Vec<f64>)],
+) {
+    let mut request = PredictionData::new(seconds(times_ms));
+    if !regressors.is_empty() {
+        // augurs was given the regressors standardised (see fit.rs), so it forecasts from standardised values.
+        let standardised = regressors
+            .iter()
+            .map(|(name, x)| {
+                let (mu, std) = target
+                    .columns
+                    .iter()
+                    .find_map(|c| match &c.feature {
+                        Feature::Regressor { name: n, mu, std } if n == name => Some((*mu, *std)),
+                        _ => None,
+                    })
+                    .expect("a fitted regressor column");
+                (name.clone(), x.iter().map(|v| (v - mu) / std).collect())
+            })
+            .collect();
+        request = request.with_regressors(standardised).expect("regressors line up");
+    }
+    let theirs = prophet.predict(request).expect("augurs forecasts").yhat.point;
+    let cfg = ProphetConfig { uncertainty_samples: 0, ..Default::default() };
+    let set = FittedSet { format_version: FORMAT_VERSION, config: cfg, targets: vec![target.clone()] };
+    let ours = &set.predict_with_regressors(times_ms, regressors).expect("valid model")[0].yhat;
     let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs() / b.abs().max(1e-9)).fold(0.0, f64::max);
     assert!(worst <= 1e-9, "largest relative difference to augurs: {worst:e}");
 }
@@ -100,12 +129,19 @@ fn assert_matches_augurs(prophet: &Prophet<RecordingOptimizer>, target: &FittedT
 fn fit_recovers_trend_changepoint_and_seasonal_amplitudes() {
     let (ms, y) = additive_series();
     let cfg = ProphetConfig::default();
-    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y).expect("fit");
+    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y, &[]).expect("fit");
 
     let slope_before = (fitted_trend(&target, 24.0) - fitted_trend(&target, 4.0)) / 20.0;
     let slope_after = (fitted_trend(&target, 54.0) - fitted_trend(&target, 34.0)) / 20.0;
     assert!((slope_before - 2.0).abs() < 0.05, "slope before the changepoint {slope_before}, expected 2 +- 0.05");
     assert!((slope_after + 1.0).abs() < 0.05, "slope after the changepoint {slope_after}, expected -1 +- 0.05");
+
+    // The changepoint: the fitted trend peaks where the true one does (day 28, at 556).
+    let (peak_day, peak) = (0..56 * 24)
+        .map(|h| (h as f64 / 24.0, fitted_trend(&target, h as f64 / 24.0)))
+        .fold((0.0, f64::MIN), |best, (day, v)| if v > best.1 { (day, v) } else { best });
+    assert!((peak_day - 28.0).abs() <= 1.5, "trend peaks on day {peak_day}, expected 28 +- 1.5");
+    assert!((peak - 556.0).abs() < 2.0, "trend peak {peak}, expected 556 +- 2");
 
     let daily = amplitude(&target, "daily", 1);
     let weekly = amplitude(&target, "weekly", 7);
@@ -122,7 +158,7 @@ fn intervals_agree_with_augurs_simulation() {
     let (ms, y) = additive_series();
     // 4000 draws on each side keep the Monte Carlo error of a percentile near 2 % of the band.
     let cfg = ProphetConfig { uncertainty_samples: 4000, ..Default::default() };
-    let (mut prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y).expect("fit");
+    let (mut prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y, &[]).expect("fit");
     prophet.opts_mut().uncertainty_samples = 4000;
     let future: Vec<i64> = (0..14 * 24).map(|h| START_MS + 56 * DAY_MS + h * HOUR_MS).collect();
     let theirs = prophet.predict(PredictionData::new(seconds(&future))).expect("augurs forecasts").yhat;
@@ -148,7 +184,7 @@ fn multiplicative_mode_recovers_relative_amplitude() {
     let y: Vec<f64> =
         days.iter().zip(eps).map(|(d, e)| (100.0 + 200.0 * d / 21.0) * (1.0 + 0.3 * (TAU * d).sin()) + e).collect();
     let cfg = ProphetConfig { seasonality_mode: SeasonalityMode::Multiplicative, ..Default::default() };
-    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y).expect("fit");
+    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y, &[]).expect("fit");
 
     assert!(target.columns.iter().all(|c| c.mode == SeasonalityMode::Multiplicative));
     let daily = amplitude(&target, "daily", 1);
@@ -181,7 +217,7 @@ fn holidays_and_custom_seasonalities_are_fitted_and_forecast() {
         }],
         ..Default::default()
     };
-    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y).expect("fit");
+    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y, &[]).expect("fit");
 
     let holiday = target
         .columns
@@ -198,6 +234,78 @@ fn holidays_and_custom_seasonalities_are_fitted_and_forecast() {
 }
 
 #[test]
+fn us_holidays_get_their_own_effects() {
+    // Hourly, June and July 2024: +30 on Independence Day (Thursday 4 July), nothing on Juneteenth (19 June).
+    let june_1_ms = 1_717_200_000_000;
+    let ms: Vec<i64> = (0..61 * 24).map(|h| june_1_ms + h * HOUR_MS).collect();
+    let eps = noise(ms.len(), 4);
+    let y: Vec<f64> = ms
+        .iter()
+        .zip(eps)
+        .map(|(t, e)| {
+            let day = (t - june_1_ms) as f64 / DAY_MS as f64;
+            let holiday = if day.floor() == 33.0 { 30.0 } else { 0.0 };
+            300.0 + 0.2 * day + 6.0 * (TAU * day).sin() + holiday + e
+        })
+        .collect();
+    let cfg = ProphetConfig { country_holidays: Some("US".into()), ..Default::default() };
+    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y, &[]).expect("fit");
+
+    let effect = |name: &str| {
+        target
+            .columns
+            .iter()
+            .find(|c| matches!(&c.feature, Feature::Holiday { name: n, .. } if n == name))
+            .map(|c| c.beta * target.y_scale)
+            .unwrap_or_else(|| panic!("no column for {name}"))
+    };
+    let independence = effect("Independence Day");
+    assert!((independence - 30.0).abs() < 2.0, "Independence Day effect {independence}, expected 30 +- 2");
+    let juneteenth = effect("Juneteenth National Independence Day");
+    assert!(juneteenth.abs() < 2.0, "Juneteenth effect {juneteenth}, expected 0 +- 2");
+    // Every US holiday of 2024 is a column (Python keeps those outside the data too), with future dates.
+    let holidays = target.columns.iter().filter(|c| matches!(c.feature, Feature::Holiday { .. })).count();
+    assert_eq!(holidays, 11, "holiday columns");
+    // Labor Day (2 September) is forecast with its (zero) effect, as augurs does.
+    let (ahead, _) = timeline(100 * 24, HOUR_MS);
+    let ahead: Vec<i64> = ahead.iter().map(|t| t - START_MS + june_1_ms).collect();
+    assert_matches_augurs(&prophet, &target, &ahead);
+}
+
+#[test]
+fn extra_regressor_effect_is_recovered() {
+    // Three weeks hourly: y = trend + daily cycle + 4 per unit of a noisy "temperature" around 20.
+    let (ms, days) = timeline(21 * 24, HOUR_MS);
+    let temperature: Vec<f64> = noise(ms.len(), 5).iter().map(|z| 20.0 + 3.0 * z).collect();
+    let eps = noise(ms.len(), 6);
+    let y: Vec<f64> = (0..ms.len())
+        .map(|i| 200.0 + 0.5 * days[i] + 10.0 * (TAU * days[i]).sin() + 4.0 * temperature[i] + eps[i])
+        .collect();
+    let cfg = ProphetConfig { regressors: vec![RegressorSpec::new("temperature")], ..Default::default() };
+    let regressors = vec![("temperature".to_string(), temperature)];
+    let (prophet, target) = fitter().fit_target(&cfg, &seconds(&ms), "load", &y, &regressors).expect("fit");
+
+    let (per_degree, mu) = target
+        .columns
+        .iter()
+        .find_map(|c| match &c.feature {
+            Feature::Regressor { mu, std, .. } => Some((c.beta * target.y_scale / std, *mu)),
+            _ => None,
+        })
+        .expect("a regressor column");
+    assert!((per_degree - 4.0).abs() < 0.1, "effect per degree {per_degree}, expected 4 +- 0.1");
+    assert!((mu - 20.0).abs() < 0.5, "standardised around the training mean, got {mu}");
+    // A week ahead with new temperatures: our forecast is augurs'.
+    let (ahead, _) = timeline(28 * 24, HOUR_MS);
+    let future_temperature: Vec<f64> = noise(ahead.len(), 7).iter().map(|z| 20.0 + 3.0 * z).collect();
+    assert_matches_augurs_with(&prophet, &target, &ahead, &[("temperature".to_string(), future_temperature)]);
+    // The whole set needs the regressor's values to forecast.
+    let fitted = fitter().fit_all(&cfg, &ms, &[("load".into(), y)], &regressors, 1).expect("fit");
+    let err = fitted.predict(&ahead).expect_err("no temperatures").to_string();
+    assert!(err.contains("needs regressor `temperature`"), "{err}");
+}
+
+#[test]
 fn json_round_trip_forecasts_identically_and_keeps_target_order() {
     // Three days of 2-minute samples, three targets fitted on two threads.
     let (ms, days) = timeline(3 * 720, 120_000);
@@ -211,7 +319,7 @@ fn json_round_trip_forecasts_identically_and_keeps_target_order() {
             (name.to_string(), y)
         })
         .collect();
-    let fitted = fitter().fit_all(&ProphetConfig::default(), &ms, &targets, 2).expect("fit");
+    let fitted = fitter().fit_all(&ProphetConfig::default(), &ms, &targets, &[], 2).expect("fit");
     let names: Vec<&str> = fitted.targets.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["down", "up", "rnti_count"]);
 
@@ -233,7 +341,7 @@ fn bad_input_errors_name_the_target() {
     let ok = vec![1.0; 100];
     let fit = |targets: Vec<(&str, Vec<f64>)>, ms: &[i64]| {
         let targets: Vec<(String, Vec<f64>)> = targets.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
-        fitter().fit_all(&cfg, ms, &targets, 1).expect_err("bad input").to_string()
+        fitter().fit_all(&cfg, ms, &targets, &[], 1).expect_err("bad input").to_string()
     };
 
     let mut with_nan = ok.clone();
@@ -252,6 +360,17 @@ fn bad_input_errors_name_the_target() {
     let err = fit(vec![("down", ok.clone())], &shuffled);
     assert!(err.contains("rows 5 and 6"), "{err}");
 
-    let err = fit(vec![("down", ok.clone()), ("down", ok)], &ms);
+    let err = fit(vec![("down", ok.clone()), ("down", ok.clone())], &ms);
     assert!(err.contains("target `down` is given twice"), "{err}");
+
+    let with_regressor = ProphetConfig { regressors: vec![RegressorSpec::new("temp")], ..Default::default() };
+    let targets = [("down".to_string(), ok.clone())];
+    let err = fitter().fit_all(&with_regressor, &ms, &targets, &[], 1).expect_err("missing").to_string();
+    assert!(err.contains("regressor `temp` is configured but no column was given"), "{err}");
+    let constant = [("temp".to_string(), vec![3.0; 100])];
+    let err = fitter().fit_all(&with_regressor, &ms, &targets, &constant, 1).expect_err("constant").to_string();
+    assert!(err.contains("regressor `temp` is constant"), "{err}");
+    let stray = [("wind".to_string(), ok)];
+    let err = fitter().fit_all(&cfg, &ms, &targets, &stray, 1).expect_err("not configured").to_string();
+    assert!(err.contains("regressor column `wind` is not in the config"), "{err}");
 }
