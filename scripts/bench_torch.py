@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """PyTorch side of the GRU/LSTM training benchmark (not part of CI).
 
-Trains the same models as `cargo run --release -p nn --example bench` on the same
+Trains the same models as `target/release/examples/bench` (crate nn) on the same
 El Born windows, with the same preprocessing (see crates/nn/examples/bench.rs),
 times them with torch.set_num_threads(1) and (2), prints a side-by-side table
 with the Rust results, and checks our exported ONNX models with onnxruntime.
 
-    scripts/bench_torch.py [--data DIR] [--rust-out DIR] [--seeds N] [--threads 1,2]
+    scripts/bench_torch.py [--data DIR] [--rust-out DIR] [--seeds N] [--threads 1,2] [--only study_gru,...]
+    scripts/bench_torch.py --table-only   # the side-by-side tables from the saved results
 
 Set-up (CPU wheel, in a venv outside the repository):
     python3 -m venv ~/.cache/flts/bench-venv
@@ -155,19 +156,22 @@ def onnx_check(rust_out):
     return results
 
 
+def load_average():
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="/work/shared/data")
-    ap.add_argument("--rust-out", default="target/nn-bench", help="the Rust bench's --out folder")
+    ap.add_argument("--rust-out", default="target/nn-bench", help="the Rust bench's --out folder (results go there too)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--table-only", action="store_true", help="reprint the table from saved results, train nothing")
+    ap.add_argument("--only", default="", help="comma-separated <config>_<cell> runs, e.g. study_gru (default: all four)")
+    ap.add_argument("--table-only", action="store_true", help="print the table from saved results, train nothing")
     args = ap.parse_args()
-    saved = Path(args.rust_out) / "torch_results.json"
+    out = Path(args.rust_out)
     if args.table_only:
-        s = json.loads(saved.read_text())
-        table = {tuple(k): (v[0], v[1], np.array(v[2])) for k, v in s["table"]}
-        print_table(table, np.array(s["last_value"]), s["seeds"], args.rust_out)
+        print_table(out)
         return
 
     names, train_raw = read_csv(Path(args.data) / "ElBorn.csv")
@@ -198,63 +202,96 @@ def main():
     print("last-value RMSE", ", ".join(f"{v:.4e}" for v in last_value))
 
     threads_list = [int(t) for t in args.threads.split(",")]
-    table = {}
+    only = [o for o in args.only.split(",") if o]
+    out.mkdir(parents=True, exist_ok=True)
     for s in SETUPS:
         for cell in ("GRU", "LSTM"):
-            rmses, times = [], {}
+            name = f"{s['name']}_{cell.lower()}"
+            if only and name not in only:
+                continue
+            load_before, started = load_average(), int(time.time())
+            seeds = []
             for seed in range(args.seeds):
                 secs, epochs, best_epoch, r = train_one(s, cell, seed, 1, d)
-                print(f"{s['name']}_{cell.lower()} seed {seed} 1 thread: {secs:.3f} s/epoch, {epochs} epochs (best {best_epoch}), RMSE {r}")
-                rmses.append(r)
-                if seed == 0:
-                    times[1] = secs
-            for t in (t for t in threads_list if t != 1):
-                secs, epochs, _, _ = train_one(s, cell, 0, t, d)
-                print(f"{s['name']}_{cell.lower()} seed 0 {t} threads: {secs:.3f} s/epoch, {epochs} epochs")
-                times[t] = secs
+                print(f"{name} seed {seed} 1 thread: {secs:.3f} s/epoch, {epochs} epochs (best {best_epoch}), RMSE {r}, load {load_average():.2f}")
+                seeds.append(dict(seed=seed, threads=1, seconds_per_epoch=secs, epochs_run=epochs, best_epoch=best_epoch, test_rmse=r.tolist()))
             fwd, both = flops_per_window(cell, x.shape[2], s["hidden"], s["layers"], len(TARGETS))
             epoch_flops = n_train * both + n_val * fwd
-            for t, secs in times.items():
-                table[(s["name"], cell, t)] = (secs, epoch_flops / secs / 1e9, np.mean(rmses, axis=0))
-    Path(args.rust_out).mkdir(parents=True, exist_ok=True)
-    saved.write_text(
-        json.dumps(
-            dict(
-                seeds=args.seeds,
-                last_value=last_value.tolist(),
-                table=[[list(k), [v[0], v[1], v[2].tolist()]] for k, v in table.items()],
+            one = sum(r["seconds_per_epoch"] for r in seeds) / len(seeds)
+            timing = [dict(threads=1, seconds_per_epoch=one, gflops=epoch_flops / one / 1e9, what="mean over the seeds")]
+            for t in (t for t in threads_list if t != 1):
+                secs, epochs, _, _ = train_one(s, cell, 0, t, d)
+                print(f"{name} seed 0 {t} threads: {secs:.3f} s/epoch, {epochs} epochs, load {load_average():.2f}")
+                timing.append(dict(threads=t, seconds_per_epoch=secs, gflops=epoch_flops / secs / 1e9, what="seed 0"))
+            result = dict(
+                side="pytorch", name=name, config=s["name"], cell=cell, torch=torch.__version__,
+                epoch_gflop=epoch_flops / 1e9, last_value_rmse=last_value.tolist(), seeds=seeds, timing=timing,
+                started=started, finished=int(time.time()), load_before=load_before, load_after=load_average(),
             )
-        )
-    )
-    print_table(table, last_value, args.seeds, args.rust_out)
+            (out / f"torch_{name}.json").write_text(json.dumps(result, indent=1))
+    print_table(out)
 
 
-def print_table(table, last_value, seeds, rust_out):
-    rust = {}
-    results = Path(rust_out) / "results.json"
-    if results.exists():
-        for r in json.loads(results.read_text())["runs"]:
-            rust[(r["config"], r["cell"], r["threads"])] = r
+def spread(values):
+    """(max - min) / mean over the seeds, in percent."""
+    v = np.asarray(values)
+    return 100 * (v.max(axis=0) - v.min(axis=0)) / v.mean(axis=0)
+
+
+def print_table(out):
+    """Speed and accuracy tables from every results_*.json (Rust) and torch_*.json in `out`."""
+    runs = {}
+    for side, pattern in (("rust", "results_*.json"), ("pytorch", "torch_*.json")):
+        for f in sorted(out.glob(pattern)):
+            r = json.loads(f.read_text())
+            runs[(r["name"], side)] = r
+    names = [f"{s['name']}_{c}" for s in SETUPS for c in ("gru", "lstm")]
+    stamp = lambda t: time.strftime("%H:%M", time.gmtime(t))  # noqa: E731
+    print("\n| run | side | when (UTC) | load before/after | seeds |")
+    print("|---|---|---|---|---|")
+    for n in names:
+        for side in ("rust", "pytorch"):
+            r = runs.get((n, side))
+            if r:
+                print(f"| {n} | {side} | {stamp(r['started'])}-{stamp(r['finished'])} | {r['load_before']:.2f} / {r['load_after']:.2f} | {len(r['seeds'])} |")
+
+    peak = next((r["peak_gflops"] for (n, side), r in runs.items() if side == "rust"), float("nan"))
+    print(f"\nSpeed (1 thread: mean over the seeds; 2 threads: seed 0). Peak (Rust bench, 1 core): {peak:.1f} GFLOP/s")
+    print("| run | threads | s/epoch Rust | s/epoch PyTorch | Rust / PyTorch | GFLOP/s Rust (% of peak) | GFLOP/s PyTorch (% of peak) |")
+    print("|---|---|---|---|---|---|---|")
+    for n in names:
+        ru, py = runs.get((n, "rust")), runs.get((n, "pytorch"))
+        if not (ru or py):
+            continue
+        threads = sorted({t["threads"] for r in (ru, py) if r for t in r["timing"]})
+        for t in threads:
+            a = next((x for x in (ru or {}).get("timing", []) if x["threads"] == t), None)
+            b = next((x for x in (py or {}).get("timing", []) if x["threads"] == t), None)
+            fmt_s = lambda x: f"{x['seconds_per_epoch']:.3f}" if x else "-"  # noqa: E731
+            fmt_g = lambda x: f"{x['gflops']:.1f} ({100 * x['gflops'] / peak:.0f}%)" if x else "-"  # noqa: E731
+            ratio = f"{a['seconds_per_epoch'] / b['seconds_per_epoch']:.2f}" if a and b else "-"
+            print(f"| {n} | {t} | {fmt_s(a)} | {fmt_s(b)} | {ratio} | {fmt_g(a)} | {fmt_g(b)} |")
+
+    print("\nAccuracy: test RMSE per target, original units, mean over the seeds (spread = (max - min) / mean)")
+    print("| run | target | Rust | Rust spread | PyTorch | PyTorch spread | Rust / PyTorch | last value | below last value (Rust, PyTorch) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n in names:
+        ru, py = runs.get((n, "rust")), runs.get((n, "pytorch"))
+        if not (ru and py):
+            continue
+        a = np.array([s["test_rmse"] for s in ru["seeds"]])
+        b = np.array([s["test_rmse"] for s in py["seeds"]])
+        last = np.array(ru["last_value_rmse"])
+        sa, sb = spread(a), spread(b)
+        for j, target in enumerate(TARGETS):
+            ma, mb = a[:, j].mean(), b[:, j].mean()
+            below = f"{'yes' if a[:, j].max() < last[j] else 'NO'}, {'yes' if b[:, j].max() < last[j] else 'NO'}"
+            print(f"| {n} | {target} | {ma:.4g} | {sa[j]:.1f}% | {mb:.4g} | {sb[j]:.1f}% | {100 * (ma / mb - 1):+.1f}% | {last[j]:.4g} | {below} |")
+        print(f"| {n} | epochs run (per seed) | {[s['epochs_run'] for s in ru['seeds']]} | | {[s['epochs_run'] for s in py['seeds']]} | | | | |")
+
     print()
-    print(f"| config | cell | threads | s/epoch Rust | s/epoch PyTorch | GFLOP/s Rust | GFLOP/s PyTorch | test RMSE Rust / PyTorch (mean of {seeds} seeds; {', '.join(TARGETS)}) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for (config, cell, t), (secs, gflops, r) in table.items():
-        ru = rust.get((config, cell, t))
-        r_secs = f"{ru['seconds_per_epoch']:.3f}" if ru else "-"
-        r_gf = f"{ru['gflops']:.1f}" if ru else "-"
-        if ru and t == 1:
-            ratio = "; ".join(f"{a:.4g} / {b:.4g} ({100 * (a / b - 1):+.1f}%)" for a, b in zip(ru["test_rmse"], r))
-        elif t == 1:
-            ratio = "; ".join(f"- / {b:.4g}" for b in r)
-        else:
-            ratio = ""
-        print(f"| {config} | {cell} | {t} | {r_secs} | {secs:.3f} | {r_gf} | {gflops:.1f} | {ratio} |")
-    print("last-value RMSE:", ", ".join(f"{v:.4g}" for v in last_value))
-
-    if Path(rust_out).exists():
-        print()
-        for name, diff in onnx_check(rust_out).items():
-            print(f"onnxruntime vs nn predict, {name}: max |diff| {diff:.2e} {'OK' if diff < 1e-4 else 'FAIL'}")
+    for name, diff in onnx_check(out).items():
+        print(f"onnxruntime vs nn predict, {name}: max |diff| {diff:.2e} {'OK' if diff < 1e-4 else 'FAIL'}")
 
 
 if __name__ == "__main__":

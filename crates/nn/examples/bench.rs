@@ -1,7 +1,8 @@
 //! GRU/LSTM training benchmark on the El Born data (not part of CI).
 //!
 //! ```sh
-//! cargo run --release -p nn --example bench -- [--data DIR] [--out DIR] [--seeds N] [--threads 1,2]
+//! cargo build --release --workspace --examples
+//! target/release/examples/bench [--data DIR] [--out DIR] [--seeds N] [--threads 1,2] [--only study_gru,...]
 //! ```
 //! Reads `ElBorn.csv` (train part) and `ElBorn_test.csv` (test part) from `--data`
 //! (default `/work/shared/data`) at run time; the data has no licence and is never
@@ -15,16 +16,19 @@
 //! Two configurations, each for GRU and LSTM: the published study's (hidden 128,
 //! 1 layer, batch 128, Adam 1e-3, up to 100 epochs with patience 10) and the
 //! reference system's (hidden 128, 2 layers, batch 64, Adam 1e-4, 10 epochs). Both
-//! clip the gradient norm at 1. Accuracy runs use one thread and `--seeds` seeds;
-//! each thread count of `--threads` is timed with seed 0.
+//! clip the gradient norm at 1. Accuracy runs use one thread and `--seeds` seeds
+//! (seed `s` draws the initial weights and the shuffling); the one-thread time is
+//! their mean, and each other thread count of `--threads` is timed with seed 0.
+//! `--only` runs some of the four (`study_gru`, `study_lstm`, `reference_gru`,
+//! `reference_lstm`), so that Rust and PyTorch runs can be interleaved on a
+//! shared machine.
 //!
-//! Writes `--out` (default `target/nn-bench`): `results.json`, and for each
-//! accuracy run with seed 0 `<config>_<cell>.onnx` plus `<config>_<cell>_check.json`
+//! Writes to `--out` (default `target/nn-bench`), per run `<config>_<cell>`:
+//! `results_<config>_<cell>.json` (per-seed RMSE and s/epoch, times per thread
+//! count, load averages), `<config>_<cell>.onnx` and `<config>_<cell>_check.json`
 //! (a time-major test input and `predict`'s output for it, for onnxruntime).
 
-use std::collections::BTreeMap;
 use std::error::Error;
-use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,6 +46,8 @@ struct Args {
     out: PathBuf,
     seeds: u64,
     threads: Vec<usize>,
+    /// `<config>_<cell>` names to run (e.g. `study_gru`); empty = all four.
+    only: Vec<String>,
 }
 
 fn parse_args() -> BoxResult<Args> {
@@ -50,6 +56,7 @@ fn parse_args() -> BoxResult<Args> {
         out: PathBuf::from("target/nn-bench"),
         seeds: 3,
         threads: vec![1, 2],
+        only: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +66,7 @@ fn parse_args() -> BoxResult<Args> {
             "--out" => args.out = value()?.into(),
             "--seeds" => args.seeds = value()?.parse()?,
             "--threads" => args.threads = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--only" => args.only = value()?.split(',').map(String::from).collect(),
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -313,8 +321,12 @@ fn mean(v: &[Vec<f64>]) -> Vec<f64> {
     (0..v[0].len()).map(|j| v.iter().map(|r| r[j]).sum::<f64>() / v.len() as f64).collect()
 }
 
-fn fmt_list(v: &[f64]) -> String {
-    v.iter().map(|x| format!("{x:.6e}")).collect::<Vec<_>>().join(",")
+/// The 1-minute load average, from `/proc/loadavg`.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
 }
 
 fn main() -> BoxResult<()> {
@@ -346,80 +358,90 @@ fn main() -> BoxResult<()> {
         last_value.iter().map(|v| format!("{v:.4e}")).collect::<Vec<_>>()
     );
 
-    let mut json = String::from("{");
-    write!(
-        json,
-        "\"cpu\":{:?},\"peak_gflops\":{peak:.2},\"last_value_rmse\":[{}],\"runs\":[",
-        cpu_model(),
-        fmt_list(&last_value)
-    )?;
-    let mut first = true;
-    let mut table = BTreeMap::new();
+    let mut table = Vec::new();
     for s in &SETUPS {
         for cell in [CellKind::Gru, CellKind::Lstm] {
             let name = format!("{}_{}", s.name, cell.to_string().to_lowercase());
+            if !args.only.is_empty() && !args.only.contains(&name) {
+                continue;
+            }
+            let load_before = load_average();
+            let started = chrono_now();
+            let mut seeds = Vec::new();
             let mut rmses = Vec::new();
-            let mut times = BTreeMap::new();
+            let mut model = None;
             for seed in 0..args.seeds {
                 let r = run(&data, s, cell, seed, 1)?;
                 println!(
-                    "{name} seed {seed} 1 thread: {:.3} s/epoch, {} epochs (best {}), test RMSE {:?}",
+                    "{name} seed {seed} 1 thread: {:.3} s/epoch, {} epochs (best {}), test RMSE {:?}, load {:.2}",
                     r.seconds_per_epoch,
                     r.epochs_run,
                     r.best_epoch,
-                    r.test_rmse.iter().map(|v| format!("{v:.4e}")).collect::<Vec<_>>()
+                    r.test_rmse.iter().map(|v| format!("{v:.4e}")).collect::<Vec<_>>(),
+                    load_average()
                 );
                 if seed == 0 {
                     write_onnx_check(&args.out, &name, &r.net, &data.test)?;
-                    times.insert(1, (r.seconds_per_epoch, r.net.config().to_owned()));
+                    model = Some(*r.net.config());
                 }
+                seeds.push(serde_json::json!({
+                    "seed": seed, "threads": 1, "seconds_per_epoch": r.seconds_per_epoch,
+                    "epochs_run": r.epochs_run, "best_epoch": r.best_epoch, "test_rmse": r.test_rmse,
+                }));
                 rmses.push(r.test_rmse);
             }
+            let model = model.ok_or("--seeds must be at least 1")?;
+            let (fwd, train_flops) = flops_per_window(&model);
+            let epoch_flops = data.n_train as f64 * train_flops + n_val as f64 * fwd;
+            let one_thread = seeds.iter().map(|r| r["seconds_per_epoch"].as_f64().unwrap_or(f64::NAN)).sum::<f64>()
+                / seeds.len() as f64;
+            let mut timing = vec![serde_json::json!({
+                "threads": 1, "seconds_per_epoch": one_thread, "gflops": epoch_flops / one_thread / 1e9,
+                "what": "mean over the seeds",
+            })];
+            table.push((name.clone(), 1, one_thread, epoch_flops / one_thread / 1e9, mean(&rmses)));
             for &threads in args.threads.iter().filter(|&&t| t != 1) {
                 let r = run(&data, s, cell, 0, threads)?;
                 println!(
-                    "{name} seed 0 {threads} threads: {:.3} s/epoch, {} epochs",
-                    r.seconds_per_epoch, r.epochs_run
+                    "{name} seed 0 {threads} threads: {:.3} s/epoch, {} epochs, load {:.2}",
+                    r.seconds_per_epoch,
+                    r.epochs_run,
+                    load_average()
                 );
-                times.insert(threads, (r.seconds_per_epoch, r.net.config().to_owned()));
+                let gflops = epoch_flops / r.seconds_per_epoch / 1e9;
+                timing.push(serde_json::json!({
+                    "threads": threads, "seconds_per_epoch": r.seconds_per_epoch, "gflops": gflops, "what": "seed 0",
+                }));
+                table.push((name.clone(), threads, r.seconds_per_epoch, gflops, Vec::new()));
             }
-            let mean_rmse = mean(&rmses);
-            for (threads, (secs, model)) in &times {
-                let (fwd, train_flops) = flops_per_window(model);
-                let epoch_flops = data.n_train as f64 * train_flops + n_val as f64 * fwd;
-                let gflops = epoch_flops / secs / 1e9;
-                if !first {
-                    json.push(',');
-                }
-                first = false;
-                write!(
-                    json,
-                    "{{\"config\":{:?},\"cell\":\"{cell}\",\"threads\":{threads},\"seconds_per_epoch\":{secs:.4},\
-                     \"gflops\":{gflops:.2},\"epoch_gflop\":{:.3},\"test_rmse\":[{}],\"seeds\":{}}}",
-                    s.name,
-                    epoch_flops / 1e9,
-                    fmt_list(&mean_rmse),
-                    args.seeds
-                )?;
-                table.insert((s.name, cell.to_string(), *threads), (*secs, gflops, mean_rmse.clone()));
-            }
+            let result = serde_json::json!({
+                "side": "rust", "name": name, "config": s.name, "cell": cell.to_string(),
+                "cpu": cpu_model(), "peak_gflops": peak, "epoch_gflop": epoch_flops / 1e9,
+                "last_value_rmse": last_value, "seeds": seeds, "timing": timing,
+                "started": started, "finished": chrono_now(),
+                "load_before": load_before, "load_after": load_average(),
+            });
+            std::fs::write(args.out.join(format!("results_{name}.json")), serde_json::to_string_pretty(&result)?)?;
         }
     }
-    json.push_str("]}");
-    std::fs::write(args.out.join("results.json"), &json)?;
 
     println!(
-        "\n| config | cell | threads | s/epoch | GFLOP/s | % of 1-core peak | test RMSE per target (mean over {} seeds) |",
+        "\n| run | threads | s/epoch | GFLOP/s | % of 1-core peak | test RMSE per target (mean over {} seeds) |",
         args.seeds
     );
-    println!("|---|---|---|---|---|---|---|");
-    for ((config, cell, threads), (secs, gflops, rmse)) in &table {
+    println!("|---|---|---|---|---|---|");
+    for (name, threads, secs, gflops, rmse) in &table {
         println!(
-            "| {config} | {cell} | {threads} | {secs:.3} | {gflops:.1} | {:.0}% | {} |",
+            "| {name} | {threads} | {secs:.3} | {gflops:.1} | {:.0}% | {} |",
             100.0 * gflops / peak,
             rmse.iter().map(|v| format!("{v:.4e}")).collect::<Vec<_>>().join(", ")
         );
     }
     println!("results in {}", args.out.display());
     Ok(())
+}
+
+/// Seconds since the Unix epoch (the results record when each run started and ended).
+fn chrono_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -117,6 +117,7 @@ impl ModelTrainer for NeuralTrainer {
         let report =
             nn::train(&mut net, &w.x, &w.y, &v.x, &v.y, &train_config, &mut on_epoch).map_err(|e| match e {
                 nn::NnError::Cancelled => TrainError::Cancelled,
+                e @ nn::NnError::NonFinite { .. } => TrainError::NonFiniteLoss(e.to_string()),
                 other => TrainError::Data(other.to_string()),
             })?;
         let t = &data.test_windows;

@@ -63,9 +63,12 @@ pub struct Trained {
 /// error here is worth retrying: the same data fails the same way.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// The data cannot train this model (too few rows, NaN loss, ...).
+    /// The data cannot train this model (too few rows, bad values, ...).
     #[error("{0}")]
     Data(String),
+    /// The loss became NaN or infinite: the fit diverged (error kind `nan_loss`).
+    #[error("{0}")]
+    NonFiniteLoss(String),
     /// The fit was interrupted by shutdown; the claim check will be redelivered.
     #[error("training cancelled by shutdown")]
     Cancelled,

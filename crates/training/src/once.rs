@@ -95,6 +95,7 @@ pub async fn fit_files<T: ModelTrainer>(
     };
     write("model_card.md", report::model_card(&card, &data, &trained, &eval).as_bytes())?;
     write("test_predictions.csv", report::predictions_csv(&data, &trained).map_err(anyhow::Error::msg)?.as_bytes())?;
+    write("test_predictions.parquet", &report::predictions_parquet(&data, &trained).map_err(anyhow::Error::msg)?)?;
     if let Some(png) = report::loss_curve_png(model_type, &trained) {
         write("loss_curve.png", &png.map_err(anyhow::Error::msg)?)?;
     }

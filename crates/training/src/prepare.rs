@@ -58,3 +58,80 @@ impl Prepared {
         Ok(Prepared { meta, train, test, spec, train_windows, val_windows, test_windows, baselines })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use series::{Column, Roles, Scaler, ScalerKind};
+
+    /// `rows` hourly rows starting at hour `start`: `a = i`, `b = 100 + i`
+    /// (global row index `i`), `b` the target.
+    fn frame(start: usize, rows: usize) -> Frame {
+        let idx: Vec<usize> = (start..start + rows).collect();
+        Frame::new(
+            idx.iter().map(|&i| i as i64 * 3_600_000).collect(),
+            vec![
+                Column::new("a", idx.iter().map(|&i| i as f64).collect()),
+                Column::new("b", idx.iter().map(|&i| 100.0 + i as f64).collect()),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn meta() -> ProcessedMeta {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let scaler = Scaler::fit(ScalerKind::MinMax, &frame(0, 100), &names, &[]).unwrap();
+        ProcessedMeta {
+            config_hash: "h".into(),
+            config: serde_json::json!({}),
+            scaler,
+            roles: Roles {
+                timestamp: "timestamp".into(),
+                features: names,
+                targets: vec!["b".into()],
+                interval_ms: 3_600_000,
+            },
+        }
+    }
+
+    fn args(input: usize, output: usize, fraction: f64) -> WindowArgs {
+        WindowArgs { input_seq_len: input, output_seq_len: output, validation_fraction: fraction }
+    }
+
+    #[test]
+    fn validation_is_the_tail_of_the_train_part_and_test_windows_come_from_the_test_part() {
+        let p = Prepared::new(frame(0, 30), frame(30, 15), meta(), &args(10, 1, 0.2)).unwrap();
+        // 30 rows -> 20 windows; the last 4 (ceil of 20 * 0.2) validate.
+        assert_eq!((p.train_windows.n, p.val_windows.n), (16, 4));
+        // Frame rows of the first predicted row: train windows 10..26, validation 26..30.
+        assert_eq!(p.train_windows.first_target_row, (10..26).collect::<Vec<_>>());
+        assert_eq!(p.val_windows.first_target_row, (26..30).collect::<Vec<_>>());
+        // 15 test rows -> 5 test windows predicting test rows 10..15 (global 40..45),
+        // nothing of the test part in training or validation.
+        assert_eq!(p.test_windows.first_target_row, (10..15).collect::<Vec<_>>());
+        // (The frames come scaled from preprocess; these are not, so values are b's.)
+        assert_eq!(p.val_windows.y, vec![126.0, 127.0, 128.0, 129.0]);
+        assert_eq!(p.test_windows.y[0], 140.0);
+        // Last value: every error is one step of b.
+        assert!((p.baselines.last_value.mae - 1.0).abs() < 1e-9, "{:?}", p.baselines.last_value);
+    }
+
+    #[test]
+    fn too_few_rows_name_the_part() {
+        let e = Prepared::new(frame(0, 10), frame(10, 20), meta(), &args(10, 1, 0.2)).unwrap_err();
+        assert!(e.starts_with("train part: series has 10 rows; one window needs"), "{e}");
+        let e = Prepared::new(frame(0, 40), frame(40, 11), meta(), &args(10, 2, 0.2)).unwrap_err();
+        assert!(e.starts_with("test part: series has 11 rows; one window needs input_len+output_len = 12"), "{e}");
+        // One train window: it would all go to validation.
+        let e = Prepared::new(frame(0, 11), frame(11, 20), meta(), &args(10, 1, 0.2)).unwrap_err();
+        assert_eq!(e, "train part: no training windows left after the validation split");
+        let e = Prepared::new(frame(0, 40), frame(40, 20), meta(), &args(10, 1, 1.0)).unwrap_err();
+        assert!(e.contains("VALIDATION_FRACTION"), "{e}");
+    }
+
+    #[test]
+    fn exactly_one_test_window_is_enough() {
+        let p = Prepared::new(frame(0, 40), frame(40, 12), meta(), &args(10, 2, 0.2)).unwrap();
+        assert_eq!((p.test_windows.n, p.test_windows.y.len()), (1, 2));
+    }
+}

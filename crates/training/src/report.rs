@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use contracts::{Baselines, Metrics, ModelType};
 use plots::{Figure, Panel, Series};
-use series::Evaluation;
+use series::{Column, Evaluation, Frame};
 
 use crate::{Prepared, Trained};
 
@@ -22,7 +22,7 @@ pub fn evaluate(data: &Prepared, trained: &Trained) -> Result<Evaluation, String
     if let Some(i) = trained.test_predictions.iter().position(|v| !v.is_finite()) {
         return Err(format!(
             "the model predicted a non-finite value for test window {}",
-            i / data.test_windows.n_targets.max(1)
+            i / data.test_windows.y_stride().max(1)
         ));
     }
     series::evaluate(&trained.test_predictions, &data.test_windows, &data.meta.roles, &data.meta.scaler)
@@ -113,37 +113,52 @@ pub fn model_card(card: &CardInput<'_>, data: &Prepared, trained: &Trained, eval
     s
 }
 
-/// Test-part predictions in original units: one row per test window, with
-/// the timestamp of its first predicted row and, per target and horizon
-/// step, the prediction and the actual value.
-pub fn predictions_csv(data: &Prepared, trained: &Trained) -> Result<String, String> {
+/// Test-part predictions in original units: one row per test window, at the
+/// timestamp of its first predicted row, with per target and horizon step the
+/// prediction and the actual value (`{target}_predicted`, `{target}_actual`,
+/// suffixed `_t{step}` when more than one step is predicted).
+pub fn predictions_frame(data: &Prepared, trained: &Trained) -> Result<Frame, String> {
     let w = &data.test_windows;
     let roles = &data.meta.roles;
     let scaler = &data.meta.scaler;
-    let mut out = String::from("timestamp");
+    let per_window = w.output_len * w.n_targets;
+    let mut columns = Vec::with_capacity(2 * per_window);
     for step in 0..w.output_len {
-        for t in &roles.targets {
-            let suffix = if w.output_len > 1 { format!("_t{}", step + 1) } else { String::new() };
-            let _ = write!(out, ",{t}_predicted{suffix},{t}_actual{suffix}");
+        let suffix = if w.output_len > 1 { format!("_t{}", step + 1) } else { String::new() };
+        for (j, t) in roles.targets.iter().enumerate() {
+            let at = |i: usize| i * per_window + step * w.n_targets + j;
+            let invert = |values: &[f32]| -> Result<Vec<f64>, String> {
+                (0..w.n).map(|i| scaler.inverse_value(t, values[at(i)] as f64).map_err(|e| e.to_string())).collect()
+            };
+            columns.push(Column::new(format!("{t}_predicted{suffix}"), invert(&trained.test_predictions)?));
+            columns.push(Column::new(format!("{t}_actual{suffix}"), invert(&w.y)?));
         }
     }
+    let timestamps = w.first_target_row.iter().map(|&row| data.test.timestamps[row]).collect();
+    Frame::new(timestamps, columns).map_err(|e| e.to_string())
+}
+
+/// [`predictions_frame`] as CSV, timestamps in RFC 3339.
+pub fn predictions_csv(data: &Prepared, trained: &Trained) -> Result<String, String> {
+    let frame = predictions_frame(data, trained)?;
+    let mut out = String::from("timestamp");
+    for c in &frame.columns {
+        let _ = write!(out, ",{}", c.name);
+    }
     out.push('\n');
-    let per_window = w.output_len * w.n_targets;
-    for i in 0..w.n {
-        let row = w.first_target_row[i];
-        let ts = DateTime::<Utc>::from_timestamp_millis(data.test.timestamps[row]).unwrap_or_default();
-        let _ = write!(out, "{}", ts.to_rfc3339());
-        for step in 0..w.output_len {
-            for (j, t) in roles.targets.iter().enumerate() {
-                let k = i * per_window + step * w.n_targets + j;
-                let pred = scaler.inverse_value(t, trained.test_predictions[k] as f64).map_err(|e| e.to_string())?;
-                let actual = scaler.inverse_value(t, w.y[k] as f64).map_err(|e| e.to_string())?;
-                let _ = write!(out, ",{pred},{actual}");
-            }
+    for (i, &ms) in frame.timestamps.iter().enumerate() {
+        let _ = write!(out, "{}", DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339());
+        for c in &frame.columns {
+            let _ = write!(out, ",{}", c.values[i]);
         }
         out.push('\n');
     }
     Ok(out)
+}
+
+/// [`predictions_frame`] as Parquet (`timestamp` a millisecond datetime).
+pub fn predictions_parquet(data: &Prepared, trained: &Trained) -> Result<Vec<u8>, String> {
+    dataset::write_raw_parquet(&predictions_frame(data, trained)?, "timestamp").map_err(|e| e.to_string())
 }
 
 /// Train and validation loss per epoch; `None` for models without epochs.
@@ -203,4 +218,95 @@ pub fn forecast_png(model_type: ModelType, data: &Prepared, trained: &Trained) -
         panels,
     };
     plots::render_png(&fig).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Progress, WindowArgs};
+    use contracts::{EvalProtocol, ModelFormat};
+    use series::{ProcessedMeta, Roles, Scaler, ScalerKind};
+
+    /// Hourly rows: `a = i`, `b = 100 + i`; scaled with min-max on rows 0..100
+    /// (both columns get scale 99), so scaled `b = i / 99`.
+    fn prepared() -> Prepared {
+        let frame = |start: usize, rows: usize| {
+            let idx: Vec<usize> = (start..start + rows).collect();
+            Frame::new(
+                idx.iter().map(|&i| i as i64 * 3_600_000).collect(),
+                vec![
+                    Column::new("a", idx.iter().map(|&i| i as f64).collect()),
+                    Column::new("b", idx.iter().map(|&i| 100.0 + i as f64).collect()),
+                ],
+            )
+            .unwrap()
+        };
+        let names = vec!["a".to_string(), "b".to_string()];
+        let scaler = Scaler::fit(ScalerKind::MinMax, &frame(0, 100), &names, &[]).unwrap();
+        let roles =
+            Roles { timestamp: "timestamp".into(), features: names, targets: vec!["b".into()], interval_ms: 3_600_000 };
+        let meta =
+            ProcessedMeta { config_hash: "h".into(), config: serde_json::json!({}), scaler: scaler.clone(), roles };
+        let (train, test) = (scaler.transform(&frame(0, 60)).unwrap(), scaler.transform(&frame(60, 14)).unwrap());
+        let args = WindowArgs { input_seq_len: 10, output_seq_len: 2, validation_fraction: 0.2 };
+        Prepared::new(train, test, meta, &args).unwrap()
+    }
+
+    fn trained(test_predictions: Vec<f32>) -> Trained {
+        Trained {
+            format: ModelFormat::Onnx,
+            model_file: ("model.onnx".into(), vec![]),
+            test_predictions,
+            protocol: EvalProtocol::OneStepAhead,
+            history: vec![],
+            extra_metrics: vec![],
+            card_notes: String::new(),
+            extra_files: vec![],
+        }
+    }
+
+    #[test]
+    fn predictions_are_in_original_units_per_step() {
+        let data = prepared();
+        // 14 test rows, 10 in + 2 out: 3 windows; predict every value 1/99 too high (one unit of b).
+        let pred: Vec<f32> = data.test_windows.y.iter().map(|y| y + 1.0 / 99.0).collect();
+        let frame = predictions_frame(&data, &trained(pred.clone())).unwrap();
+        let names: Vec<&str> = frame.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["b_predicted_t1", "b_actual_t1", "b_predicted_t2", "b_actual_t2"]);
+        // Window 0 predicts test rows 10 and 11 = global rows 70 and 71.
+        assert_eq!(frame.timestamps, vec![70 * 3_600_000, 71 * 3_600_000, 72 * 3_600_000]);
+        let close = |got: &[f64], want: &[f64]| got.iter().zip(want).all(|(g, w)| (g - w).abs() < 1e-3);
+        assert!(close(&frame.columns[1].values, &[170.0, 171.0, 172.0]), "{:?}", frame.columns[1]);
+        assert!(close(&frame.columns[0].values, &[171.0, 172.0, 173.0]), "{:?}", frame.columns[0]);
+        assert!(close(&frame.columns[3].values, &[171.0, 172.0, 173.0]), "{:?}", frame.columns[3]);
+        let csv = predictions_csv(&data, &trained(pred.clone())).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some("timestamp,b_predicted_t1,b_actual_t1,b_predicted_t2,b_actual_t2"));
+        assert!(lines.next().is_some_and(|l| l.starts_with("1970-01-03T22:00:00+00:00,171")), "{csv}");
+        assert_eq!(csv.lines().count(), 4);
+        // The per-target metrics are in the same original units: every error is 1.
+        let eval = evaluate(&data, &trained(pred)).unwrap();
+        assert!((eval.per_target["b"].mae - 1.0).abs() < 1e-3, "{:?}", eval.per_target);
+        assert!((eval.scaled.mae - 1.0 / 99.0).abs() < 1e-6, "{:?}", eval.scaled);
+    }
+
+    #[test]
+    fn a_wrong_number_of_predictions_or_a_nan_is_an_error() {
+        let data = prepared();
+        let e = evaluate(&data, &trained(vec![0.5; 5])).unwrap_err();
+        assert_eq!(e, "the model returned 5 test predictions, the test windows need 6");
+        let mut pred = vec![0.5; 6];
+        pred[3] = f32::NAN;
+        let e = evaluate(&data, &trained(pred)).unwrap_err();
+        assert_eq!(e, "the model predicted a non-finite value for test window 1", "two values per window");
+    }
+
+    #[test]
+    fn loss_curve_only_for_models_with_epochs() {
+        assert!(loss_curve_png(ModelType::Gru, &trained(vec![])).is_none());
+        let mut t = trained(vec![]);
+        t.history = vec![Progress { step: 1, total: 2, train_loss: 0.2, val_loss: 0.3, seconds: 0.1 }];
+        let png = loss_curve_png(ModelType::Gru, &t).expect("a curve").expect("renders");
+        assert!(png.starts_with(b"\x89PNG"));
+    }
 }

@@ -9,6 +9,7 @@
 //! metrics, close the run and publish SUCCESS. The offset is stored only after
 //! that. A failure ends in `DLQ-model-training` and a FAILED event.
 
+use std::io::{IsTerminal as _, Write as _};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use chrono::Utc;
 use claim_check::{ClaimCheckStore, S3Args, StoreError};
-use contracts::{ModelArtifact, ModelTraining, TrainingData, TrainingStatus, TrainingSuccess, V1};
+use contracts::{ModelArtifact, ModelTraining, ModelType, TrainingData, TrainingStatus, TrainingSuccess, V1};
 use kafka_utils::{ConsumerArgs, ConsumerSettings, Handler, HandlerError, KafkaArgs, Producer, Record};
 use mlflow_client::{KeyValue, Metric, MlflowArgs, MlflowClient, MlflowError, RunStatus};
 use service_kit::admin::{self, AdminArgs, Readiness};
@@ -289,6 +290,11 @@ impl<T: ModelTrainer> TrainHandler<T> {
                     .map_err(|e| HandlerError::permanent("bad_predictions", e))?
                     .into_bytes(),
             ),
+            (
+                "predictions/test_predictions.parquet".into(),
+                report::predictions_parquet(&data, &trained)
+                    .map_err(|e| HandlerError::permanent("bad_predictions", e))?,
+            ),
         ];
         if let Some(png) = report::loss_curve_png(model_type, &trained) {
             push_plot(&mut files, "model/loss_curve.png", png);
@@ -382,6 +388,15 @@ impl<T: ModelTrainer> TrainHandler<T> {
                     }
                     wait = (wait * 2).min(Duration::from_secs(10));
                 }
+                // Past the budget the fitted model is given up: dead-letter the
+                // claim check (it can be replayed) instead of letting the
+                // consumer retry the whole handler, which would fit again.
+                Err(e) if e.is_retryable() => {
+                    return Err(HandlerError::permanent(
+                        "mlflow_unavailable",
+                        format!("{what}: {e} (still failing after the {}s retry budget)", self.retry_budget.as_secs()),
+                    ));
+                }
                 Err(e) => return Err(mlflow_err(e)),
             }
         }
@@ -420,13 +435,14 @@ pub(crate) async fn fit<T: ModelTrainer>(
 ) -> Result<(Prepared, crate::Trained), HandlerError> {
     let model_type = trainer.model_type();
     let joined = tokio::task::spawn_blocking(move || {
+        let mut display = ProgressDisplay::new(model_type, std::io::stderr().is_terminal());
         let mut progress = |p: &Progress| {
-            info!(%model_type, step = p.step, total = p.total, train_loss = p.train_loss, val_loss = p.val_loss,
-                seconds = format!("{:.2}", p.seconds), "epoch");
+            display.show(p);
             metrics::EPOCHS.with_label_values(&[model_type.as_str()]).inc();
             if cancel.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         };
         let result = trainer.train(&data, &mut progress);
+        display.finish();
         result.map(|t| (data, t))
     })
     .await
@@ -435,7 +451,59 @@ pub(crate) async fn fit<T: ModelTrainer>(
         Ok(v) => Ok(v),
         Err(TrainError::Cancelled) => Err(HandlerError::cancelled()),
         Err(TrainError::Data(reason)) => Err(HandlerError::permanent("training_failed", reason)),
+        Err(TrainError::NonFiniteLoss(reason)) => Err(HandlerError::permanent("nan_loss", reason)),
     }
+}
+
+/// Per-epoch progress: a bar redrawn in place on a terminal, one log line per
+/// epoch otherwise (services, CI, pipes).
+pub(crate) struct ProgressDisplay {
+    model_type: ModelType,
+    terminal: bool,
+    drawn: bool,
+}
+
+impl ProgressDisplay {
+    pub(crate) fn new(model_type: ModelType, terminal: bool) -> ProgressDisplay {
+        ProgressDisplay { model_type, terminal, drawn: false }
+    }
+
+    fn show(&mut self, p: &Progress) {
+        if !self.terminal {
+            info!(model_type = %self.model_type, step = p.step, total = p.total, train_loss = p.train_loss,
+                val_loss = p.val_loss, seconds = format!("{:.2}", p.seconds), "epoch");
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{}", progress_bar(self.model_type, p));
+        let _ = err.flush();
+        self.drawn = true;
+    }
+
+    /// End the bar's line (a fit may stop early, before the last step).
+    fn finish(&mut self) {
+        if self.drawn {
+            let _ = writeln!(std::io::stderr());
+            self.drawn = false;
+        }
+    }
+}
+
+/// One line of the terminal progress bar, e.g.
+/// `GRU [########............] 4/10 train 0.01234 val 0.02345 (1.20 s/epoch)`.
+pub(crate) fn progress_bar(model_type: ModelType, p: &Progress) -> String {
+    const WIDTH: usize = 20;
+    let filled = (p.step * WIDTH).checked_div(p.total).unwrap_or(WIDTH).min(WIDTH);
+    format!(
+        "{model_type} [{}{}] {}/{} train {:.5} val {:.5} ({:.2} s/epoch)",
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled),
+        p.step,
+        p.total,
+        p.train_loss,
+        p.val_loss,
+        p.seconds
+    )
 }
 
 fn push_plot(files: &mut Vec<(String, Vec<u8>)>, name: &str, png: Result<Vec<u8>, String>) {
@@ -455,5 +523,23 @@ fn mlflow_err(e: MlflowError) -> HandlerError {
         HandlerError::retryable("mlflow_unavailable", e)
     } else {
         HandlerError::permanent("mlflow_error", e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_bar_shows_the_epoch_and_both_losses() {
+        let p = Progress { step: 4, total: 10, train_loss: 0.01234, val_loss: 0.5, seconds: 1.234 };
+        assert_eq!(
+            progress_bar(ModelType::Gru, &p),
+            "GRU [########............] 4/10 train 0.01234 val 0.50000 (1.23 s/epoch)"
+        );
+        let done = Progress { step: 10, ..p.clone() };
+        assert!(progress_bar(ModelType::Lstm, &done).starts_with("LSTM [####################] 10/10"));
+        let odd = Progress { step: 3, total: 0, ..p };
+        assert!(progress_bar(ModelType::Gru, &odd).contains("[####################] 3/0"), "no division by zero");
     }
 }
