@@ -232,6 +232,75 @@ impl World {
             .map(|m| decode(m.payload().unwrap_or_default()).expect("performance-eval"))
             .collect()
     }
+
+    /// The performance-eval event `ev` for `data`, made by the promoted `net`:
+    /// results where the contract says, verified by their claim checks, and
+    /// metrics that the test recomputes (the scaled ones from the reference
+    /// forward pass, the per-target ones from the JSONL lines).
+    async fn check_results(&self, ev: &PerformanceEval, data: &InferenceData, sel: &ModelSelected, net: &SyntheticNet) {
+        let n_windows = ROWS - INPUT_LEN - OUTPUT_LEN + 1;
+        assert_eq!(
+            (ev.identifier.as_str(), ev.config_hash.as_str()),
+            (self.identifier.as_str(), self.config_hash.as_str())
+        );
+        assert_eq!((ev.model_type, ev.run_id.as_str()), (sel.model_type, sel.run_id.as_str()));
+        assert_eq!(ev.windows, n_windows as u64);
+        assert_eq!(ev.source, data.test);
+
+        // The results are where the contract says, and verify against their claim checks.
+        let stem = result_stem(data, &sel.run_id);
+        assert_eq!(ev.results.bucket, "inference-logs");
+        assert_eq!(ev.results.object, format!("{stem}.jsonl"));
+        assert!(ev.results.object.starts_with(&format!("{}/{}/", self.identifier, data.created_at.format("%Y%m%d"))));
+        let jsonl = self.store.get(&ev.results).await.expect("JSONL verifies");
+        let plot = ev.plot.as_ref().expect("a plot");
+        assert_eq!(plot.object, format!("{stem}.png"));
+        let png = self.store.get(plot).await.expect("PNG verifies");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+
+        // Recompute: the scaled metrics from the reference forward pass on the
+        // same windows, the per-target metrics from the JSONL lines.
+        let scaled = scaler().transform(&raw_frame()).expect("scale");
+        let windows =
+            make_windows(&scaled, &roles(), WindowSpec { input_len: INPUT_LEN, output_len: OUTPUT_LEN }).unwrap();
+        let reference = net.forward(&windows.x, windows.n);
+        let (mut sq, mut abs) = (0.0, 0.0);
+        for (p, a) in reference.iter().zip(&windows.y) {
+            let e = f64::from(*p) - f64::from(*a);
+            sq += e * e;
+            abs += e.abs();
+        }
+        let mse = sq / reference.len() as f64;
+        assert!(close(ev.metrics.mse, mse, 1e-4), "mse {} vs recomputed {mse}", ev.metrics.mse);
+        assert!(close(ev.metrics.rmse, mse.sqrt(), 1e-4), "rmse {} vs {}", ev.metrics.rmse, mse.sqrt());
+        assert!(close(ev.metrics.mae, abs / reference.len() as f64, 1e-4), "mae {}", ev.metrics.mae);
+        let lines: Vec<WindowRecord> = jsonl
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), n_windows);
+        assert_eq!(lines[0].steps.len(), OUTPUT_LEN);
+        assert_eq!(lines[0].steps[0].timestamp, raw_frame().timestamps[INPUT_LEN]);
+        assert!(close(lines[0].steps[0].actual[TARGET], raw_frame().columns[0].values[INPUT_LEN], 1e-9));
+        let per_target = per_target_from_jsonl(&jsonl).expect("JSONL parses");
+        let (got, want) = (&ev.per_target[TARGET], &per_target[TARGET]);
+        assert!(close(got.rmse, want.rmse, 1e-5) && close(got.mae, want.mae, 1e-5), "{got:?} vs {want:?}");
+        // Original units are the scaled ones times the load column's scale.
+        let load_scale = scaler().columns[0].scale;
+        assert!(
+            close(got.rmse, ev.metrics.rmse * load_scale, 1e-4),
+            "{} vs {}",
+            got.rmse,
+            ev.metrics.rmse * load_scale
+        );
+    }
+
+    /// Keys of the requests parked for this world's identifier.
+    async fn parked(&self) -> Vec<String> {
+        let listed = self.store.list("inference-logs", &inference::pending::prefix(&self.identifier)).await;
+        listed.expect("list pending").into_iter().map(|(k, _)| k).collect()
+    }
 }
 
 /// A port nobody listens on right now.
@@ -294,50 +363,7 @@ async fn an_inference_data_claim_check_yields_jsonl_and_performance_eval_that_re
     let events = w.perf_events(1, Duration::from_secs(90));
     assert_eq!(events.len(), 1, "one performance-eval event");
     let ev = &events[0];
-    let n_windows = ROWS - INPUT_LEN - OUTPUT_LEN + 1;
-    assert_eq!((ev.identifier.as_str(), ev.config_hash.as_str()), (w.identifier.as_str(), w.config_hash.as_str()));
-    assert_eq!((ev.model_type, ev.run_id.as_str()), (ModelType::Lstm, sel.run_id.as_str()));
-    assert_eq!(ev.windows, n_windows as u64);
-    assert_eq!(ev.source, data.test);
-
-    // The results are where the contract says, and verify against their claim checks.
-    let stem = result_stem(&data, &sel.run_id);
-    assert_eq!(ev.results.bucket, "inference-logs");
-    assert_eq!(ev.results.object, format!("{stem}.jsonl"));
-    assert!(ev.results.object.starts_with(&format!("{}/{}/", w.identifier, data.created_at.format("%Y%m%d"))));
-    let jsonl = w.store.get(&ev.results).await.expect("JSONL verifies");
-    let plot = ev.plot.as_ref().expect("a plot");
-    assert_eq!(plot.object, format!("{stem}.png"));
-    let png = w.store.get(plot).await.expect("PNG verifies");
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-
-    // Recompute: the scaled metrics from the reference forward pass on the
-    // same windows, the per-target metrics from the JSONL lines.
-    let scaled = scaler().transform(&raw_frame()).expect("scale");
-    let windows = make_windows(&scaled, &roles(), WindowSpec { input_len: INPUT_LEN, output_len: OUTPUT_LEN }).unwrap();
-    let reference = net.forward(&windows.x, windows.n);
-    let (mut sq, mut abs) = (0.0, 0.0);
-    for (p, a) in reference.iter().zip(&windows.y) {
-        let e = f64::from(*p) - f64::from(*a);
-        sq += e * e;
-        abs += e.abs();
-    }
-    let mse = sq / reference.len() as f64;
-    assert!(close(ev.metrics.mse, mse, 1e-4), "mse {} vs recomputed {mse}", ev.metrics.mse);
-    assert!(close(ev.metrics.rmse, mse.sqrt(), 1e-4), "rmse {} vs {}", ev.metrics.rmse, mse.sqrt());
-    assert!(close(ev.metrics.mae, abs / reference.len() as f64, 1e-4), "mae {}", ev.metrics.mae);
-    let lines: Vec<WindowRecord> =
-        jsonl.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
-    assert_eq!(lines.len(), n_windows);
-    assert_eq!(lines[0].steps.len(), OUTPUT_LEN);
-    assert_eq!(lines[0].steps[0].timestamp, raw_frame().timestamps[INPUT_LEN]);
-    assert!(close(lines[0].steps[0].actual[TARGET], raw_frame().columns[0].values[INPUT_LEN], 1e-9));
-    let per_target = per_target_from_jsonl(&jsonl).expect("JSONL parses");
-    let (got, want) = (&ev.per_target[TARGET], &per_target[TARGET]);
-    assert!(close(got.rmse, want.rmse, 1e-5) && close(got.mae, want.mae, 1e-5), "{got:?} vs {want:?}");
-    // Original units are the scaled ones times the load column's scale.
-    let load_scale = scaler().columns[0].scale;
-    assert!(close(got.rmse, ev.metrics.rmse * load_scale, 1e-4), "{} vs {}", got.rmse, ev.metrics.rmse * load_scale);
+    w.check_results(ev, &data, &sel, &net).await;
 
     // The offset is committed after the results are durable; a redelivered
     // claim check overwrites the same objects instead of adding new ones.
@@ -352,6 +378,110 @@ async fn an_inference_data_claim_check_yields_jsonl_and_performance_eval_that_re
 
     cancel.cancel();
     task.await.expect("join").expect("inference ran cleanly");
+}
+
+/// No record on `topic` within a few seconds.
+fn assert_empty(topic: &str, what: &str) {
+    let got = read_topic(topic, 1, Duration::from_secs(3));
+    assert!(got.is_empty(), "{what}: {} record(s) on {topic}", got.len());
+}
+
+/// Send a test set before any model is served: it is parked (offset committed,
+/// `pending/` object written), not dead-lettered and not forecast.
+async fn send_and_see_it_parked(w: &World) -> InferenceData {
+    let data = w.inference_data().await;
+    w.send(&w.data_topic, &data).await;
+    wait_for_commit(&w.group, &w.data_topic, 0, 1, Duration::from_secs(60));
+    assert_eq!(w.parked().await, vec![inference::pending::key(&data)], "parked before its offset was committed");
+    assert_empty(&dlq_topic(&w.data_topic), "a request before any promotion is not an error");
+    assert_empty(&w.perf_topic, "nothing is forecast without a model");
+    data
+}
+
+/// After the promotion: exactly one performance-eval event, whose results
+/// recompute, the parked copy gone, nothing dead-lettered.
+async fn see_it_run_once(w: &World, data: &InferenceData, sel: &ModelSelected, net: &SyntheticNet, models_group: &str) {
+    let events = w.perf_events(1, Duration::from_secs(90));
+    assert_eq!(events.len(), 1, "the promotion runs the parked request");
+    w.check_results(&events[0], data, sel, net).await;
+    // Once the promotion's offset is committed its handler is done: still one event.
+    wait_for_commit(models_group, &w.selected_topic, 0, 1, Duration::from_secs(60));
+    let events = w.perf_events(2, Duration::from_secs(3));
+    assert_eq!(events.len(), 1, "the parked request ran exactly once");
+    assert!(w.parked().await.is_empty(), "the parked copy is deleted after the run");
+    assert_empty(&dlq_topic(&w.data_topic), "nothing dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inference_data_before_any_promotion_is_parked_and_run_once_by_the_promotion() {
+    let w = World::new("park").await;
+    let port = free_port();
+    let (cancel, task) = start(w.cli(port, false));
+    let data = send_and_see_it_parked(&w).await;
+    let client = reqwest::Client::new();
+    let metrics = client.get(format!("http://127.0.0.1:{port}/metrics")).send().await.expect("metrics");
+    let text = metrics.text().await.expect("text");
+    assert!(text.contains("flts_inference_parked_requests_total{event=\"parked\"}"), "{text}");
+
+    let net = synthetic(Cell::Gru, 21);
+    let sel = w.promotion(ModelType::Gru, &net).await;
+    w.promote(&sel, true).await;
+    see_it_run_once(&w, &data, &sel, &net, &format!("{}-models-test", w.group)).await;
+    cancel.cancel();
+    task.await.expect("join").expect("inference ran cleanly");
+}
+
+/// `name`'s value in a Prometheus text exposition (0 when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+async fn wait_alive(port: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < deadline, "inference on port {port} not alive within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_request_survives_a_kill_and_runs_once_after_the_restart() {
+    let w = World::new("park-kill").await;
+    let process = spawn_inference(&w, free_port(), &w.selected_topic);
+    let data = send_and_see_it_parked(&w).await;
+    drop(process); // SIGKILL
+
+    let port = free_port();
+    let restarted = spawn_inference(&w, port, &w.selected_topic);
+    wait_alive(port).await;
+    let net = synthetic(Cell::Lstm, 22);
+    let sel = w.promotion(ModelType::Lstm, &net).await;
+    w.promote(&sel, true).await;
+    see_it_run_once(&w, &data, &sel, &net, &format!("{}-models-restart", w.group)).await;
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.expect("metrics").text().await.unwrap();
+    assert_eq!(metric(&text, "flts_inference_parked_requests_total{event=\"run\"}"), 1.0, "{text}");
+    assert!(restarted.terminate().success(), "a SIGTERM stops the service cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_parked_before_a_kill_runs_at_start_up_when_the_promotion_came_meanwhile() {
+    let w = World::new("park-down").await;
+    let process = spawn_inference(&w, free_port(), &w.selected_topic);
+    let data = send_and_see_it_parked(&w).await;
+    drop(process); // SIGKILL
+    // Eval promotes while inference is down.
+    let net = synthetic(Cell::Gru, 23);
+    let sel = w.promotion(ModelType::Gru, &net).await;
+    w.promote(&sel, true).await;
+
+    // The start-up load of current.json runs it; the event, read later, does not run it again.
+    let port = free_port();
+    let restarted = spawn_inference(&w, port, &w.selected_topic);
+    see_it_run_once(&w, &data, &sel, &net, &format!("{}-models-restart", w.group)).await;
+    let body = wait_served(port, Some(&format!("GRU/{}", sel.run_id)), Duration::from_secs(60)).await;
+    assert_eq!(body["models"][0]["source"], "promotion");
+    assert!(restarted.terminate().success(), "a SIGTERM stops the service cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,6 +556,8 @@ fn spawn_inference(w: &World, port: u16, selected_topic: &str) -> StageProcess {
         .env("MODEL_TRAINING_TOPIC", &w.training_topic)
         .env("PERFORMANCE_EVAL_TOPIC", &w.perf_topic)
         .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+        // The rebalance timeout: how long a restarted member may wait for its killed predecessor.
+        .env("KAFKA_MAX_POLL_INTERVAL_MS", "10000")
         .env("KAFKA_COMMIT_INTERVAL_MS", "200")
         .env("RUST_LOG", "warn");
     StageProcess::spawn(cmd)

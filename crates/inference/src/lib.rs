@@ -12,7 +12,10 @@
 //!   Promotions always win over the fast path ([`registry::supersedes`]).
 //! - **inference-data**, in the shared group: batch inference over the test
 //!   set, JSONL + PNG to `inference-logs`, a summary to `performance-eval`;
-//!   the offset is committed after both are durable.
+//!   the offset is committed after both are durable. A test set that arrives
+//!   before any model is served for its identifier (preprocess publishes long
+//!   before eval promotes) is parked in `inference-logs/pending/` and run by
+//!   the next model installed for it, at start-up too ([`pending`]).
 //!
 //! The HTTP API ([`http`]) forecasts raw windows with the served model behind
 //! a bounded work queue (429 when full). Errors of the consumers go to
@@ -25,6 +28,7 @@
 //! - [`loader`]: artifacts from the MLflow artifact store in S3, `current.json`.
 //! - [`registry`]: the served models and the precedence rules.
 //! - [`batch`]: batch inference over an inference-data test set.
+//! - [`pending`]: requests parked until a model for their identifier is served.
 //! - [`http`]: the HTTP API and its backpressure.
 //! - [`service`]: the Kafka handler and start-up loading.
 //! - [`synthetic`]: hand-built ONNX models with a reference forward pass (tests, benches).
@@ -45,6 +49,7 @@ pub mod loader;
 pub mod metrics;
 pub mod model;
 pub mod net;
+pub mod pending;
 pub mod prophet;
 pub mod registry;
 pub mod service;
@@ -140,14 +145,14 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
         cli.mlflow_artifacts_destination.clone(),
         cli.promotion_bucket.clone(),
     );
-    let service = Arc::new(Service {
-        registry: registry.clone(),
+    let service = Arc::new(Service::new(
+        registry.clone(),
         loader,
-        producer: producer.clone(),
-        topics: cli.topics(),
-        fast_path: cli.run_inference_on_train_success,
-        batch: cli.batch.clone(),
-    });
+        producer.clone(),
+        cli.topics(),
+        cli.run_inference_on_train_success,
+        cli.batch.clone(),
+    ));
 
     // HTTP first: /healthz answers and /readyz says "not ready" while models load.
     let listener = http::bind(cli.http.http_addr).await?;

@@ -78,3 +78,15 @@ pub static ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("flts_inference_errors_total", "Errors by kind", &["kind"])
         .expect("metric registered once")
 });
+
+/// Inference-data requests that arrived before any model was served for their
+/// identifier, by event: `parked` (written to `pending/`), `run` (forecast and
+/// deleted once a model was installed), `dead_lettered` (failed for good when run).
+pub static PARKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "flts_inference_parked_requests_total",
+        "Inference-data requests parked until a model is served, by event",
+        &["event"]
+    )
+    .expect("metric registered once")
+});

@@ -3,18 +3,29 @@
 //! performance-eval. Offsets are committed by the consumer loop only after a
 //! handler returned `Ok`, i.e. after results are stored and the summary is
 //! acknowledged.
+//!
+//! A claim check for an identifier no model is served for yet is parked in S3
+//! ([`crate::pending`]) and run by the next model installed for it: the
+//! model-event handlers and the start-up load call [`Service::run_parked`].
+//! One lock orders "no model, so park" against "model installed, so run what
+//! is parked": a request is either run at once or found by the drain.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use contracts::{InferenceData, ModelSelected, ModelTraining};
-use kafka_utils::{HandlerError, Producer, Record};
+use bytes::Bytes;
+use chrono::Utc;
+use claim_check::StoreError;
+use contracts::{FailureKind, InferenceData, ModelSelected, ModelTraining};
+use kafka_utils::{HandlerError, ProduceError, Producer, Record};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::batch::{self, BatchArgs, BatchError};
 use crate::loader::{LoadError, Loader};
+use crate::metrics;
 use crate::model::{Model, ModelSpec};
+use crate::pending::{self, Parked};
 use crate::registry::Registry;
 
 /// Topic names the service reads and writes.
@@ -47,6 +58,8 @@ pub struct Service {
     /// Load a fresh SUCCESS model at once (RUN_INFERENCE_ON_TRAIN_SUCCESS).
     pub fast_path: bool,
     pub batch: BatchArgs,
+    /// Held while parking a request and while running parked ones.
+    parking: tokio::sync::Mutex<()>,
 }
 
 fn load_err(e: LoadError) -> HandlerError {
@@ -57,6 +70,14 @@ fn batch_err(e: BatchError) -> HandlerError {
     HandlerError::classify(e.is_retryable(), e.code(), e)
 }
 
+fn store_err(e: StoreError) -> HandlerError {
+    HandlerError::classify(e.is_retryable(), e.code(), e)
+}
+
+fn publish_err(e: ProduceError) -> HandlerError {
+    HandlerError::classify(e.is_retryable(), "publish_failed", e)
+}
+
 fn check_ids(identifier: &str, config_hash: &str) -> Result<(), HandlerError> {
     for field in [identifier, config_hash] {
         contracts::topics::validate_identifier(field).map_err(|e| HandlerError::permanent("invalid_identifier", e))?;
@@ -65,6 +86,17 @@ fn check_ids(identifier: &str, config_hash: &str) -> Result<(), HandlerError> {
 }
 
 impl Service {
+    pub fn new(
+        registry: Arc<Registry>,
+        loader: Loader,
+        producer: Producer,
+        topics: Topics,
+        fast_path: bool,
+        batch: BatchArgs,
+    ) -> Self {
+        Service { registry, loader, producer, topics, fast_path, batch, parking: tokio::sync::Mutex::new(()) }
+    }
+
     /// Load and install `spec` unless the served model takes precedence.
     pub async fn offer(&self, spec: &ModelSpec) -> Result<Option<Arc<Model>>, LoadError> {
         if let Err(skip) = self.registry.admits(spec) {
@@ -90,9 +122,10 @@ impl Service {
     }
 
     /// At start-up: serve every promotion recorded in the promotion bucket
-    /// (or only `identifiers`), before any event is consumed. Transient S3
-    /// failures are retried until `cancel` (then it returns what it loaded);
-    /// a broken model is logged and skipped.
+    /// (or only `identifiers`) and run the requests parked for them, before
+    /// any event is consumed. Transient S3 failures are retried until
+    /// `cancel` (then it returns what it loaded); a broken model is logged and
+    /// skipped.
     pub async fn load_promotions(&self, identifiers: &[String], cancel: &CancellationToken) -> anyhow::Result<usize> {
         let mut backoff = Duration::from_millis(500);
         let ids = loop {
@@ -134,14 +167,123 @@ impl Service {
                 }
                 break;
             }
+            // Requests parked before this instance stopped run now, before any event.
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                match self.run_parked(&id).await {
+                    Ok(_) => {}
+                    Err(e) if e.disposition == kafka_utils::Disposition::Retryable => {
+                        warn!(identifier = %id, error = %e, "parked requests not run yet; retrying in {backoff:?}");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = cancel.cancelled() => return Ok(loaded),
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                    Err(e) => error!(identifier = %id, error = %e, "parked requests cannot be run"),
+                }
+                break;
+            }
         }
         Ok(loaded)
+    }
+
+    /// Run, then delete, every request parked for `identifier`, on the model
+    /// served for it now (nothing when none is). Returns how many ran. A
+    /// request that fails for good goes to `DLQ-<inference-data>` as if it had
+    /// failed when it arrived; a retryable failure stops the drain and leaves
+    /// it (and the rest) parked for the caller to retry.
+    pub async fn run_parked(&self, identifier: &str) -> Result<usize, HandlerError> {
+        if self.registry.get(Some(identifier)).is_err() {
+            return Ok(0);
+        }
+        let _parking = self.parking.lock().await;
+        let bucket = &self.batch.logs_bucket;
+        let store = self.loader.store();
+        let keys = store.list(bucket, &pending::prefix(identifier)).await.map_err(store_err)?;
+        let mut ran = 0;
+        for (key, _) in keys.iter().filter(|(k, _)| pending::is_parked_key(k)) {
+            let bytes = match store.get_object(bucket, key).await {
+                Ok(b) => b,
+                Err(StoreError::NotFound { .. }) => continue, // already run (by another replica)
+                Err(e) => return Err(store_err(e)),
+            };
+            let outcome = match serde_json::from_slice::<Parked>(&bytes) {
+                Ok(parked) => {
+                    let model =
+                        self.registry.get(Some(identifier)).map_err(|e| HandlerError::retryable("no_model", e))?;
+                    info!(identifier, key = %key, version = %model.info.version, offset = parked.offset, "running a parked request");
+                    match self.forecast(&parked.request, model).await {
+                        Ok(()) => Ok(()),
+                        Err(e) if e.disposition == kafka_utils::Disposition::Retryable => return Err(e),
+                        Err(e) => Err((parked_record(&parked, identifier), FailureKind::Permanent, e)),
+                    }
+                }
+                Err(e) => {
+                    let record = Record {
+                        topic: self.topics.inference_data.clone(),
+                        partition: -1,
+                        offset: -1,
+                        key: Some(identifier.as_bytes().to_vec()),
+                        payload: bytes.to_vec(),
+                        headers: vec![],
+                    };
+                    Err((record, FailureKind::Decode, HandlerError::decode(format!("s3://{bucket}/{key}: {e}"))))
+                }
+            };
+            if let Err((record, kind, e)) = outcome {
+                error!(identifier, key = %key, error = %e, "parked request failed for good; dead-lettering it");
+                let env = kafka_utils::dlq::envelope(&record, kind, &e, 1, "inference");
+                let dlq = contracts::topics::dlq_topic(&self.topics.inference_data);
+                self.producer.send_json(&dlq, Some(identifier), &env).await.map_err(publish_err)?;
+                metrics::PARKED.with_label_values(&["dead_lettered"]).inc();
+            } else {
+                metrics::PARKED.with_label_values(&["run"]).inc();
+                ran += 1;
+            }
+            store.delete(bucket, key).await.map_err(store_err)?;
+        }
+        Ok(ran)
+    }
+
+    /// Write `data` to `pending/` (no model is served for it yet).
+    async fn park(&self, record: &Record, data: &InferenceData) -> Result<(), HandlerError> {
+        let parked = Parked {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            parked_at: Utc::now(),
+            request: data.clone(),
+        };
+        let body = serde_json::to_vec(&parked).map_err(|e| HandlerError::permanent("encode_failed", e))?;
+        let key = pending::key(data);
+        self.loader
+            .store()
+            .put(&self.batch.logs_bucket, &key, Bytes::from(body), "application/json")
+            .await
+            .map_err(store_err)?;
+        metrics::PARKED.with_label_values(&["parked"]).inc();
+        info!(identifier = %data.identifier, config_hash = %data.config_hash, key = %key,
+            "no model is served for this identifier yet: request parked until one is installed");
+        Ok(())
+    }
+
+    /// Batch inference with `model`, then the summary to performance-eval.
+    async fn forecast(&self, data: &InferenceData, model: Arc<Model>) -> Result<(), HandlerError> {
+        let eval = batch::run(self.loader.store(), &self.batch, data, model).await.map_err(batch_err)?;
+        self.producer
+            .send_json(&self.topics.performance_eval, Some(&eval.identifier), &eval)
+            .await
+            .map_err(publish_err)?;
+        Ok(())
     }
 
     async fn on_selected(&self, ev: ModelSelected) -> Result<(), HandlerError> {
         check_ids(&ev.identifier, &ev.config_hash)?;
         info!(identifier = %ev.identifier, model_type = %ev.model_type, run_id = %ev.run_id, "promotion received");
         self.offer(&ModelSpec::from_selected(&ev)).await.map_err(load_err)?;
+        self.run_parked(&ev.identifier).await?;
         Ok(())
     }
 
@@ -156,32 +298,41 @@ impl Service {
             return Ok(());
         }
         self.offer(&spec).await.map_err(load_err)?;
+        // RUN_INFERENCE_ON_TRAIN_SUCCESS: the fresh model serves parked requests too.
+        self.run_parked(&ev.identifier).await?;
         Ok(())
     }
 
-    async fn on_inference_data(&self, data: InferenceData) -> Result<(), HandlerError> {
+    async fn on_inference_data(&self, record: &Record, data: InferenceData) -> Result<(), HandlerError> {
         check_ids(&data.identifier, &data.config_hash)?;
-        let model = match self.registry.get(Some(&data.identifier)) {
-            Ok(m) => m,
-            Err(_) => match self.load_current(&data.identifier).await.map_err(load_err)? {
-                Some(m) => m,
-                None => {
-                    return Err(HandlerError::retryable(
-                        "no_model",
-                        format!("no model is promoted for `{}` yet", data.identifier),
-                    ));
-                }
-            },
+        let served = match self.registry.get(Some(&data.identifier)) {
+            Ok(m) => Some(m),
+            Err(_) => self.load_current(&data.identifier).await.map_err(load_err)?,
         };
-        let eval = batch::run(self.loader.store(), &self.batch, &data, model).await.map_err(batch_err)?;
-        self.producer.send_json(&self.topics.performance_eval, Some(&eval.identifier), &eval).await.map_err(|e| {
-            if e.is_retryable() {
-                HandlerError::retryable("publish_failed", e)
-            } else {
-                HandlerError::permanent("publish_failed", e)
+        let model = match served {
+            Some(m) => m,
+            None => {
+                let _parking = self.parking.lock().await;
+                // A model installed since then drains `pending/` only after this lock.
+                match self.registry.get(Some(&data.identifier)) {
+                    Ok(m) => m,
+                    Err(_) => return self.park(record, &data).await,
+                }
             }
-        })?;
-        Ok(())
+        };
+        self.forecast(&data, model).await
+    }
+}
+
+/// The record a parked request was read from, for its DLQ envelope.
+fn parked_record(parked: &Parked, identifier: &str) -> Record {
+    Record {
+        topic: parked.topic.clone(),
+        partition: parked.partition,
+        offset: parked.offset,
+        key: Some(identifier.as_bytes().to_vec()),
+        payload: serde_json::to_vec(&parked.request).unwrap_or_default(),
+        headers: vec![],
     }
 }
 
@@ -193,7 +344,7 @@ impl kafka_utils::Handler for Service {
         } else if record.topic == t.model_training {
             self.on_training(record.decode()?).await
         } else if record.topic == t.inference_data {
-            self.on_inference_data(record.decode()?).await
+            self.on_inference_data(record, record.decode()?).await
         } else {
             Err(HandlerError::permanent("unexpected_topic", format!("inference does not read `{}`", record.topic)))
         }
