@@ -1,13 +1,15 @@
 //! Write a randomly initialised GRU/LSTM as the trainers export it
 //! (`nn::export_onnx`), for `inference-bench model --onnx` and `serve --onnx`.
 //!
-//! `cargo run --release -p inference --example export_nn -- gru 1 128 1 10 /tmp/gru.onnx`
-//! (cell, layers, hidden, features, input_len, output file).
+//! `target/debug/examples/export_nn gru 1 128 11 10 5 /tmp/gru.onnx` (built by
+//! `cargo build --workspace --all-targets`): cell, layers, hidden, features,
+//! input_len, outputs (forecast steps x targets), output file. The published
+//! study's models are `gru|lstm 1 128 11 10 5`.
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [cell, layers, hidden, features, input_len, out] = args.as_slice() else {
-        eprintln!("usage: export_nn gru|lstm LAYERS HIDDEN FEATURES INPUT_LEN OUT.onnx");
+    let [cell, layers, hidden, features, input_len, outputs, out] = args.as_slice() else {
+        eprintln!("usage: export_nn gru|lstm LAYERS HIDDEN FEATURES INPUT_LEN OUTPUTS OUT.onnx");
         std::process::exit(2);
     };
     let num = |s: &String| s.parse::<usize>().expect("a positive number");
@@ -22,7 +24,7 @@ fn main() {
         hidden: num(hidden),
         layers: num(layers),
         input_len: num(input_len),
-        n_outputs: 1,
+        n_outputs: num(outputs),
     };
     let net = nn::Network::new(config, 42);
     std::fs::write(out, nn::export_onnx(&net)).expect("write ONNX");

@@ -492,44 +492,50 @@ impl PredictBody {
                 ));
             }
             for (r, row) in w.iter().enumerate() {
-                let at = format!("{}[{r}]", wpath(i));
+                // Built only for an error message.
+                let at = || format!("{}[{r}]", wpath(i));
                 match row {
                     Value::Array(values) => {
                         if values.len() != f {
                             return Err(ApiError::unprocessable(
                                 "wrong_column_count",
                                 format!(
-                                    "{at} has {} values; the model takes {f} per row, in this order: {features:?}",
+                                    "{} has {} values; the model takes {f} per row, in this order: {features:?}",
+                                    at(),
                                     values.len()
                                 ),
                             ));
                         }
                         for (c, v) in values.iter().enumerate() {
-                            rows.push(number(v, || format!("{at}[{c}]"))?);
+                            rows.push(number(v, || format!("{}[{c}]", at()))?);
                         }
                     }
                     Value::Object(map) => {
                         if let Some(unknown) = map.keys().find(|k| !features.contains(k)) {
                             return Err(ApiError::unprocessable(
                                 "wrong_column_count",
-                                format!("{at} has unknown column `{unknown}`; the model's features are {features:?}"),
+                                format!(
+                                    "{} has unknown column `{unknown}`; the model's features are {features:?}",
+                                    at()
+                                ),
                             ));
                         }
                         for name in features {
                             let v = map.get(name).ok_or_else(|| {
                                 ApiError::unprocessable(
                                     "wrong_column_count",
-                                    format!("{at} lacks feature `{name}`; the model's features are {features:?}"),
+                                    format!("{} lacks feature `{name}`; the model's features are {features:?}", at()),
                                 )
                             })?;
-                            rows.push(number(v, || format!("{at}.{name}"))?);
+                            rows.push(number(v, || format!("{}.{name}", at()))?);
                         }
                     }
                     other => {
                         return Err(ApiError::unprocessable(
                             "invalid_row",
                             format!(
-                                "{at} must be an array of {f} numbers (or an object keyed by feature), got {}",
+                                "{} must be an array of {f} numbers (or an object keyed by feature), got {}",
+                                at(),
                                 kind(other)
                             ),
                         ));

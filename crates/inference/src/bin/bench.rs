@@ -41,7 +41,8 @@ enum CellArg {
     Lstm,
 }
 
-/// The synthetic model to serve or time.
+/// The model to serve or time (defaults: the published study's, hidden 128,
+/// 1 layer, 11 inputs, 5 targets, 10-row windows, one step ahead).
 #[derive(clap::Args, Clone)]
 struct ModelArgs {
     /// Recurrent cell.
@@ -51,11 +52,14 @@ struct ModelArgs {
     #[arg(long, default_value_t = 128)]
     hidden: usize,
     /// Stacked recurrent layers.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     layers: usize,
     /// Input features per row (GRU needs at least 2 in tract 0.23.9, see CRATE-NOTES section 3).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 11)]
     features: usize,
+    /// Forecast targets (the first `targets` features), one step ahead.
+    #[arg(long, default_value_t = 5)]
+    targets: usize,
     /// Rows per window.
     #[arg(long, default_value_t = 10)]
     input_len: usize,
@@ -73,7 +77,7 @@ impl ModelArgs {
             hidden: vec![self.hidden; self.layers],
             input_len: self.input_len,
             output_len: 1,
-            n_targets: 1,
+            n_targets: self.targets,
         };
         SyntheticNet::random(spec, 42)
     }
@@ -122,7 +126,7 @@ enum Cmd {
         /// Rows per window and features per row of the request.
         #[arg(long, default_value_t = 10)]
         input_len: usize,
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 11)]
         features: usize,
     },
 }
@@ -173,7 +177,7 @@ fn spec(m: &ModelArgs) -> ModelSpec {
             input_len: m.input_len as u32,
             output_len: 1,
             features: feature_names(m.features),
-            targets: vec!["f0".into()],
+            targets: feature_names(m.targets.min(m.features)),
         },
         source: ModelSource::Promotion,
         promotion_time: Some(chrono::Utc::now()),
