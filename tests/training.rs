@@ -441,3 +441,83 @@ async fn a_fit_longer_than_max_poll_interval_trains_once_with_two_members() {
     eprintln!("fit of {fit_ms} ms with max.poll.interval.ms = {MAX_POLL_MS}: trained once");
     drop(members);
 }
+
+/// Prophet's own part of the contract: its settings from env logged as params, the one-step-ahead
+/// equivalent next to the from-train-end metrics, a model card that names each number's protocol, the
+/// interval plot, and a `prophet.json` that forecasts exactly the logged test predictions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prophet_logs_its_settings_protocols_and_a_model_that_forecasts_its_predictions() {
+    let id = unique("prophet");
+    let (input, out) = (unique("t-training-data"), unique("t-model-training"));
+    create_topic_with_dlq(&input, 1).await;
+    create_topic_with_dlq(&out, 1).await;
+    let experiment = unique("exp");
+    let msg = upload_dataset(&id, 1_500).await;
+    let producer = Producer::new(&stack().kafka, "test").expect("producer");
+    producer.send_json(&input, Some(&id), &msg).await.expect("send claim check");
+    let mut cmd = StageProcess::command("prophet");
+    cmd.env("TRAINING_DATA_TOPIC", &input)
+        .env("MODEL_TRAINING_TOPIC", &out)
+        .env("DLQ_MODEL_TRAINING", contracts::topics::dlq_topic(&input))
+        .env("TRAINER_GROUP_ID", unique("g-prophet"))
+        .env("MLFLOW_EXPERIMENT", &experiment)
+        .env("PROPHET_N_CHANGEPOINTS", "10")
+        .env("PROPHET_SEASONALITY_MODE", "multiplicative")
+        .env("PROPHET_COUNTRY_HOLIDAYS", "US")
+        .env("LOG_FORMAT", "text")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let _trainer = StageProcess::spawn(cmd);
+
+    let evs = events(&out, 2);
+    let TrainingStatus::Success(s) = &evs[1].status else { panic!("second event is SUCCESS: {:?}", evs[1]) };
+    assert_eq!(evs[1].model_type, ModelType::Prophet);
+    assert_eq!(s.protocol, contracts::EvalProtocol::FromTrainEnd);
+
+    let mlflow = MlflowClient::new(&stack().mlflow).expect("mlflow client");
+    let run = mlflow.get_run(&evs[1].run_id).await.expect("run");
+    for (param, value) in [("n_changepoints", "10"), ("seasonality_mode", "multiplicative"), ("country_holidays", "US")]
+    {
+        assert_eq!(run.param(param), Some(value), "param {param}");
+    }
+    for metric in ["one_step_equiv_rmse", "one_step_equiv_rmse_down", "test_rmse_down", "test_rmse_up", "fit_seconds"] {
+        assert!(run.metric(metric).is_some_and(|v| v.is_finite() && v >= 0.0), "metric {metric}");
+    }
+    let files: Vec<String> =
+        mlflow.list_artifacts(&evs[1].run_id, "model").await.expect("list").into_iter().map(|a| a.path).collect();
+    assert!(files.iter().any(|f| f == "model/forecast_interval.png"), "interval plot in {files:?}");
+
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("utf-8");
+    let card = text(mlflow.download_artifact(&s.artifact_uri, "model/model_card.md").await.expect("card"));
+    for needle in ["Test metrics above: `from_train_end`", "Baselines: one step ahead", "One-step-ahead equivalent"] {
+        assert!(card.contains(needle), "model card lacks {needle:?}:\n{card}");
+    }
+
+    // prophet.json forecasts the logged test predictions (scaled units, inverse-scaled in the CSV).
+    let model = text(mlflow.download_artifact(&s.artifact_uri, &s.model.path).await.expect("model"));
+    let set = prophet_model::FittedSet::from_json(&model).expect("prophet.json loads");
+    let holidays =
+        set.targets[0].columns.iter().filter(|c| matches!(c.feature, prophet_model::Feature::Holiday { .. }));
+    assert!(holidays.count() >= 10, "US holidays are columns of the model");
+    let scaler = text(mlflow.download_artifact(&s.artifact_uri, "model/scaler.json").await.expect("scaler"));
+    let scaler = Scaler::from_json(&scaler).expect("scaler loads");
+    let csv = text(mlflow.download_artifact(&s.artifact_uri, "predictions/test_predictions.csv").await.expect("csv"));
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("timestamp,down_predicted,down_actual,up_predicted,up_actual"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let ts: Vec<i64> =
+        rows.iter().map(|r| chrono::DateTime::parse_from_rfc3339(r[0]).expect("RFC 3339").timestamp_millis()).collect();
+    let forecasts = set.predict(&ts).expect("forecast");
+    for (j, (target, column)) in [("down", 1), ("up", 3)].into_iter().enumerate() {
+        assert_eq!(forecasts[j].name, target);
+        for (row, yhat) in rows.iter().zip(&forecasts[j].yhat) {
+            let logged: f64 = row[column].parse().expect("a number");
+            let ours = scaler.inverse_value(target, *yhat as f32 as f64).expect("target in scaler");
+            assert!(
+                (ours - logged).abs() <= 1e-9 * logged.abs().max(1.0),
+                "{target} at {}: {ours} vs {logged}",
+                row[0]
+            );
+        }
+    }
+}
