@@ -159,7 +159,7 @@ pub async fn report(kafka: &KafkaArgs, args: &ReportArgs) -> anyhow::Result<()> 
         perf.windows, perf.model_type, perf.run_id, perf.metrics.rmse, perf.metrics.mae
     );
     for (t, m) in &perf.per_target {
-        println!("  {t:<12} RMSE {:.4} MAE {:.4} (original units)", m.rmse, m.mae);
+        println!("  {t:<12} RMSE {} MAE {} (original units)", significant(m.rmse), significant(m.mae));
     }
     println!("forecasts: {}", perf.results.uri());
     if let Some(plot) = &perf.plot {
@@ -170,6 +170,16 @@ pub async fn report(kafka: &KafkaArgs, args: &ReportArgs) -> anyhow::Result<()> 
         tokio::task::spawn_blocking(move || timeline(&kafka, &args, &d.config_hash, perf.created_at)).await??;
     print!("{}", stages.render());
     Ok(())
+}
+
+/// Four significant digits, whatever the magnitude (traffic counters are
+/// 1e7, resource-block shares 1e-4).
+fn significant(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (3 - x.abs().log10().floor() as i32).max(0) as usize;
+    if digits > 6 { format!("{x:.3e}") } else { format!("{x:.digits$}") }
 }
 
 /// One stage of a dataset's run: when it started (if it says) and ended.
@@ -370,6 +380,16 @@ mod tests {
         let text = t.render();
         assert!(text.contains("preprocess") && text.contains("(3.0 s)"), "{text}");
         assert!(text.contains("(36.0 s)"), "{text}");
+    }
+
+    #[test]
+    fn significant_keeps_four_digits_at_any_magnitude() {
+        assert_eq!(significant(37329881.4146), "37329881");
+        assert_eq!(significant(1806.8724), "1807");
+        assert_eq!(significant(0.3103), "0.3103");
+        assert_eq!(significant(0.0064), "0.006400");
+        assert_eq!(significant(0.00001234), "1.234e-5");
+        assert_eq!(significant(0.0), "0");
     }
 
     #[test]
