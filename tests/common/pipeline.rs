@@ -113,10 +113,15 @@ impl World {
     /// Submit `csv` through `flts submit` with the preprocess config
     /// overrides `config` (JSON), written next to it.
     pub fn submit(&self, csv: &Path, config: &str) {
-        let config_file = csv.with_extension("config.json");
+        self.submit_as(&self.id, csv, config);
+    }
+
+    /// [`World::submit`] as another dataset `identifier` (same topics).
+    pub fn submit_as(&self, identifier: &str, csv: &Path, config: &str) {
+        let config_file = csv.with_extension(format!("{}.json", unique("config")));
         std::fs::write(&config_file, config).expect("write config");
         let (csv, config_file) = (csv.to_str().expect("utf-8 path"), config_file.to_str().expect("utf-8 path"));
-        self.flts(&["submit", "--identifier", &self.id, "--input", csv, "--config", config_file]);
+        self.flts(&["submit", "--identifier", identifier, "--input", csv, "--config", config_file]);
     }
 
     /// The `flts` CLI binary with the stack's env and this world's topics.
