@@ -44,7 +44,12 @@ async fn run_with_params_metrics_artifact_and_search() {
     let other = client.create_run(&exp, "lstm-test", &[KeyValue::new("config_hash", &hash)]).await.expect("create run");
     client.log_batch(&other.info.run_id, &[Metric::now("test_rmse", 0.5, 0)], &[], &[]).await.expect("log");
     let found = client
-        .search_runs(&[exp.clone()], &format!("tags.config_hash = '{hash}'"), &["metrics.test_rmse ASC"], 10)
+        .search_runs(
+            std::slice::from_ref(&exp),
+            &format!("tags.config_hash = '{hash}'"),
+            &["metrics.test_rmse ASC"],
+            10,
+        )
         .await
         .expect("search");
     let ids: Vec<&str> = found.iter().map(|r| r.info.run_id.as_str()).collect();

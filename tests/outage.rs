@@ -77,6 +77,57 @@ fn run_with_outage(rt: &tokio::runtime::Runtime, stack: &PrivateStack, part: &st
     let _ = std::fs::remove_dir_all(csv.parent().expect("temp dir"));
 }
 
+/// Scenario 3's other half: the object store stays away longer than the
+/// stages' (default, short) retry budget. The request goes to the DLQ with
+/// the reason; once the store is back, `flts dlq replay --execute` completes
+/// the run.
+fn s3_outage_past_the_retry_budget_dead_letters_and_replay_completes(
+    rt: &tokio::runtime::Runtime,
+    stack: &PrivateStack,
+) {
+    let w = rt.block_on(World::on(stack.env.clone()));
+    let _stages: Vec<StageProcess> = STAGES.iter().map(|b| w.stage(b)).collect();
+    let selected = w.watch(&w.model_selected);
+    let perf = w.watch(&w.performance_eval);
+    // The raw file is stored first; the request for it arrives while S3 is away.
+    let csv = generated_csv(2400);
+    let store = ClaimCheckStore::new(&w.stack.s3);
+    let key = format!("{}/sample.csv", w.id);
+    let bytes = std::fs::read(&csv).expect("read csv");
+    rt.block_on(store.put("raw-data", &key, bytes.into(), "text/csv")).expect("upload raw data");
+    stack.stop("s3");
+    let request = PreprocessRequest {
+        v: V1,
+        identifier: w.id.clone(),
+        input: format!("s3://raw-data/{key}"),
+        test_input: None,
+        config: Some(serde_json::json!({"targets": ["down", "up"]})),
+        force: false,
+        requested_at: chrono::Utc::now(),
+    };
+    let producer = kafka_utils::Producer::new(&w.stack.kafka, "outage-test").expect("producer");
+    rt.block_on(producer.send_json(&w.requests, Some(&w.id), &request)).expect("send request");
+
+    let dead = w.dead_letter_of_dataset(&w.dlq_preprocess);
+    assert_eq!(dead.error.kind, FailureKind::RetriesExhausted, "{:?}", dead.error);
+    assert!(dead.attempts >= 2, "retried before giving up: {dead:?}");
+    stack.start("s3");
+    let sent = w.flts(&["dlq", "replay", "--topic", &w.dlq_preprocess, "--identifier", &w.id, "--execute"]);
+    assert!(sent.contains("1 records replayed"), "{sent}");
+
+    let promotion =
+        selected.next_where("model-selected after the replay", Duration::from_secs(600), |s: &ModelSelected| {
+            s.identifier == w.id
+        });
+    let summary =
+        perf.next_where("performance-eval after the replay", Duration::from_secs(300), |p: &PerformanceEval| {
+            p.identifier == w.id
+        });
+    assert_eq!(summary.run_id, promotion.run_id);
+    rt.block_on(store.get(&summary.results)).expect("results verify against their claim check");
+    let _ = std::fs::remove_dir_all(csv.parent().expect("temp dir"));
+}
+
 #[test]
 fn broker_object_store_and_mlflow_outages_mid_pipeline_lose_nothing() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -86,4 +137,7 @@ fn broker_object_store_and_mlflow_outages_mid_pipeline_lose_nothing() {
         run_with_outage(&rt, &stack, part);
         eprintln!("outage: the {part} run took {:.1} s", t.elapsed().as_secs_f64());
     }
+    let t = Instant::now();
+    s3_outage_past_the_retry_budget_dead_letters_and_replay_completes(&rt, &stack);
+    eprintln!("outage: the S3-past-the-budget run took {:.1} s", t.elapsed().as_secs_f64());
 }

@@ -73,7 +73,7 @@ fn every_stage_killed_mid_work_and_restarted_still_promotes_once_without_duplica
         .into_iter()
         .filter(|s| s.identifier == w.id)
         .collect();
-    assert_eq!(promotions, [promotion.clone()], "exactly one promotion");
+    assert_eq!(promotions, std::slice::from_ref(&promotion), "exactly one promotion");
 
     // Inference results: one object per (dataset, config, run); a re-sent
     // summary (a crash after publishing, before committing) names the same one.
