@@ -55,21 +55,13 @@ fn run_with_outage(rt: &tokio::runtime::Runtime, stack: &PrivateStack, part: &st
         |p: &PerformanceEval| p.identifier == w.id,
     );
     assert_eq!(summary.run_id, promotion.run_id, "{part}: inference used the promoted model");
-    let store = ClaimCheckStore::new(&w.stack.s3);
-    let results = rt.block_on(store.get(&summary.results)).expect("results verify against their claim check");
-    assert_eq!(std::str::from_utf8(&results).expect("JSONL").lines().count() as u64, summary.windows);
+    rt.block_on(w.check_results(&summary));
 
     // Nothing was given up on: one promotion, every model trained, no DLQ record.
     let promotions = decoded::<ModelSelected>(&w.read(&w.model_selected, Duration::from_secs(3)));
     assert_eq!(promotions.len(), 1, "{part}: exactly one promotion");
     assert!(promotion.missing.is_empty(), "{part}: eval promoted without {:?}", promotion.missing);
-    let events = decoded::<ModelTraining>(&w.read(&w.model_training, Duration::from_secs(3)));
-    for model_type in [ModelType::Gru, ModelType::Lstm, ModelType::Prophet] {
-        assert!(
-            events.iter().any(|e| e.model_type == model_type && matches!(e.status, TrainingStatus::Success(_))),
-            "{part}: {model_type} succeeded"
-        );
-    }
+    w.assert_every_model_succeeded(part);
     for dlq in [&w.dlq_preprocess, &w.dlq_trainers, &w.dlq_eval] {
         let dead = w.read(dlq, Duration::from_secs(2));
         assert!(dead.is_empty(), "{part}: {} records in {dlq}: {:?}", dead.len(), envelopes(&dead));
@@ -126,7 +118,7 @@ fn s3_outage_past_the_retry_budget_dead_letters_and_replay_completes(
             p.identifier == w.id
         });
     assert_eq!(summary.run_id, promotion.run_id);
-    rt.block_on(store.get(&summary.results)).expect("results verify against their claim check");
+    rt.block_on(w.check_results(&summary));
     let _ = std::fs::remove_dir_all(csv.parent().expect("temp dir"));
 }
 

@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-use claim_check::ClaimCheckStore;
 use contracts::topics::dlq_topic;
 use contracts::*;
 use flts_tests::pipeline::*;
@@ -75,19 +74,10 @@ async fn the_pipeline_runs_end_to_end_and_every_poison_lands_in_its_dlq() {
     assert_eq!(summary.config_hash, promotion.config_hash);
     assert_eq!(summary.per_target.keys().collect::<Vec<_>>(), ["down", "up"], "the fixed config's targets");
     assert!(summary.windows > 0 && summary.metrics.rmse.is_finite());
-    let store = ClaimCheckStore::new(&w.stack.s3);
-    let results = store.get(&summary.results).await.expect("inference results are in S3 and verify");
-    let lines = std::str::from_utf8(&results).expect("JSONL").lines().count() as u64;
-    assert_eq!(lines, summary.windows, "one JSONL line per forecast window");
+    w.check_results(&summary).await;
 
     // Every trained model got an MLflow run and a SUCCESS event; the promoted one is among them.
-    let events = decoded::<ModelTraining>(&w.read(&w.model_training, Duration::from_secs(3)));
-    for model_type in [ModelType::Gru, ModelType::Lstm, ModelType::Prophet] {
-        assert!(
-            events.iter().any(|e| e.model_type == model_type && matches!(e.status, TrainingStatus::Success(_))),
-            "{model_type} succeeded"
-        );
-    }
+    w.assert_every_model_succeeded("pipeline");
 
     // Each poison is in its stage's DLQ, byte for byte; the trainers each dead-letter theirs.
     let trainers = w.dead_letters_of(&w.dlq_trainers, not_json, 3);

@@ -87,8 +87,7 @@ fn every_stage_killed_mid_work_and_restarted_still_promotes_once_without_duplica
     let logs = rt.block_on(store.list("inference-logs", &format!("{}/", w.id))).expect("list inference logs");
     let jsonl: Vec<&String> = logs.iter().map(|(k, _)| k).filter(|k| k.ends_with(".jsonl")).collect();
     assert_eq!(jsonl, [&summary.results.object], "one results file, no duplicates");
-    let results = rt.block_on(store.get(&summary.results)).expect("results verify against their claim check");
-    assert_eq!(std::str::from_utf8(&results).expect("JSONL").lines().count() as u64, summary.windows);
+    rt.block_on(w.check_results(&summary));
 
     // Every model type has one successful run for this config, the killed GRU included.
     let events: Vec<ModelTraining> = decoded::<ModelTraining>(&w.read(&w.model_training, Duration::from_secs(3)));

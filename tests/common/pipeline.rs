@@ -179,6 +179,29 @@ impl World {
         envelopes(&messages).into_iter().filter(|e| original(e) == poison).collect()
     }
 
+    /// The batch results a summary names: they verify against their claim
+    /// check (size and SHA-256) and hold one JSONL line per forecast window.
+    pub async fn check_results(&self, summary: &contracts::PerformanceEval) {
+        let store = claim_check::ClaimCheckStore::new(&self.stack.s3);
+        let results = store.get(&summary.results).await.expect("results verify against their claim check");
+        let lines = std::str::from_utf8(&results).expect("JSONL").lines().count() as u64;
+        assert_eq!(lines, summary.windows, "one JSONL line per forecast window");
+    }
+
+    /// Every model type has a SUCCESS event for this world's dataset.
+    pub fn assert_every_model_succeeded(&self, what: &str) {
+        use contracts::{ModelTraining, ModelType, TrainingStatus};
+        let events = decoded::<ModelTraining>(&self.read(&self.model_training, Duration::from_secs(3)));
+        for model_type in [ModelType::Gru, ModelType::Lstm, ModelType::Prophet] {
+            assert!(
+                events.iter().any(|e| e.identifier == self.id
+                    && e.model_type == model_type
+                    && matches!(e.status, TrainingStatus::Success(_))),
+                "{what}: {model_type} succeeded"
+            );
+        }
+    }
+
     /// The first envelope of this world's dataset on `dlq` (waits for it).
     pub fn dead_letter_of_dataset(&self, dlq: &str) -> DlqEnvelope {
         let id = Some(self.id.as_str());
