@@ -276,7 +276,7 @@ fn spawn_eval(w: &World, group: &str) -> StageProcess {
         .env("MODEL_TRAINING_TOPIC", &w.training)
         .env("MODEL_SELECTED_TOPIC", &w.selected)
         .env("DLQ_MODEL_SELECTED", dlq_topic(&w.selected))
-        .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("KAFKA_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
         .env("KAFKA_COMMIT_INTERVAL_MS", "200")
         .env("RUST_LOG", "warn");
     StageProcess::spawn(cmd)

@@ -546,15 +546,6 @@ async fn model_selected_switches_the_served_model_while_requests_continue() {
     task.await.expect("join").expect("inference ran cleanly");
 }
 
-/// Stay down until the killed process's group members are past their session
-/// timeout (`KAFKA_SESSION_TIMEOUT_MS` below). tansu 0.6.0 sometimes never
-/// rebalances a group that a new member joined while a killed member's session
-/// was still live: the new member keeps an empty assignment for minutes (3 of
-/// 8 runs here; Apache Kafka expires the dead member and rebalances).
-fn outlive_killed_member() {
-    std::thread::sleep(Duration::from_secs(7));
-}
-
 /// The real binary, so that a restart is a new process.
 fn spawn_inference(w: &World, port: u16, selected_topic: &str) -> StageProcess {
     let mut cmd = StageProcess::command("inference");
@@ -566,7 +557,7 @@ fn spawn_inference(w: &World, port: u16, selected_topic: &str) -> StageProcess {
         .env("MODEL_SELECTED_TOPIC", selected_topic)
         .env("MODEL_TRAINING_TOPIC", &w.training_topic)
         .env("PERFORMANCE_EVAL_TOPIC", &w.perf_topic)
-        .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("KAFKA_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
         // The rebalance timeout: how long a restarted member may wait for its killed predecessor.
         .env("KAFKA_MAX_POLL_INTERVAL_MS", "10000")
         .env("KAFKA_COMMIT_INTERVAL_MS", "200")

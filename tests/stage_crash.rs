@@ -28,6 +28,7 @@ fn every_stage_killed_mid_work_and_restarted_still_promotes_once_without_duplica
     let mut restart = |bin: &'static str| {
         let status = stages.remove(bin).expect("running stage").kill();
         eprintln!("stage_crash: killed {bin} ({status})");
+        outlive_killed_member();
         stages.insert(bin, start(bin));
     };
     let training = w.watch(&w.model_training);

@@ -102,7 +102,7 @@ impl World {
             .env("LEARNING_RATE", "0.005")
             .env("HANDLER_MAX_ATTEMPTS", "2")
             .env("HANDLER_BACKOFF_MS", "100")
-            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+            .env("KAFKA_SESSION_TIMEOUT_MS", super::SESSION_TIMEOUT_MS.to_string())
             .env("KAFKA_COMMIT_INTERVAL_MS", "200")
             .env("LOG_FORMAT", "text")
             .env("RUST_LOG", "warn")
