@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Inference benchmarks for docs/benchmarks.md ("## Inference"). No stack needed.
 #
-#   crates/inference/bench/run.sh          model latency (tract vs onnxruntime) + HTTP load at 40 and 200 clients
+#   crates/inference/bench/run.sh          model latency (tract vs onnxruntime) + HTTP load at 40 and 200 clients,
+#                                          closed loop and paced (40 clients at 2,000 and 4,000 requests/s)
 #   crates/inference/bench/run.sh model    model latency only
 #   crates/inference/bench/run.sh load     HTTP load only
 #
@@ -59,8 +60,11 @@ if [ "$WHAT" = all ] || [ "$WHAT" = load ]; then
     curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  for clients in 40 200; do
-    "$BIN" load --addr "127.0.0.1:$PORT" --clients "$clients" --duration "$DURATION" --warmup 3 --input-len 10 --features 11
+  # Closed loop (as fast as the server answers), then 40 clients paced to the
+  # issue's 2,000 requests/s and to twice that.
+  for run in "40 0" "200 0" "40 2000" "40 4000"; do
+    set -- $run
+    "$BIN" load --addr "127.0.0.1:$PORT" --clients "$1" --rate "$2" --duration "$DURATION" --warmup 3 --input-len 10 --features 11
   done
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

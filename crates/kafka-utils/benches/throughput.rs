@@ -130,8 +130,10 @@ async fn consume_flts(kafka: &KafkaArgs, topic: &str, n: u64) -> Run {
     let producer = Producer::new(kafka, "bench").expect("producer");
     let (k, h, c) = (kafka.clone(), handler.clone(), cancel.clone());
     let task = tokio::spawn(async move { consumer::run(&k, settings, producer, h, c).await });
+    let mut progress = Progress::new("kafka-utils", n);
     while handler.seen.load(Ordering::Relaxed) < n {
         tokio::time::sleep(Duration::from_millis(2)).await;
+        progress.tick(handler.seen.load(Ordering::Relaxed));
     }
     cancel.cancel();
     task.await.expect("join").expect("loop");
@@ -157,8 +159,14 @@ fn consume_bare(kafka: &KafkaArgs, topic: &str, n: u64) -> Run {
     let mut seen = 0;
     let mut first = None;
     let mut last = Instant::now();
+    let mut progress = Progress::new("bare", n);
     while seen < n {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+        progress.tick(seen);
+        let polled = consumer.poll(Duration::from_millis(200));
+        if let Some(Err(e)) = &polled {
+            eprintln!("  bare consumer: poll error: {e}");
+        }
+        if let Some(Ok(m)) = polled {
             let decoded: contracts::TrainingData = contracts::decode(m.payload().unwrap_or_default()).expect("decode");
             std::hint::black_box(decoded);
             consumer.store_offset_from_message(&m).expect("store");
@@ -168,6 +176,26 @@ fn consume_bare(kafka: &KafkaArgs, topic: &str, n: u64) -> Run {
         }
     }
     Run { msgs: n - 1, secs: (last - first.expect("records seen")).as_secs_f64() }
+}
+
+/// A line on stderr every 10 s while a consume run is under way.
+struct Progress {
+    who: &'static str,
+    of: u64,
+    next: Instant,
+}
+
+impl Progress {
+    fn new(who: &'static str, of: u64) -> Self {
+        Progress { who, of, next: Instant::now() + Duration::from_secs(10) }
+    }
+
+    fn tick(&mut self, seen: u64) {
+        if Instant::now() >= self.next {
+            eprintln!("  {} consumer: {seen} of {} records", self.who, self.of);
+            self.next += Duration::from_secs(10);
+        }
+    }
 }
 
 fn unique() -> u128 {

@@ -109,7 +109,8 @@ enum Cmd {
         #[command(flatten)]
         http: HttpArgs,
     },
-    /// Closed-loop load generator for single-window /predict.
+    /// Load generator for single-window /predict: closed loop (each client sends
+    /// its next request when the last one returns), or paced with --rate.
     Load {
         /// Server address (host:port).
         #[arg(long, default_value = "127.0.0.1:18080")]
@@ -128,6 +129,11 @@ enum Cmd {
         input_len: usize,
         #[arg(long, default_value_t = 11)]
         features: usize,
+        /// Total requests/s to offer, spread evenly over the clients (0: closed loop,
+        /// as fast as the server answers). Paced latency counts from each request's
+        /// scheduled time, so a late send is not hidden (no coordinated omission).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
 }
 
@@ -142,13 +148,15 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(serve(model, bytes, http))
         }
-        Cmd::Load { addr, clients, duration, warmup, input_len, features } => {
+        Cmd::Load { addr, clients, duration, warmup, input_len, features, rate } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let pacing = (rate > 0.0).then(|| Duration::from_secs_f64(clients as f64 / rate));
             rt.block_on(load(
                 addr,
                 clients,
                 Duration::from_secs(duration),
                 Duration::from_secs(warmup),
+                pacing,
                 input_len,
                 features,
             ))
@@ -330,10 +338,19 @@ async fn roundtrip(conn: &mut BufReader<TcpStream>, req: &[u8], body: &mut Vec<u
     Ok(status)
 }
 
-async fn client(addr: SocketAddr, req: Vec<u8>, warm_until: Instant, end: Instant) -> Tally {
+/// One client's loop. `pacing`: the interval between this client's requests,
+/// and the first one's offset in it (so that the clients interleave).
+async fn client(
+    addr: SocketAddr,
+    req: Vec<u8>,
+    warm_until: Instant,
+    end: Instant,
+    pacing: Option<(Duration, Duration)>,
+) -> Tally {
     let mut t = Tally::default();
     let mut body = Vec::new();
     let mut conn: Option<BufReader<TcpStream>> = None;
+    let mut scheduled = Instant::now() + pacing.map_or(Duration::ZERO, |(_, offset)| offset);
     while Instant::now() < end {
         if conn.is_none() {
             match TcpStream::connect(addr).await {
@@ -349,7 +366,15 @@ async fn client(addr: SocketAddr, req: Vec<u8>, warm_until: Instant, end: Instan
             }
         }
         let c = conn.as_mut().expect("connected");
-        let started = Instant::now();
+        let started = match pacing {
+            Some((interval, _)) => {
+                tokio::time::sleep_until(scheduled.into()).await;
+                let at = scheduled;
+                scheduled += interval;
+                at
+            }
+            None => Instant::now(),
+        };
         let result = roundtrip(c, &req, &mut body).await;
         let measured = started >= warm_until;
         match result {
@@ -374,6 +399,7 @@ async fn load(
     clients: usize,
     duration: Duration,
     warmup: Duration,
+    pacing: Option<Duration>,
     input_len: usize,
     features: usize,
 ) -> anyhow::Result<()> {
@@ -381,7 +407,10 @@ async fn load(
     let warm_until = start + warmup;
     let end = warm_until + duration;
     let tasks: Vec<_> = (0..clients)
-        .map(|i| tokio::spawn(client(addr, request_bytes(addr, input_len, features, i), warm_until, end)))
+        .map(|i| {
+            let pacing = pacing.map(|p| (p, p.mul_f64(i as f64 / clients as f64)));
+            tokio::spawn(client(addr, request_bytes(addr, input_len, features, i), warm_until, end, pacing))
+        })
         .collect();
     let mut all = Tally::default();
     for task in tasks {
@@ -398,8 +427,9 @@ async fn load(
     all.latencies_us.sort_by(f64::total_cmp);
     let lat = |q| percentile(&all.latencies_us, q) / 1e3;
     println!(
-        "clients={clients} duration_s={measured:.1} requests={total} ok={ok} rps={:.0} ok_rps={:.0} \
+        "clients={clients} offered_rps={} duration_s={measured:.1} requests={total} ok={ok} rps={:.0} ok_rps={:.0} \
          p50_ms={:.2} p95_ms={:.2} p99_ms={:.2} max_ms={:.2} statuses={:?} io_errors={}",
+        pacing.map_or("max".to_string(), |p| format!("{:.0}", clients as f64 / p.as_secs_f64())),
         total as f64 / measured,
         ok as f64 / measured,
         lat(0.5),
