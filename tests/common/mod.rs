@@ -97,7 +97,7 @@ pub const SESSION_TIMEOUT_MS: u64 = 6000;
 /// After a SIGKILL, stay down until the killed process's group members are past
 /// [`SESSION_TIMEOUT_MS`]. tansu 0.6.0 sometimes never rebalances a group that a
 /// new member joined while a killed member's session was still live: the new
-/// member keeps an empty assignment for minutes (3 of 8 runs of an inference
+/// member keeps an empty assignment for minutes (5 of 10 runs of an inference
 /// restart test; Apache Kafka expires the dead member and rebalances).
 pub fn outlive_killed_member() {
     std::thread::sleep(Duration::from_millis(SESSION_TIMEOUT_MS + 1000));
