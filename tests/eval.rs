@@ -304,7 +304,7 @@ async fn eval_killed_after_two_of_three_events_promotes_once_after_restart() {
         assert!(Instant::now() < deadline, "eval did not persist two reports");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(first);
+    first.crash();
 
     let _second = spawn_eval(&w, &group);
     let prophet = w.success(ModelType::Prophet, 0.5, 1.0).await;

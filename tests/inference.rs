@@ -450,8 +450,7 @@ async fn a_parked_request_survives_a_kill_and_runs_once_after_the_restart() {
     let w = World::new("park-kill").await;
     let process = spawn_inference(&w, free_port(), &w.selected_topic);
     let data = send_and_see_it_parked(&w).await;
-    drop(process); // SIGKILL
-    outlive_killed_member();
+    process.crash();
 
     let port = free_port();
     let restarted = spawn_inference(&w, port, &w.selected_topic);
@@ -470,8 +469,7 @@ async fn a_request_parked_before_a_kill_runs_at_start_up_when_the_promotion_came
     let w = World::new("park-down").await;
     let process = spawn_inference(&w, free_port(), &w.selected_topic);
     let data = send_and_see_it_parked(&w).await;
-    drop(process); // SIGKILL
-    outlive_killed_member();
+    process.crash();
     // Eval promotes while inference is down.
     let net = synthetic(Cell::Gru, 23);
     let sel = w.promotion(ModelType::Gru, &net).await;

@@ -26,9 +26,8 @@ fn every_stage_killed_mid_work_and_restarted_still_promotes_once_without_duplica
     let start = |bin: &str| if bin == "train-gru" { w.stage_with(bin, &gru_env) } else { w.stage(bin) };
     let mut stages: BTreeMap<&str, StageProcess> = STAGES.iter().map(|b| (*b, start(b))).collect();
     let mut restart = |bin: &'static str| {
-        let status = stages.remove(bin).expect("running stage").kill();
+        let status = stages.remove(bin).expect("running stage").crash();
         eprintln!("stage_crash: killed {bin} ({status})");
-        outlive_killed_member();
         stages.insert(bin, start(bin));
     };
     let training = w.watch(&w.model_training);

@@ -94,15 +94,6 @@ pub fn bin_path(name: &str) -> PathBuf {
 /// The consumer session timeout the stage processes of these tests run with.
 pub const SESSION_TIMEOUT_MS: u64 = 6000;
 
-/// After a SIGKILL, stay down until the killed process's group members are past
-/// [`SESSION_TIMEOUT_MS`]. tansu 0.6.0 sometimes never rebalances a group that a
-/// new member joined while a killed member's session was still live: the new
-/// member keeps an empty assignment for minutes (5 of 10 runs of an inference
-/// restart test; Apache Kafka expires the dead member and rebalances).
-pub fn outlive_killed_member() {
-    std::thread::sleep(Duration::from_millis(SESSION_TIMEOUT_MS + 1000));
-}
-
 /// A real stage binary running against the stack, killed when dropped.
 pub struct StageProcess {
     name: String,
@@ -135,6 +126,18 @@ impl StageProcess {
     pub fn kill(mut self) -> ExitStatus {
         let _ = self.child.kill();
         self.child.wait().expect("wait for killed stage")
+    }
+
+    /// SIGKILL before a restart in the same consumer group: kill, then stay down
+    /// until the killed process's group members are past [`SESSION_TIMEOUT_MS`].
+    /// tansu 0.6.0 sometimes never rebalances a group that a new member joined
+    /// while a killed member's session was still live: the new member keeps an
+    /// empty assignment for minutes (5 of 10 runs of an inference restart test;
+    /// Apache Kafka expires the dead member and rebalances).
+    pub fn crash(self) -> ExitStatus {
+        let status = self.kill();
+        std::thread::sleep(Duration::from_millis(SESSION_TIMEOUT_MS + 1000));
+        status
     }
 
     /// SIGTERM, then wait (at most 30 s) for a graceful exit.
