@@ -155,7 +155,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let load_before = load_average();
 
     let started = Instant::now();
-    let fitter = Fitter::new()?;
+    let fitter = Fitter::new();
     let init_s = started.elapsed().as_secs_f64();
 
     // One thread: the targets one after another, each timed (what fit_all does on one thread).

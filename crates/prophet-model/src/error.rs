@@ -22,16 +22,13 @@ pub enum ProphetError {
     /// NaN or infinity in a target (the data contract forbids both after preprocessing).
     #[error("target `{target}`: value at row {row} is {value}; NaN and infinity are not allowed")]
     NonFinite { target: String, row: usize, value: f64 },
-    /// augurs-prophet or its Stan optimizer rejected the data or failed to converge.
+    /// augurs-prophet or the optimizer rejected the data or failed to converge.
     #[error("target `{target}`: Prophet fit failed: {source}")]
     Fit {
         target: String,
         #[source]
         source: augurs_prophet::Error,
     },
-    /// The embedded Stan model could not be compiled to machine code.
-    #[error("could not start the Stan optimizer: {0}")]
-    OptimizerInit(String),
     /// augurs-prophet built a model this crate cannot describe: a bug here or a changed augurs-prophet.
     #[error("internal error (a bug): {0}")]
     Internal(String),

@@ -1,7 +1,7 @@
 //! [`Fitter`]: fits one augurs-prophet model per target, in parallel, and turns each into a [`FittedTarget`].
 //!
 //! augurs-prophet keeps a fitted model's parameters private, so the fit runs through [`RecordingOptimizer`],
-//! which hands the work to the Stan optimizer and keeps a copy of what went in (the scaled data, the
+//! which hands the work to the native optimizer ([`crate::posterior`]) and keeps a copy of what went in (the scaled data, the
 //! changepoints, the feature matrix) and what came out (the parameters). The feature columns arrive in an
 //! order augurs picks at random (its seasonalities live in a `HashMap`), so each column is identified by
 //! recomputing every configured feature at the training timestamps and matching values, mode and prior.
@@ -13,7 +13,6 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use augurs_prophet::optimizer::{Data, InitialParams, OptimizeOpts, OptimizedParams};
-use augurs_prophet::wasmstan::WasmstanOptimizer;
 use augurs_prophet::{
     Algorithm, FeatureMode, Holiday, HolidayOccurrence, Optimizer, PositiveFloat, Prophet, ProphetOptions, Regressor,
     Scaling, Seasonality, SeasonalityOption, Standardize, TrainingData,
@@ -22,27 +21,20 @@ use chrono::{DateTime, Datelike};
 
 use crate::config::SeasonalitySpec;
 use crate::model::{FORMAT_VERSION, Feature, FeatureColumn, FittedSet, FittedTarget, Wave};
+use crate::posterior::NativeOptimizer;
 use crate::{HolidaySpec, ProphetConfig, ProphetError, SeasonalityMode};
 
-/// Fits Prophet models. Holds the Stan optimizer, whose creation compiles a WASM module (about 1-2 s in a
-/// release build, 6 s in debug): create one per process and clone it freely (clones share the compiled code).
-#[derive(Clone, Debug)]
+/// Fits Prophet models: augurs-prophet builds each model's data, features and changepoints as Python
+/// Prophet does, and [`NativeOptimizer`] finds the MAP the way Stan's L-BFGS does.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Fitter {
-    optimizer: WasmstanOptimizer,
+    optimizer: NativeOptimizer,
 }
 
 impl Fitter {
-    /// Compiles the Stan model embedded in augurs-prophet.
-    pub fn new() -> Result<Fitter, ProphetError> {
-        // augurs-prophet panics, rather than returning an error, if its embedded WASM does not compile.
-        std::panic::catch_unwind(WasmstanOptimizer::new).map(|optimizer| Fitter { optimizer }).map_err(|panic| {
-            let reason = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".to_string());
-            ProphetError::OptimizerInit(reason)
-        })
+    /// A fitter; cheap (nothing to compile or load).
+    pub fn new() -> Fitter {
+        Fitter::default()
     }
 
     /// Fits one model per `(name, values)` target on the shared `timestamps_ms` (ms since the epoch, strictly
@@ -108,7 +100,7 @@ impl Fitter {
         let seasonalities = cfg.seasonalities_for(seconds);
         let holidays = holidays_for(cfg, seconds)?;
         let regressors = prepare_regressors(cfg, regressors, seconds.len())?;
-        let (recorder, recorded) = RecordingOptimizer::new(self.optimizer.clone());
+        let (recorder, recorded) = RecordingOptimizer::new(self.optimizer);
         let mut prophet = Prophet::new(augurs_options(cfg, &seasonalities, &holidays)?, recorder);
         for custom in &cfg.custom_seasonalities {
             let seasonality = Seasonality::new(positive(custom.period_days)?, nonzero(custom.fourier_order)?);
@@ -165,16 +157,16 @@ struct Recorded {
     params: OptimizedParams,
 }
 
-/// The Stan optimizer, plus a copy of its last input and output (see the module docs).
+/// The optimizer, plus a copy of its last input and output (see the module docs).
 #[derive(Debug)]
 pub(crate) struct RecordingOptimizer {
-    inner: WasmstanOptimizer,
+    inner: NativeOptimizer,
     last_call: Rc<RefCell<Option<Recorded>>>,
 }
 
 impl RecordingOptimizer {
     /// The optimizer, and a handle to read what it records.
-    fn new(inner: WasmstanOptimizer) -> (Self, Rc<RefCell<Option<Recorded>>>) {
+    fn new(inner: NativeOptimizer) -> (Self, Rc<RefCell<Option<Recorded>>>) {
         let last_call = Rc::new(RefCell::new(None));
         (Self { inner, last_call: Rc::clone(&last_call) }, last_call)
     }

@@ -20,7 +20,7 @@ const START_MS: i64 = 1_704_067_200_000;
 
 fn fitter() -> &'static Fitter {
     static FITTER: OnceLock<Fitter> = OnceLock::new();
-    FITTER.get_or_init(|| Fitter::new().expect("the embedded Stan model compiles"))
+    FITTER.get_or_init(Fitter::new)
 }
 
 /// `n` timestamps `step_ms` apart from [`START_MS`], and each one's age in days.

@@ -145,9 +145,9 @@ pub struct ProphetTrainer {
 }
 
 impl ProphetTrainer {
-    /// Compiles the Stan optimizer once for the process (1-2 s).
+    /// The trainer for these settings.
     pub fn new(args: ProphetArgs) -> anyhow::Result<ProphetTrainer> {
-        Ok(ProphetTrainer { fitter: Fitter::new()?, config: args.config()?, threads: args.threads.max(1) })
+        Ok(ProphetTrainer { fitter: Fitter::new(), config: args.config()?, threads: args.threads.max(1) })
     }
 }
 
@@ -295,7 +295,7 @@ impl ModelTrainer for ProphetTrainer {
              | target | RMSE | MAE |\n|---|---|---|\n{per_target}\n\
              ## Fit\n\n\
              Prophet's model (piecewise-linear trend, Fourier seasonalities, holidays, regressors), MAP fit\n\
-             (L-BFGS in Stan, as Python Prophet's default), one model per target, fitted on the original units\n\
+             (Stan's L-BFGS, run natively, as Python Prophet's default), one model per target, fitted on the original units\n\
              of each column. `prophet.json` forecasts in the dataset's scaled units (the scaler is folded in).\n\
              Fitted {} targets in {:.2} s on {} threads.",
             one.scaled.rmse,
