@@ -41,36 +41,24 @@ const VALIDATION_FRACTION: f64 = 0.2;
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
+/// GRU/LSTM training benchmark on the El Born data (see the file's header).
+#[derive(clap::Parser)]
 struct Args {
+    /// Folder holding `ElBorn.csv` and `ElBorn_test.csv` (read at run time, never copied).
+    #[arg(long, default_value = "/work/shared/data")]
     data: PathBuf,
+    /// Where the result files go.
+    #[arg(long, default_value = "target/nn-bench")]
     out: PathBuf,
+    /// Seeds per configuration for the accuracy runs (one thread).
+    #[arg(long, default_value_t = 3)]
     seeds: u64,
+    /// Thread counts to time, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
     threads: Vec<usize>,
-    /// `<config>_<cell>` names to run (e.g. `study_gru`); empty = all four.
+    /// `<config>_<cell>` names to run (study_gru, study_lstm, reference_gru, reference_lstm); default all four.
+    #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-}
-
-fn parse_args() -> BoxResult<Args> {
-    let mut args = Args {
-        data: PathBuf::from("/work/shared/data"),
-        out: PathBuf::from("target/nn-bench"),
-        seeds: 3,
-        threads: vec![1, 2],
-        only: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--data" => args.data = value()?.into(),
-            "--out" => args.out = value()?.into(),
-            "--seeds" => args.seeds = value()?.parse()?,
-            "--threads" => args.threads = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
-            "--only" => args.only = value()?.split(',').map(String::from).collect(),
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
-    Ok(args)
 }
 
 /// A CSV read into columns, `time` dropped, blanks filled.
@@ -330,7 +318,7 @@ fn load_average() -> f64 {
 }
 
 fn main() -> BoxResult<()> {
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
     std::fs::create_dir_all(&args.out)?;
     let train_t = read_csv(&args.data.join("ElBorn.csv"))?;
     let test_t = read_csv(&args.data.join("ElBorn_test.csv"))?;
