@@ -168,7 +168,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let with_python = !args.no_python;
     let train = read_csv(train_path)?;
-    let test = read_csv(&test_path)?;
+    let test = read_csv(test_path)?;
     let cfg = config();
     let load_before = load_average();
 

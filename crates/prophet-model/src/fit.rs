@@ -1,8 +1,8 @@
 //! [`Fitter`]: fits one augurs-prophet model per target, in parallel, and turns each into a [`FittedTarget`].
 //!
 //! augurs-prophet keeps a fitted model's parameters private, so the fit runs through [`RecordingOptimizer`],
-//! which hands the work to the native optimizer ([`crate::posterior`]) and keeps a copy of what went in (the scaled data, the
-//! changepoints, the feature matrix) and what came out (the parameters). The feature columns arrive in an
+//! which hands the work to the native optimizer ([`crate::posterior`]) and keeps a copy of what went in
+//! (the scaled data, the changepoints, the feature matrix) and what came out (the parameters). The feature columns arrive in an
 //! order augurs picks at random (its seasonalities live in a `HashMap`), so each column is identified by
 //! recomputing every configured feature at the training timestamps and matching values, mode and prior.
 
@@ -27,14 +27,12 @@ use crate::{HolidaySpec, ProphetConfig, ProphetError, SeasonalityMode};
 /// Fits Prophet models: augurs-prophet builds each model's data, features and changepoints as Python
 /// Prophet does, and [`NativeOptimizer`] finds the MAP the way Stan's L-BFGS does.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Fitter {
-    optimizer: NativeOptimizer,
-}
+pub struct Fitter;
 
 impl Fitter {
     /// A fitter; cheap (nothing to compile or load).
     pub fn new() -> Fitter {
-        Fitter::default()
+        Fitter
     }
 
     /// Fits one model per `(name, values)` target on the shared `timestamps_ms` (ms since the epoch, strictly
@@ -100,7 +98,7 @@ impl Fitter {
         let seasonalities = cfg.seasonalities_for(seconds);
         let holidays = holidays_for(cfg, seconds)?;
         let regressors = prepare_regressors(cfg, regressors, seconds.len())?;
-        let (recorder, recorded) = RecordingOptimizer::new(self.optimizer);
+        let (recorder, recorded) = RecordingOptimizer::new();
         let mut prophet = Prophet::new(augurs_options(cfg, &seasonalities, &holidays)?, recorder);
         for custom in &cfg.custom_seasonalities {
             let seasonality = Seasonality::new(positive(custom.period_days)?, nonzero(custom.fourier_order)?);
@@ -157,18 +155,17 @@ struct Recorded {
     params: OptimizedParams,
 }
 
-/// The optimizer, plus a copy of its last input and output (see the module docs).
+/// [`NativeOptimizer`], plus a copy of its last input and output (see the module docs).
 #[derive(Debug)]
 pub(crate) struct RecordingOptimizer {
-    inner: NativeOptimizer,
     last_call: Rc<RefCell<Option<Recorded>>>,
 }
 
 impl RecordingOptimizer {
     /// The optimizer, and a handle to read what it records.
-    fn new(inner: NativeOptimizer) -> (Self, Rc<RefCell<Option<Recorded>>>) {
+    fn new() -> (Self, Rc<RefCell<Option<Recorded>>>) {
         let last_call = Rc::new(RefCell::new(None));
-        (Self { inner, last_call: Rc::clone(&last_call) }, last_call)
+        (Self { last_call: Rc::clone(&last_call) }, last_call)
     }
 }
 
@@ -179,7 +176,7 @@ impl Optimizer for RecordingOptimizer {
         data: &Data,
         opts: &OptimizeOpts,
     ) -> Result<OptimizedParams, augurs_prophet::optimizer::Error> {
-        let params = self.inner.optimize(init, data, opts)?;
+        let params = NativeOptimizer.optimize(init, data, opts)?;
         *self.last_call.borrow_mut() = Some(Recorded { data: data.clone(), params: params.clone() });
         Ok(params)
     }

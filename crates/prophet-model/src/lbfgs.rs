@@ -127,7 +127,8 @@ pub(crate) fn minimize<O: Objective>(objective: &mut O, x0: &[f64], opts: &Lbfgs
             } else {
                 opts.init_alpha
             };
-            let found = wolfe_line_search(&mut func, &mut alpha, &mut xk_1, &mut fk_1, &mut gk_1, &pk, &xk, fk, &gk);
+            let line = Line { x0: &xk, f0: fk, p: &pk };
+            let found = wolfe_line_search(&mut func, &line, &gk, &mut alpha, &mut xk_1, &mut fk_1, &mut gk_1);
             match (found, reset) {
                 (true, _) => break,
                 (false, 0) => reset = 2,
@@ -245,31 +246,55 @@ impl LbfgsUpdate {
     }
 }
 
-/// A step along `p` from `x0` meeting the strong Wolfe conditions, written into `x1`, `f1`, `g1`; `alpha`
-/// holds the first trial step and receives the accepted one. Returns whether one was found.
-#[allow(clippy::too_many_arguments)]
+/// The line a search runs along: from `x0`, where the objective is `f0`, in the direction `p`.
+struct Line<'a> {
+    x0: &'a [f64],
+    f0: f64,
+    p: &'a [f64],
+}
+
+/// The point being tried: `x`, and the value and gradient there.
+struct Trial<'a> {
+    x: &'a mut [f64],
+    f: &'a mut f64,
+    g: &'a mut [f64],
+}
+
+impl Trial<'_> {
+    /// Moves to `x0 + alpha p` and evaluates there; `None` where the objective is not finite.
+    fn eval_at<O: Objective>(&mut self, func: &mut Counted<O>, line: &Line, alpha: f64) -> Option<f64> {
+        for ((x, x0), p) in self.x.iter_mut().zip(line.x0).zip(line.p) {
+            *x = x0 + alpha * p;
+        }
+        let f = func.eval(self.x, self.g)?;
+        *self.f = f;
+        Some(f)
+    }
+}
+
+/// A step along `line` meeting the strong Wolfe conditions (`g0`: the gradient at its start), written into
+/// `x1`, `f1`, `g1`; `alpha` holds the first trial step and receives the accepted one. Returns whether one
+/// was found (Stan's `WolfeLineSearch`).
 fn wolfe_line_search<O: Objective>(
     func: &mut Counted<O>,
+    line: &Line,
+    g0: &[f64],
     alpha: &mut f64,
     x1: &mut [f64],
     f1: &mut f64,
     g1: &mut [f64],
-    p: &[f64],
-    x0: &[f64],
-    f0: f64,
-    g0: &[f64],
 ) -> bool {
-    let dfp = dot(g0, p);
-    let (c1dfp, c2dfp) = (C1 * dfp, C2 * dfp);
+    let dfp = dot(g0, line.p);
+    let wolfe = Wolfe { c1dfp: C1 * dfp, c2dfp: C2 * dfp };
+    let mut trial = Trial { x: x1, f: f1, g: g1 };
     let (mut alpha0, mut alpha1) = (MIN_ALPHA, *alpha);
-    let (mut prev_f, mut prev_dfp) = (f0, dfp);
+    let (mut prev_f, mut prev_dfp) = (line.f0, dfp);
     let (mut iters, mut restarts) = (0, 0);
     loop {
         if iters >= MAX_LS_ITERS {
             return false;
         }
-        step_to(x1, x0, alpha1, p);
-        let Some(f) = func.eval(x1, g1) else {
+        let Some(f) = trial.eval_at(func, line, alpha1) else {
             if restarts >= MAX_LS_RESTARTS {
                 return false;
             }
@@ -277,23 +302,22 @@ fn wolfe_line_search<O: Objective>(
             restarts += 1;
             continue;
         };
-        *f1 = f;
         restarts = 0;
-        let new_dfp = dot(g1, p);
+        let new_dfp = dot(trial.g, line.p);
         // Stan compares with the first trial step here, not the current one; kept as Stan has it.
-        if f > f0 + *alpha * c1dfp || (f >= prev_f && iters > 0) {
+        if f > line.f0 + *alpha * wolfe.c1dfp || (f >= prev_f && iters > 0) {
             let lo = Bracket { alpha: alpha0, f: prev_f, dfp: prev_dfp };
             let hi = Bracket { alpha: alpha1, f, dfp: new_dfp };
-            return zoom(func, alpha, x1, f1, g1, p, x0, f0, c1dfp, c2dfp, lo, hi);
+            return zoom(func, line, &wolfe, alpha, &mut trial, lo, hi);
         }
-        if new_dfp.abs() <= -c2dfp {
+        if new_dfp.abs() <= -wolfe.c2dfp {
             *alpha = alpha1;
             return true;
         }
         if new_dfp >= 0.0 {
             let lo = Bracket { alpha: alpha1, f, dfp: new_dfp };
             let hi = Bracket { alpha: alpha0, f: prev_f, dfp: prev_dfp };
-            return zoom(func, alpha, x1, f1, g1, p, x0, f0, c1dfp, c2dfp, lo, hi);
+            return zoom(func, line, &wolfe, alpha, &mut trial, lo, hi);
         }
         alpha0 = alpha1;
         prev_f = f;
@@ -301,6 +325,12 @@ fn wolfe_line_search<O: Objective>(
         alpha1 *= 10.0;
         iters += 1;
     }
+}
+
+/// The strong Wolfe conditions' two bounds: `c1` and `c2` times the slope at the line's start.
+struct Wolfe {
+    c1dfp: f64,
+    c2dfp: f64,
 }
 
 /// One end of the line search's bracket: step, value, and slope along the search direction.
@@ -311,19 +341,13 @@ struct Bracket {
     dfp: f64,
 }
 
-/// Narrows `[lo, hi]` to a strong-Wolfe step (Stan's `WolfLSZoom`).
-#[allow(clippy::too_many_arguments)]
+/// Narrows `[lo, hi]` to a strong-Wolfe step, left in `trial` and `alpha` (Stan's `WolfLSZoom`).
 fn zoom<O: Objective>(
     func: &mut Counted<O>,
+    line: &Line,
+    wolfe: &Wolfe,
     alpha: &mut f64,
-    x1: &mut [f64],
-    f1: &mut f64,
-    g1: &mut [f64],
-    p: &[f64],
-    x0: &[f64],
-    f0: f64,
-    c1dfp: f64,
-    c2dfp: f64,
+    trial: &mut Trial,
     mut lo: Bracket,
     mut hi: Bracket,
 ) -> bool {
@@ -350,23 +374,20 @@ fn zoom<O: Objective>(
                 a
             }
         };
-        step_to(x1, x0, *alpha, p);
         let f = loop {
-            if let Some(f) = func.eval(x1, g1) {
+            if let Some(f) = trial.eval_at(func, line, *alpha) {
                 break f;
             }
             *alpha = 0.5 * (*alpha + low);
             if (low - *alpha).abs() < ZOOM_MIN_RANGE {
                 return false;
             }
-            step_to(x1, x0, *alpha, p);
         };
-        *f1 = f;
-        let new_dfp = dot(g1, p);
-        if f > f0 + *alpha * c1dfp || f >= lo.f {
+        let new_dfp = dot(trial.g, line.p);
+        if f > line.f0 + *alpha * wolfe.c1dfp || f >= lo.f {
             hi = Bracket { alpha: *alpha, f, dfp: new_dfp };
         } else {
-            if new_dfp.abs() <= -c2dfp {
+            if new_dfp.abs() <= -wolfe.c2dfp {
                 return true;
             }
             if new_dfp * (hi.alpha - lo.alpha) >= 0.0 {
@@ -401,17 +422,12 @@ fn cubic_interp(df0: f64, x1: f64, f1: f64, df1: f64, lo_x: f64, hi_x: f64) -> f
     min_x
 }
 
-fn step_to(x1: &mut [f64], x0: &[f64], alpha: f64, p: &[f64]) {
-    for ((x1, x0), p) in x1.iter_mut().zip(x0).zip(p) {
-        *x1 = x0 + alpha * p;
-    }
-}
-
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(a, b)| a * b).sum()
 }
 
-fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
+/// `y += a x`.
+pub(crate) fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
     }

@@ -20,7 +20,7 @@
 use augurs_prophet::optimizer::{self, Data, InitialParams, OptimizeOpts, OptimizedParams, TrendIndicator};
 use augurs_prophet::{Optimizer, PositiveFloat};
 
-use crate::lbfgs::{self, LbfgsOptions, Objective, Stop};
+use crate::lbfgs::{self, LbfgsOptions, Objective, Stop, axpy};
 
 /// Prophet's optimizer in native code (see the module docs). Every algorithm Prophet can ask for (L-BFGS,
 /// BFGS, and Newton for series under 100 rows) runs as Stan's L-BFGS: the same MAP, sought the same way
@@ -322,13 +322,6 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
         }
     }
     acc.iter().sum::<f64>() + tail
-}
-
-/// `y += a x`.
-fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
 }
 
 /// A canonical order of the feature columns: by mode, prior scale, then values (ties keep augurs' order).
