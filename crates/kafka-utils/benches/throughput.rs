@@ -17,17 +17,12 @@
 //! rates count from the first record to the last (group join excluded); every
 //! consume run is a new group reading the whole consume topic from the start.
 //!
-//! Why the consume half reads its own topic of records without headers: tansu
-//! 0.6.0's sqlite storage looks up each fetched record's headers with a query
-//! that scans the whole `header` table (it has no index), so serving a record
-//! costs time in proportion to every header stored on the broker, in any
-//! topic. The produce rounds store 400,000 headers; with them a single fetch
-//! of one partition takes minutes, librdkafka times the request out and asks
-//! again, and no record arrives (docs/benchmarks.md, "## Kafka"). So the bench
-//! deletes the produce topic (and its headers) when the produce rounds are
-//! done and fills the consume topic with the same JSON and keys, lz4 batches,
-//! but no headers. Run it on a fresh private stack: on a long-used one the
-//! headers other topics hold slow the broker down for both sides.
+//! The consume rounds read the records the produce rounds wrote, headers
+//! and all, as a stage reads its topic. That needs the local stack's index on
+//! tansu's `header` table (`scripts/stack`, `index_tansu_headers`): without it
+//! tansu 0.6.0 scans every header stored on the broker for each record it
+//! serves, and a fetch of these 200,000 records stalls for minutes
+//! (docs/benchmarks.md, "## Kafka").
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,8 +42,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Messages per produce run.
 const MESSAGES: u64 = 20_000;
-/// Records in the consume topic; every consume run reads all of them.
-const CONSUME_MESSAGES: u64 = 50_000;
+/// Records every consume run reads: all the produce rounds wrote.
+const CONSUME_MESSAGES: u64 = 2 * ROUNDS as u64 * MESSAGES;
 const IN_FLIGHT: usize = 500;
 const ROUNDS: usize = 5;
 const PARTITIONS: i32 = 3;
@@ -100,28 +95,20 @@ async fn produce_bare(p: &FutureProducer, topic: &str) -> Run {
     let headers = OwnedHeaders::new_with_capacity(2)
         .insert(Header { key: "content-type", value: Some("application/json") })
         .insert(Header { key: "flts-service", value: Some("bench") });
-    send_bare(p, topic, MESSAGES, Some(headers)).await
-}
-
-/// Send `n` claim checks with the bare producer, `IN_FLIGHT` at a time, and
-/// await every delivery.
-async fn send_bare(p: &FutureProducer, topic: &str, n: u64, headers: Option<OwnedHeaders>) -> Run {
-    let msgs: Vec<_> = (0..n).map(claim_check).collect();
+    let msgs: Vec<_> = (0..MESSAGES).map(claim_check).collect();
     let start = Instant::now();
     for chunk in msgs.chunks(IN_FLIGHT) {
         let payloads: Vec<Vec<u8>> = chunk.iter().map(|m| serde_json::to_vec(m).expect("json")).collect();
         let sends = chunk.iter().zip(&payloads).map(|(m, v)| {
-            let mut record = FutureRecord::to(topic).key(m.identifier.as_str()).payload(v.as_slice());
-            if let Some(h) = &headers {
-                record = record.headers(h.clone());
-            }
+            let record =
+                FutureRecord::to(topic).key(m.identifier.as_str()).payload(v.as_slice()).headers(headers.clone());
             p.send(record, Duration::from_secs(120))
         });
         for r in join_all(sends).await {
             r.expect("acked");
         }
     }
-    Run { msgs: n, secs: start.elapsed().as_secs_f64() }
+    Run { msgs: MESSAGES, secs: start.elapsed().as_secs_f64() }
 }
 
 /// Counts records and notes when the first and the latest arrived.
@@ -247,7 +234,7 @@ async fn create_topic(kafka: &KafkaArgs, prefix: &str) -> String {
     topic
 }
 
-/// Delete `topic`; tansu deletes its records and headers with it.
+/// Delete `topic` (a long-used local broker slows down with every record it holds).
 async fn delete_topic(kafka: &KafkaArgs, topic: &str) {
     let admin: AdminClient<DefaultClientContext> =
         kafka.client_config("bench-admin").expect("config").create().expect("admin client");
@@ -282,11 +269,6 @@ async fn main() {
         }
         eprintln!("produce round {round}: kafka-utils {:.0}/s, bare {:.0}/s", pf[round].rate(), pb[round].rate());
     }
-    // Its headers would slow every fetch below (see the module docs).
-    delete_topic(&kafka, &topic).await;
-
-    let topic = create_topic(&kafka, "bench-consume").await;
-    send_bare(&bare, &topic, CONSUME_MESSAGES, None).await;
     for round in 0..ROUNDS {
         let bare_run =
             |k: KafkaArgs, t: String| tokio::task::spawn_blocking(move || consume_bare(&k, &t, CONSUME_MESSAGES));
@@ -303,8 +285,8 @@ async fn main() {
 
     let mb = |rate: f64| rate * payload as f64 / 1e6;
     println!(
-        "payload {payload} bytes of JSON (+ key; 2 headers on produce), {PARTITIONS} partitions, {MESSAGES} messages \
-         per produce run, {CONSUME_MESSAGES} (no headers) per consume run, median of {ROUNDS} runs (range in brackets)"
+        "payload {payload} bytes of JSON (+ key, 2 headers), {PARTITIONS} partitions, {MESSAGES} messages \
+         per produce run, all {CONSUME_MESSAGES} per consume run, median of {ROUNDS} runs (range in brackets)"
     );
     println!();
     println!("| path | kafka-utils msg/s | bare rdkafka msg/s | kafka-utils MB/s | bare MB/s | kafka-utils / bare |");
