@@ -13,15 +13,17 @@ use rdkafka::ClientConfig;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Records what it sees; fails retryably on payloads containing `poison`
-/// (`fail_times` times, 0 = always), decodes as a contract when `decode` is set.
+/// (`fail_times` times, 0 = always), decodes as a contract when `decode` is set,
+/// and sleeps for `hold` on payloads containing `slow`.
 #[derive(Default)]
 struct Recorder {
     seen: Mutex<Vec<(i64, Vec<u8>)>>,
     calls: AtomicU32,
     poison_calls: AtomicU32,
+    slow_calls: AtomicU32,
     fail_times: u32,
     decode: bool,
     hold: Option<Duration>,
@@ -39,7 +41,10 @@ impl Handler for Recorder {
                 return Err(HandlerError::retryable("flaky", format!("attempt {n} failed")));
             }
         }
-        if let Some(h) = self.hold {
+        if let Some(h) = self.hold
+            && record.payload.windows(4).any(|w| w == b"slow")
+        {
+            self.slow_calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(h).await;
         }
         self.seen.lock().await.push((record.offset, record.payload.clone()));
@@ -48,6 +53,10 @@ impl Handler for Recorder {
 }
 
 impl Recorder {
+    async fn seen_payload(&self, payload: &[u8]) -> bool {
+        self.seen.lock().await.iter().any(|(_, p)| p == payload)
+    }
+
     async fn wait_seen(&self, n: usize, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.seen.lock().await.len() < n {
@@ -71,12 +80,14 @@ fn fast_args() -> ConsumerArgs {
     }
 }
 
+/// Start a consumer loop; dropping the guard stops it (also when an assertion
+/// panics, so a failing test does not hang on a loop nobody cancels).
 fn start(
     topic: &str,
     group: &str,
     args: ConsumerArgs,
     handler: Arc<Recorder>,
-) -> (CancellationToken, tokio::task::JoinHandle<RunSummary>) {
+) -> (DropGuard, tokio::task::JoinHandle<RunSummary>) {
     let kafka = stack().kafka.clone();
     let producer = Producer::new(&kafka, "test-consumer").expect("producer");
     let settings = ConsumerSettings {
@@ -92,7 +103,7 @@ fn start(
         tokio::spawn(
             async move { consumer::run(&kafka, settings, producer, handler, c).await.expect("consumer loop") },
         );
-    (cancel, task)
+    (cancel.drop_guard(), task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,9 +117,9 @@ async fn produce_consume_commit() {
     }
     let group = unique("g-basic");
     let rec = Arc::new(Recorder::default());
-    let (cancel, task) = start(&topic, &group, fast_args(), rec.clone());
+    let (stop, task) = start(&topic, &group, fast_args(), rec.clone());
     rec.wait_seen(5, Duration::from_secs(60)).await;
-    cancel.cancel();
+    drop(stop);
     let summary = task.await.expect("join");
     assert_eq!(summary, RunSummary { processed: 5, dead_lettered: 0 });
     let seen = rec.seen.lock().await.clone();
@@ -131,10 +142,10 @@ async fn handler_failing_every_attempt_sends_record_to_dlq_with_original_bytes()
 
     let group = unique("g-dlq");
     let rec = Arc::new(Recorder::default());
-    let (cancel, task) = start(&topic, &group, fast_args(), rec.clone());
+    let (stop, task) = start(&topic, &group, fast_args(), rec.clone());
     rec.wait_seen(2, Duration::from_secs(60)).await;
     wait_for_commit(&group, &topic, 0, 3, Duration::from_secs(30));
-    cancel.cancel();
+    drop(stop);
     let summary = task.await.expect("join");
     assert_eq!(summary, RunSummary { processed: 2, dead_lettered: 1 });
     assert_eq!(rec.poison_calls.load(Ordering::SeqCst), 3, "max attempts is 3");
@@ -164,9 +175,9 @@ async fn transient_failure_is_retried_then_processed() {
     producer.send_bytes(&topic, Some(b"k"), b"poison but recovers", &[]).await.expect("ack");
     let group = unique("g-retry");
     let rec = Arc::new(Recorder { fail_times: 2, ..Default::default() });
-    let (cancel, task) = start(&topic, &group, fast_args(), rec.clone());
+    let (stop, task) = start(&topic, &group, fast_args(), rec.clone());
     rec.wait_seen(1, Duration::from_secs(60)).await;
-    cancel.cancel();
+    drop(stop);
     assert_eq!(task.await.expect("join"), RunSummary { processed: 1, dead_lettered: 0 });
     assert_eq!(rec.poison_calls.load(Ordering::SeqCst), 3, "two failures, then success");
 }
@@ -191,10 +202,10 @@ async fn undecodable_record_goes_to_dlq_at_once_and_the_next_is_processed() {
 
     let group = unique("g-decode");
     let rec = Arc::new(Recorder { decode: true, ..Default::default() });
-    let (cancel, task) = start(&topic, &group, fast_args(), rec.clone());
+    let (stop, task) = start(&topic, &group, fast_args(), rec.clone());
     rec.wait_seen(1, Duration::from_secs(60)).await;
     wait_for_commit(&group, &topic, 0, 2, Duration::from_secs(30));
-    cancel.cancel();
+    drop(stop);
     assert_eq!(task.await.expect("join"), RunSummary { processed: 1, dead_lettered: 1 });
     assert_eq!(rec.calls.load(Ordering::SeqCst), 2, "the bad record is not retried");
     assert_eq!(rec.seen.lock().await[0].0, 1, "the good record after it was processed");
@@ -206,6 +217,60 @@ async fn undecodable_record_goes_to_dlq_at_once_and_the_next_is_processed() {
     assert_eq!(kafka_utils::dlq::original_bytes(env).expect("base64").1, garbage.to_vec());
 }
 
+/// Sends to a chosen partition with a bare rdkafka producer.
+struct PartitionSender {
+    bare: FutureProducer,
+    topic: String,
+}
+
+impl PartitionSender {
+    fn new(topic: &str) -> Self {
+        let bare = ClientConfig::new()
+            .set("bootstrap.servers", stack().kafka.bootstrap().expect("broker"))
+            .create()
+            .expect("bare producer");
+        PartitionSender { bare, topic: topic.to_string() }
+    }
+
+    /// Send and return the record's offset.
+    async fn send(&self, partition: i32, payload: &str) -> i64 {
+        let record = FutureRecord::<(), _>::to(&self.topic).partition(partition).payload(payload);
+        self.bare.send(record, Duration::from_secs(10)).await.expect("ack").offset
+    }
+}
+
+/// Wait until the two members of a group over a two-partition topic own one
+/// partition each, and return which member owns partition 0 and 1. A fixed
+/// settle time is not enough on a loaded broker (a member that joins late moves
+/// a partition mid-handler, a legitimate redelivery): probe both partitions
+/// until each member handles one partition's probe, twice running.
+async fn wait_for_one_partition_each(to: &PartitionSender, members: &[Arc<Recorder>; 2]) -> [usize; 2] {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let (mut round, mut split_rounds) = (0, 0);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "the group did not split the partitions in 120 s");
+        round += 1;
+        let mut owners = [None; 2];
+        for partition in 0..2 {
+            let probe = format!("{{\"probe\":{round},\"p\":{partition}}}");
+            to.send(partition, &probe).await;
+            while owners[partition as usize].is_none() {
+                assert!(tokio::time::Instant::now() < deadline, "probe {probe} not handled in 120 s");
+                for (member, rec) in members.iter().enumerate() {
+                    if rec.seen_payload(probe.as_bytes()).await {
+                        owners[partition as usize] = Some(member);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        split_rounds = if owners[0] != owners[1] { split_rounds + 1 } else { 0 };
+        if split_rounds == 2 {
+            return owners.map(|o| o.expect("both probes handled"));
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_longer_than_max_poll_interval_run_once_in_a_two_member_group() {
     let topic = unique("t-long");
@@ -214,30 +279,69 @@ async fn handlers_longer_than_max_poll_interval_run_once_in_a_two_member_group()
     // Two members, one slow record per partition, each held for 2.5x the poll
     // interval. Without pause-and-poll both members are evicted mid-handler,
     // the partitions move, and records are handled a second time.
-    let rec = Arc::new(Recorder { hold: Some(Duration::from_secs(15)), ..Default::default() });
+    let hold = Some(Duration::from_secs(15));
+    let members =
+        [Arc::new(Recorder { hold, ..Default::default() }), Arc::new(Recorder { hold, ..Default::default() })];
     let args = ConsumerArgs { max_poll_interval_ms: 6_000, session_timeout_ms: 6_000, ..fast_args() };
-    let (c1, t1) = start(&topic, &group, args.clone(), rec.clone());
-    let (c2, t2) = start(&topic, &group, args, rec.clone());
-    tokio::time::sleep(Duration::from_secs(10)).await; // let the group settle on one partition each
+    let (stop1, t1) = start(&topic, &group, args.clone(), members[0].clone());
+    let (stop2, t2) = start(&topic, &group, args, members[1].clone());
+    let to = PartitionSender::new(&topic);
+    wait_for_one_partition_each(&to, &members).await;
 
-    let bare: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", stack().kafka.bootstrap().expect("broker"))
-        .create()
-        .expect("bare producer");
     for partition in 0..2 {
-        let payload = format!("{{\"slow\":{partition}}}");
-        bare.send(FutureRecord::<(), _>::to(&topic).partition(partition).payload(&payload), Duration::from_secs(10))
-            .await
-            .expect("ack");
+        let offset = to.send(partition, &format!("{{\"slow\":{partition}}}")).await;
+        wait_for_commit(&group, &topic, partition, offset + 1, Duration::from_secs(90));
     }
-    rec.wait_seen(2, Duration::from_secs(90)).await;
-    wait_for_commit(&group, &topic, 0, 1, Duration::from_secs(30));
-    wait_for_commit(&group, &topic, 1, 1, Duration::from_secs(30));
     // Give a spurious redelivery the time to show up.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    c1.cancel();
-    c2.cancel();
+    drop((stop1, stop2));
     let (s1, s2) = (t1.await.expect("join"), t2.await.expect("join"));
-    assert_eq!(rec.calls.load(Ordering::SeqCst), 2, "each long handler ran exactly once");
-    assert_eq!(s1.processed + s2.processed, 2);
+    let slow = |rec: &Recorder| rec.slow_calls.load(Ordering::SeqCst);
+    assert_eq!((slow(&members[0]), slow(&members[1])), (1, 1), "each member ran its long handler exactly once");
+    let seen = |rec: &Recorder| rec.seen.try_lock().expect("loops stopped").len() as u64;
+    assert_eq!((s1.processed, s2.processed), (seen(&members[0]), seen(&members[1])), "every handled record counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_assigned_during_a_long_handler_loses_no_record() {
+    let topic = unique("t-midassign");
+    create_topic_with_dlq(&topic, 2).await;
+    let group = unique("g-midassign");
+    let hold = Some(Duration::from_secs(20));
+    let members =
+        [Arc::new(Recorder { hold, ..Default::default() }), Arc::new(Recorder { hold, ..Default::default() })];
+    let args = ConsumerArgs { max_poll_interval_ms: 6_000, session_timeout_ms: 6_000, ..fast_args() };
+    let (stop0, t0) = start(&topic, &group, args.clone(), members[0].clone());
+    let (stop1, t1) = start(&topic, &group, args, members[1].clone());
+    let to = PartitionSender::new(&topic);
+    let owners = wait_for_one_partition_each(&to, &members).await;
+
+    // The owner of partition 1 starts a long record; then the other member
+    // leaves, and the first is assigned partition 0 in the middle of its
+    // handler, while a record waits there.
+    let (busy, leaving) = (owners[1], owners[0]);
+    let slow = to.send(1, r#"{"slow":1}"#).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while members[busy].slow_calls.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the long record did not start in 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (stop_leaving, t_leaving, stop_busy, t_busy) =
+        if leaving == 0 { (stop0, t0, stop1, t1) } else { (stop1, t1, stop0, t0) };
+    drop(stop_leaving);
+    t_leaving.await.expect("join");
+    let quick = to.send(0, r#"{"quick":0}"#).await;
+
+    wait_for_commit(&group, &topic, 0, quick + 1, Duration::from_secs(90));
+    wait_for_commit(&group, &topic, 1, slow + 1, Duration::from_secs(90));
+    // Give a redelivery of the long record (fetched again from the committed
+    // offset after the rebalance) the time to show up.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    drop(stop_busy);
+    assert_eq!(t_busy.await.expect("join").dead_lettered, 0);
+    assert!(
+        members[busy].seen_payload(br#"{"quick":0}"#).await,
+        "the record on the partition assigned mid-handler was handled"
+    );
+    assert_eq!(members[busy].slow_calls.load(Ordering::SeqCst), 1, "the long record ran once");
 }

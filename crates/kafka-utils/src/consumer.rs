@@ -13,6 +13,7 @@
 //! permanent errors go to the DLQ at once, retryable ones are retried with
 //! exponential backoff up to `max_attempts`, then dead-lettered.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use futures::FutureExt as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -323,19 +324,34 @@ fn poll_loop<H: Handler>(
     cancel: CancellationToken,
 ) -> RunSummary {
     let mut summary = RunSummary::default();
+    // Records polled while a long handler ran (from partitions assigned to us
+    // mid-handler); they come before anything polled later from their partition.
+    let mut held_back = HeldBack::default();
+    let mut handled = HandledOffsets::default();
     while !cancel.is_cancelled() {
-        let record = match consumer.poll(Duration::from_millis(200)) {
-            None => continue,
-            Some(Err(e)) => {
-                warn!(error = %e, "poll error");
-                continue;
-            }
-            Some(Ok(m)) => Record::from_message(&m),
+        let record = match held_back.next(&consumer) {
+            Some(record) => record,
+            None => match consumer.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(e)) => {
+                    warn!(error = %e, "poll error");
+                    continue;
+                }
+                Some(Ok(m)) => Record::from_message(&m),
+            },
         };
-        metrics::CONSUMED.with_label_values(&[&record.topic]).inc();
-        let work = process_record(&*handler, &producer, &settings, &record, &cancel);
-        let outcome = run_with_keepalive(&consumer, &rt, work);
         let (topic, partition, offset) = (&record.topic, record.partition, record.offset);
+        if handled.covers(&record) {
+            // Its partition was revoked and assigned back to us mid-handler, and
+            // fetching restarted at the committed offset. Its effects are
+            // durable already: only the offset remains to store.
+            debug!(%topic, partition, offset, "record handled here already; skipped");
+            let _ = consumer.store_offset(topic, partition, offset);
+            continue;
+        }
+        metrics::CONSUMED.with_label_values(&[topic]).inc();
+        let work = process_record(&*handler, &producer, &settings, &record, &cancel);
+        let outcome = run_with_keepalive(&consumer, &rt, work, &mut held_back);
         match outcome {
             Outcome::Cancelled => {
                 info!(%topic, partition, offset, "shutdown before the record was done; it will be redelivered");
@@ -344,6 +360,7 @@ fn poll_loop<H: Handler>(
             Outcome::Processed => summary.processed += 1,
             Outcome::DeadLettered => summary.dead_lettered += 1,
         }
+        handled.mark(&record);
         if let Err(e) = consumer.store_offset(topic, partition, offset) {
             // The partition was revoked while we worked: its new owner gets the
             // record again, and handlers are idempotent.
@@ -358,6 +375,55 @@ fn poll_loop<H: Handler>(
     summary
 }
 
+/// Records polled during a long handler, in offset order per partition.
+///
+/// A partition assigned mid-handler is paused right after its first record
+/// arrived, and librdkafka resumes fetching after the last record it
+/// delivered, so a held-back record is handled next: nothing is rewound.
+#[derive(Default)]
+struct HeldBack(Vec<Record>);
+
+impl HeldBack {
+    fn hold(&mut self, record: Record) {
+        let key = |r: &Record| (r.topic.clone(), r.partition, r.offset);
+        // A partition revoked and assigned again is fetched again from its
+        // committed offset: keep one copy of each record.
+        if !self.0.iter().any(|r| key(r) == key(&record)) {
+            self.0.push(record);
+            self.0.sort_by_key(key);
+        }
+    }
+
+    /// The next held-back record whose partition is still ours; the others
+    /// belong to the partition's new owner now.
+    fn next(&mut self, consumer: &BaseConsumer<LoopContext>) -> Option<Record> {
+        let assigned = consumer.assignment().ok()?;
+        while !self.0.is_empty() {
+            let record = self.0.remove(0);
+            if assigned.find_partition(&record.topic, record.partition).is_some() {
+                return Some(record);
+            }
+            debug!(topic = %record.topic, partition = record.partition, offset = record.offset, "held-back record's partition was revoked");
+        }
+        None
+    }
+}
+
+/// The highest offset this loop handled, per partition.
+#[derive(Default)]
+struct HandledOffsets(HashMap<(String, i32), i64>);
+
+impl HandledOffsets {
+    fn mark(&mut self, record: &Record) {
+        let highest = self.0.entry((record.topic.clone(), record.partition)).or_insert(record.offset);
+        *highest = (*highest).max(record.offset);
+    }
+
+    fn covers(&self, record: &Record) -> bool {
+        self.0.get(&(record.topic.clone(), record.partition)).is_some_and(|&highest| record.offset <= highest)
+    }
+}
+
 /// Drive `work` to completion on the runtime while keeping the consumer alive.
 /// The future runs on this (blocking) thread; a handler that takes longer than
 /// a second gets the assignment paused while polling goes on.
@@ -365,6 +431,7 @@ fn run_with_keepalive(
     consumer: &BaseConsumer<LoopContext>,
     rt: &Handle,
     work: impl Future<Output = Outcome>,
+    held_back: &mut HeldBack,
 ) -> Outcome {
     const KEEPALIVE: Duration = Duration::from_secs(1);
     let mut work = std::pin::pin!(work);
@@ -383,13 +450,16 @@ fn run_with_keepalive(
                 // Polling serves heartbeats, rebalances and max.poll.interval.
                 if let Some(Ok(m)) = consumer.poll(Duration::ZERO) {
                     // A partition assigned during a rebalance is not paused yet:
-                    // rewind it to this record and pause it.
-                    let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
+                    // keep its first record for later and pause it.
+                    let record = Record::from_message(&m);
                     drop(m);
-                    let _ = consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(5));
                     let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition(&topic, partition);
-                    let _ = consumer.pause(&tpl);
+                    tpl.add_partition(&record.topic, record.partition);
+                    if let Err(e) = consumer.pause(&tpl) {
+                        warn!(topic = %record.topic, partition = record.partition, error = %e, "cannot pause a partition assigned mid-handler");
+                    }
+                    debug!(topic = %record.topic, partition = record.partition, offset = record.offset, "record from a partition assigned mid-handler held back");
+                    held_back.hold(record);
                 }
             }
         }
@@ -476,6 +546,30 @@ fn kind_label(kind: FailureKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rec(partition: i32, offset: i64) -> Record {
+        Record { topic: "t".into(), partition, offset, key: None, payload: vec![], headers: vec![] }
+    }
+
+    #[test]
+    fn held_back_records_keep_one_copy_in_offset_order() {
+        let mut held = HeldBack::default();
+        for (p, o) in [(0, 7), (1, 3), (0, 5), (0, 7)] {
+            held.hold(rec(p, o));
+        }
+        let order: Vec<(i32, i64)> = held.0.iter().map(|r| (r.partition, r.offset)).collect();
+        assert_eq!(order, vec![(0, 5), (0, 7), (1, 3)]);
+    }
+
+    #[test]
+    fn handled_offsets_cover_what_was_handled_per_partition() {
+        let mut handled = HandledOffsets::default();
+        handled.mark(&rec(0, 4));
+        handled.mark(&rec(0, 2));
+        assert!(handled.covers(&rec(0, 4)) && handled.covers(&rec(0, 0)));
+        assert!(!handled.covers(&rec(0, 5)), "a later record is new");
+        assert!(!handled.covers(&rec(1, 0)), "another partition is untouched");
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {
