@@ -271,29 +271,45 @@ async fn wait_for_one_partition_each(to: &PartitionSender, members: &[Arc<Record
     }
 }
 
+/// Two members of a new group over a new two-partition topic, holding records
+/// that contain `slow` for `hold` (longer than their 6 s poll interval),
+/// settled on one partition each.
+struct TwoMemberGroup {
+    topic: String,
+    group: String,
+    members: [Arc<Recorder>; 2],
+    running: [(DropGuard, tokio::task::JoinHandle<RunSummary>); 2],
+    to: PartitionSender,
+    /// Which member owns partition 0 and 1.
+    owners: [usize; 2],
+}
+
+async fn two_member_group(name: &str, hold: Duration) -> TwoMemberGroup {
+    let topic = unique(&format!("t-{name}"));
+    create_topic_with_dlq(&topic, 2).await;
+    let group = unique(&format!("g-{name}"));
+    let members = [(); 2].map(|()| Arc::new(Recorder { hold: Some(hold), ..Default::default() }));
+    let args = ConsumerArgs { max_poll_interval_ms: 6_000, session_timeout_ms: 6_000, ..fast_args() };
+    let running = [0, 1].map(|m| start(&topic, &group, args.clone(), members[m].clone()));
+    let to = PartitionSender::new(&topic);
+    let owners = wait_for_one_partition_each(&to, &members).await;
+    TwoMemberGroup { topic, group, members, running, to, owners }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_longer_than_max_poll_interval_run_once_in_a_two_member_group() {
-    let topic = unique("t-long");
-    create_topic_with_dlq(&topic, 2).await;
-    let group = unique("g-long");
     // Two members, one slow record per partition, each held for 2.5x the poll
     // interval. Without pause-and-poll both members are evicted mid-handler,
     // the partitions move, and records are handled a second time.
-    let hold = Some(Duration::from_secs(15));
-    let members =
-        [Arc::new(Recorder { hold, ..Default::default() }), Arc::new(Recorder { hold, ..Default::default() })];
-    let args = ConsumerArgs { max_poll_interval_ms: 6_000, session_timeout_ms: 6_000, ..fast_args() };
-    let (stop1, t1) = start(&topic, &group, args.clone(), members[0].clone());
-    let (stop2, t2) = start(&topic, &group, args, members[1].clone());
-    let to = PartitionSender::new(&topic);
-    wait_for_one_partition_each(&to, &members).await;
-
+    let TwoMemberGroup { topic, group, members, running, to, .. } =
+        two_member_group("long", Duration::from_secs(15)).await;
     for partition in 0..2 {
         let offset = to.send(partition, &format!("{{\"slow\":{partition}}}")).await;
         wait_for_commit(&group, &topic, partition, offset + 1, Duration::from_secs(90));
     }
     // Give a spurious redelivery the time to show up.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let [(stop1, t1), (stop2, t2)] = running;
     drop((stop1, stop2));
     let (s1, s2) = (t1.await.expect("join"), t2.await.expect("join"));
     let slow = |rec: &Recorder| rec.slow_calls.load(Ordering::SeqCst);
@@ -304,17 +320,8 @@ async fn handlers_longer_than_max_poll_interval_run_once_in_a_two_member_group()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_assigned_during_a_long_handler_loses_no_record() {
-    let topic = unique("t-midassign");
-    create_topic_with_dlq(&topic, 2).await;
-    let group = unique("g-midassign");
-    let hold = Some(Duration::from_secs(20));
-    let members =
-        [Arc::new(Recorder { hold, ..Default::default() }), Arc::new(Recorder { hold, ..Default::default() })];
-    let args = ConsumerArgs { max_poll_interval_ms: 6_000, session_timeout_ms: 6_000, ..fast_args() };
-    let (stop0, t0) = start(&topic, &group, args.clone(), members[0].clone());
-    let (stop1, t1) = start(&topic, &group, args, members[1].clone());
-    let to = PartitionSender::new(&topic);
-    let owners = wait_for_one_partition_each(&to, &members).await;
+    let TwoMemberGroup { topic, group, members, running, to, owners } =
+        two_member_group("midassign", Duration::from_secs(20)).await;
 
     // The owner of partition 1 starts a long record; then the other member
     // leaves, and the first is assigned partition 0 in the middle of its
@@ -326,8 +333,8 @@ async fn a_partition_assigned_during_a_long_handler_loses_no_record() {
         assert!(tokio::time::Instant::now() < deadline, "the long record did not start in 60 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (stop_leaving, t_leaving, stop_busy, t_busy) =
-        if leaving == 0 { (stop0, t0, stop1, t1) } else { (stop1, t1, stop0, t0) };
+    let [r0, r1] = running;
+    let ((stop_leaving, t_leaving), (stop_busy, t_busy)) = if leaving == 0 { (r0, r1) } else { (r1, r0) };
     drop(stop_leaving);
     t_leaving.await.expect("join");
     let quick = to.send(0, r#"{"quick":0}"#).await;

@@ -397,6 +397,9 @@ impl HeldBack {
     /// The next held-back record whose partition is still ours; the others
     /// belong to the partition's new owner now.
     fn next(&mut self, consumer: &BaseConsumer<LoopContext>) -> Option<Record> {
+        if self.0.is_empty() {
+            return None; // the usual case: no librdkafka call on every poll
+        }
         let assigned = consumer.assignment().ok()?;
         while !self.0.is_empty() {
             let record = self.0.remove(0);
