@@ -1,6 +1,25 @@
 # One image for every FLTS binary (preprocess, train-gru, train-lstm, prophet,
 # eval, inference, flts); docker-compose.yaml picks the binary per service.
-FROM rust:1.95-bookworm AS build
+#
+# The base images are build args so that a machine without a registry can
+# stand in its own (scripts/compose builds them from debootstrap). The
+# `runtime` stage is the image without binaries: scripts/compose builds it
+# from this file (--target runtime) and copies host-built binaries onto it
+# (deploy/local/stage.Containerfile) instead of compiling here.
+ARG RUST_IMAGE=rust:1.95-bookworm
+ARG DEBIAN_IMAGE=debian:bookworm-slim
+
+FROM ${DEBIAN_IMAGE} AS runtime
+# libssl3 for SASL_SSL to Kafka; curl for health checks.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin flts
+ENV LOG_FORMAT=json METRICS_ADDR=0.0.0.0:9090
+EXPOSE 9090
+USER 10001
+
+FROM ${RUST_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake libcurl4-openssl-dev libssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
@@ -14,13 +33,5 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp target/release/preprocess target/release/train-gru target/release/train-lstm \
        target/release/prophet target/release/eval target/release/inference target/release/flts /out/
 
-FROM debian:bookworm-slim
-# libssl3 for SASL_SSL to Kafka; curl for health checks.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 curl \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin flts
+FROM runtime
 COPY --from=build /out/ /usr/local/bin/
-USER 10001
-ENV LOG_FORMAT=json METRICS_ADDR=0.0.0.0:9090
-EXPOSE 9090

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use flts_tests::{bin_path, repo_root};
+use serde::Deserialize;
 use serde_yaml::Value;
 
 fn compose() -> Value {
@@ -109,13 +110,103 @@ fn every_service_named_exists() {
     let prom: Value = serde_yaml::from_str(&prom).expect("prometheus.yml is YAML");
     let mut scraped = 0;
     for job in prom["scrape_configs"].as_sequence().expect("scrape_configs") {
-        for sc in job["static_configs"].as_sequence().expect("static_configs") {
+        for sc in job["static_configs"].as_sequence().into_iter().flatten() {
             for t in sc["targets"].as_sequence().expect("targets") {
                 let host = t.as_str().and_then(|t| t.split(':').next()).expect("host:port");
                 assert!(names.contains(host), "Prometheus scrapes unknown service {host}");
                 scraped += 1;
             }
         }
+        // DNS discovery: every replica of a scaled service.
+        for sd in job["dns_sd_configs"].as_sequence().into_iter().flatten() {
+            for n in sd["names"].as_sequence().expect("names") {
+                let host = n.as_str().expect("name");
+                assert!(names.contains(host), "Prometheus discovers unknown service {host}");
+                scraped += 1;
+            }
+        }
     }
     assert_eq!(scraped, 6, "Prometheus scrapes every stage");
+}
+
+/// Every document of every YAML file under deploy/k8s (recursively).
+fn k8s_objects() -> Vec<(String, Value)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("read deploy/k8s").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "yaml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&repo_root().join("deploy/k8s"), &mut files);
+    files.sort();
+    let mut objects = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read manifest");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = Value::deserialize(doc).expect("manifest is YAML");
+            if !v.is_null() {
+                objects.push((f.display().to_string(), v));
+            }
+        }
+    }
+    objects
+}
+
+/// The autoscalers (HPA, KEDA ScaledObjects) scale Deployments that exist, on
+/// the consumer groups and topics those stages really read (the topology),
+/// and never beyond the partitions a shared group can spread over.
+/// (scripts/k8s-validate checks the schemas; KEDA's allow unknown fields.)
+#[test]
+fn k8s_autoscalers_target_real_deployments_groups_and_topics() {
+    use contracts::topology::{Delivery, STAGES};
+    let objects = k8s_objects();
+    let deployments: BTreeSet<&str> = objects
+        .iter()
+        .filter(|(_, o)| o["kind"] == "Deployment")
+        .filter_map(|(_, o)| o["metadata"]["name"].as_str())
+        .collect();
+    let partitions: u64 = objects
+        .iter()
+        .find(|(_, o)| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "flts-config")
+        .and_then(|(_, o)| o["data"]["TOPIC_PARTITIONS"].as_str())
+        .and_then(|p| p.parse().ok())
+        .expect("flts-config sets TOPIC_PARTITIONS");
+    let mut scaled = BTreeMap::new();
+    for (file, o) in &objects {
+        let (target, max) = match o["kind"].as_str() {
+            Some("HorizontalPodAutoscaler") => (&o["spec"]["scaleTargetRef"]["name"], &o["spec"]["maxReplicas"]),
+            Some("ScaledObject") => (&o["spec"]["scaleTargetRef"]["name"], &o["spec"]["maxReplicaCount"]),
+            _ => continue,
+        };
+        let target = target.as_str().unwrap_or_else(|| panic!("{file}: autoscaler without a target"));
+        assert!(deployments.contains(target), "{file}: scales {target}, which is no Deployment");
+        let max = max.as_u64().unwrap_or_else(|| panic!("{file}: {target} has no maximum"));
+        assert!(max <= partitions, "{file}: {target} scales to {max} > TOPIC_PARTITIONS {partitions}");
+        let stage = STAGES.iter().find(|s| s.name == target).expect("a stage");
+        for t in o["spec"]["triggers"].as_sequence().into_iter().flatten() {
+            if t["type"] != "kafka" {
+                continue;
+            }
+            let (group, topic) = (t["metadata"]["consumerGroup"].as_str(), t["metadata"]["topic"].as_str());
+            assert!(
+                stage
+                    .consumes
+                    .iter()
+                    .any(|s| Some(s.group) == group && Some(s.topic) == topic && s.delivery == Delivery::Shared),
+                "{file}: {target}'s lag trigger reads {group:?} on {topic:?}, not a shared group the stage consumes"
+            );
+        }
+        scaled
+            .entry(o["kind"].as_str().unwrap_or_default().to_string())
+            .or_insert_with(BTreeSet::new)
+            .insert(target.to_string());
+    }
+    assert_eq!(scaled["HorizontalPodAutoscaler"], ["inference".to_string()].into());
+    let keda: BTreeSet<String> = ["train-gru", "train-lstm", "prophet", "inference"].map(String::from).into();
+    assert_eq!(scaled["ScaledObject"], keda, "KEDA scales the trainers and inference");
 }
