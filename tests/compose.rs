@@ -210,3 +210,82 @@ fn k8s_autoscalers_target_real_deployments_groups_and_topics() {
     let keda: BTreeSet<String> = ["train-gru", "train-lstm", "prophet", "inference"].map(String::from).into();
     assert_eq!(scaled["ScaledObject"], keda, "KEDA scales the trainers and inference");
 }
+
+/// One ACL of a KafkaUser: (resource type, name, pattern type, operations).
+type Acl = (String, String, String, BTreeSet<String>);
+
+fn acl(rtype: &str, name: &str, pattern: &str, ops: &[&str]) -> Acl {
+    (rtype.into(), name.into(), pattern.into(), ops.iter().map(|o| o.to_string()).collect())
+}
+
+/// Issue 17 (authorization where the broker has it): every stage has its own
+/// Kafka user whose ACLs are exactly what the topology says it consumes and
+/// produces, so only the trainers can write model-training and only eval can
+/// write model-selected; each Deployment authenticates as its own user.
+#[test]
+fn k8s_kafka_users_grant_each_stage_exactly_its_topology() {
+    use contracts::topology::{Delivery, STAGES};
+    let objects = k8s_objects();
+    let users: BTreeMap<String, BTreeSet<Acl>> = objects
+        .iter()
+        .filter(|(_, o)| o["kind"] == "KafkaUser")
+        .map(|(_, o)| {
+            assert_eq!(o["spec"]["authentication"]["type"], "scram-sha-512", "{:?}", o["metadata"]["name"]);
+            let acls = o["spec"]["authorization"]["acls"]
+                .as_sequence()
+                .expect("acls")
+                .iter()
+                .map(|a| {
+                    let r = &a["resource"];
+                    let ops: Vec<&str> =
+                        a["operations"].as_sequence().expect("ops").iter().filter_map(Value::as_str).collect();
+                    acl(
+                        r["type"].as_str().unwrap_or_default(),
+                        r["name"].as_str().unwrap_or_default(),
+                        r["patternType"].as_str().unwrap_or("literal"),
+                        &ops,
+                    )
+                })
+                .collect();
+            (o["metadata"]["name"].as_str().expect("name").to_string(), acls)
+        })
+        .collect();
+    for stage in STAGES {
+        let mut expected = BTreeSet::new();
+        for sub in stage.consumes {
+            expected.insert(acl("topic", sub.topic, "literal", &["Read", "Describe"]));
+            let pattern = if sub.delivery == Delivery::Shared { "literal" } else { "prefix" };
+            expected.insert(acl("group", sub.group, pattern, &["Read"]));
+            expected.insert(acl("topic", &contracts::topics::dlq_topic(sub.topic), "literal", &["Write", "Describe"]));
+        }
+        for topic in stage.produces {
+            expected.insert(acl("topic", topic, "literal", &["Write", "Describe"]));
+        }
+        let user = format!("flts-{}", stage.name);
+        assert_eq!(users.get(&user), Some(&expected), "{user}: ACLs differ from the topology");
+    }
+    let writers = |topic: &str| -> BTreeSet<&str> {
+        STAGES
+            .iter()
+            .filter(|s| users[&format!("flts-{}", s.name)].iter().any(|a| a.1 == topic && a.3.contains("Write")))
+            .map(|s| s.name)
+            .collect()
+    };
+    assert_eq!(writers(contracts::topics::MODEL_TRAINING), ["prophet", "train-gru", "train-lstm"].into());
+    assert_eq!(writers(contracts::topics::MODEL_SELECTED), ["eval"].into());
+    // Each Deployment logs in as its own user, with the password of that user's Secret.
+    for (file, o) in objects.iter().filter(|(_, o)| o["kind"] == "Deployment") {
+        let name = o["metadata"]["name"].as_str().expect("name");
+        let env = &o["spec"]["template"]["spec"]["containers"][0]["env"];
+        let var = |n: &str| env.as_sequence().into_iter().flatten().find(|e| e["name"] == n).cloned();
+        let user = format!("flts-{name}");
+        assert_eq!(
+            var("KAFKA_SASL_USERNAME").map(|e| e["value"].clone()),
+            Some(Value::from(user.clone())),
+            "{file}: {name}"
+        );
+        let secret = var("KAFKA_SASL_PASSWORD").map(|e| e["valueFrom"]["secretKeyRef"]["name"].clone());
+        assert_eq!(secret, Some(Value::from(user.clone())), "{file}: {name} reads its own user's password");
+        assert!(users.contains_key(&user), "{file}: {name} has no KafkaUser");
+    }
+}
