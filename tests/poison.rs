@@ -124,8 +124,8 @@ fn store() -> ClaimCheckStore {
 }
 
 /// Upload a raw input under a fresh prefix; its s3:// URI.
-async fn upload_raw(name: &str, bytes: Vec<u8>) -> String {
-    let key = format!("{}/{name}", unique("poison-raw"));
+async fn upload_raw(identifier: &str, name: &str, bytes: Vec<u8>) -> String {
+    let key = format!("{identifier}/{}/{name}", unique("poison-raw"));
     store().put(RAW, &key, Bytes::from(bytes), "application/octet-stream").await.expect("upload raw input");
     format!("s3://{RAW}/{key}")
 }
@@ -183,10 +183,10 @@ async fn preprocess_dead_letters_hostile_requests_and_processes_the_next_one() {
     assert!(raw_parquet.starts_with(b"PAR1"));
     let truncated = raw_parquet[..raw_parquet.len() / 2].to_vec();
 
-    let missing = format!("s3://{RAW}/{}/missing.csv", unique("poison-raw"));
-    let mut huge = request(&id("huge"), &missing);
+    let missing = format!("s3://{RAW}/{}/{}/missing.csv", id("missing"), unique("poison-raw"));
+    let mut huge = request(&id("huge"), &format!("s3://{RAW}/{}/missing.csv", id("huge")));
     huge["padding"] = json!("x".repeat(900_000));
-    let mut wrong_v = request(&id("v"), &upload_raw("v.csv", join(&csv_lines(300))).await);
+    let mut wrong_v = request(&id("v"), &upload_raw(&id("v"), "v.csv", join(&csv_lines(300))).await);
     wrong_v["v"] = json!(2);
     let mut wrong_type = request(&id("type"), "s3://raw-data/x.csv");
     wrong_type["input"] = json!(42);
@@ -237,7 +237,7 @@ async fn preprocess_dead_letters_hostile_requests_and_processes_the_next_one() {
         .of(&id("dots")),
         Poison::new(
             "truncated Parquet",
-            bytes(&request(&id("trunc"), &upload_raw("raw.parquet", truncated).await)),
+            bytes(&request(&id("trunc"), &upload_raw(&id("trunc"), "raw.parquet", truncated).await)),
             FailureKind::Permanent,
             "bad_input",
         )
@@ -245,7 +245,7 @@ async fn preprocess_dead_letters_hostile_requests_and_processes_the_next_one() {
         .of(&id("trunc")),
         Poison::new(
             "wrong columns",
-            bytes(&request(&id("cols"), &upload_raw("cols.csv", join(&missing_cols)).await)),
+            bytes(&request(&id("cols"), &upload_raw(&id("cols"), "cols.csv", join(&missing_cols)).await)),
             FailureKind::Permanent,
             "bad_data",
         )
@@ -253,7 +253,7 @@ async fn preprocess_dead_letters_hostile_requests_and_processes_the_next_one() {
         .of(&id("cols")),
         Poison::new(
             "a column of nothing but NaN and inf",
-            bytes(&request(&id("nan"), &upload_raw("nan.csv", join(&no_values)).await)),
+            bytes(&request(&id("nan"), &upload_raw(&id("nan"), "nan.csv", join(&no_values)).await)),
             FailureKind::Permanent,
             "bad_data",
         )
@@ -268,7 +268,7 @@ async fn preprocess_dead_letters_hostile_requests_and_processes_the_next_one() {
         set(&mut scattered, 100 + 97 * i, 1 + i % 3, v);
     }
     let good_id = id("good");
-    let good = bytes(&request(&good_id, &upload_raw("good.csv", join(&scattered)).await));
+    let good = bytes(&request(&good_id, &upload_raw(&good_id, "good.csv", join(&scattered)).await));
 
     let producer = Producer::new(&stack().kafka, "poison-test").expect("producer");
     let offsets = send_all(&producer, &requests, &key, &poisons, &good).await;

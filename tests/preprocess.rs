@@ -49,6 +49,7 @@ impl World {
             file: json!({"timestamp_column": "time", "targets": TARGETS}),
             args: config,
             bucket: BUCKET.into(),
+            raw_bucket: RAW.into(),
             training_topic: self.training.clone(),
             inference_topic: self.inference.clone(),
             allow_local_inputs: false,
@@ -87,9 +88,10 @@ fn store() -> ClaimCheckStore {
     ClaimCheckStore::new(&s3())
 }
 
-/// Upload raw input bytes and return their s3:// URI.
-async fn upload(name: &str, bytes: Vec<u8>) -> String {
-    let key = format!("{}/{name}", unique("test-raw"));
+/// Upload raw input bytes of dataset `identifier` (under its prefix, as
+/// `flts submit` does) and return their s3:// URI.
+async fn upload(identifier: &str, name: &str, bytes: Vec<u8>) -> String {
+    let key = format!("{identifier}/{}/{name}", unique("test-raw"));
     store().put(RAW, &key, Bytes::from(bytes), "text/csv").await.expect("upload raw input");
     format!("s3://{RAW}/{key}")
 }
@@ -111,7 +113,7 @@ async fn generated_dataset_from_s3_is_processed_published_and_reused() {
     let w = World::new("pp-gen").await;
     let raw = generated(5_000);
     let csv = dataset::write_raw_csv(&raw, "time");
-    let input = upload("traffic.csv", csv.clone()).await;
+    let input = upload(&w.identifier, "traffic.csv", csv.clone()).await;
     let pre = w.preprocessor(json!({"calendar_features": true}));
 
     let o = pre.run_job(&w.job(&input)).await.expect("first run");
@@ -272,8 +274,9 @@ async fn each_bad_input_fails_with_one_clear_error_and_publishes_nothing() {
         ),
     ];
     for (case, bytes, config, expected) in cases {
-        let input = upload("raw.csv", bytes).await;
-        let job = Job { identifier: unique("site-bad"), ..w.job(&input) };
+        let identifier = unique("site-bad");
+        let input = upload(&identifier, "raw.csv", bytes).await;
+        let job = Job { identifier, ..w.job(&input) };
         let err = w.preprocessor(config).run_job(&job).await.expect_err(case);
         let text = err.to_string();
         assert!(text.contains(&expected), "{case}: {text}");
@@ -303,6 +306,7 @@ fn cli(w: &World, requests: &str) -> preprocess::Cli {
         once: false,
         output: None,
         bucket: BUCKET.into(),
+        raw_bucket: RAW.into(),
         training_topic: w.training.clone(),
         inference_topic: w.inference.clone(),
         requests_topic: requests.into(),
@@ -325,10 +329,10 @@ async fn service_processes_requests_and_dead_letters_bad_ones() {
     let w = World::new("pp-svc").await;
     let requests = unique("t-pp-requests");
     create_topic_with_dlq(&requests, 1).await;
-    let good = upload("good.csv", dataset::write_raw_csv(&generated(1_500), "time")).await;
-    let bad = upload("bad.csv", csv_with(100, |l| set_field(l, 12, 4, "lots"))).await;
-    let producer = Producer::new(&stack().kafka, "preprocess-test").expect("producer");
     let (good_id, bad_id) = (unique("site-good"), unique("site-bad"));
+    let good = upload(&good_id, "good.csv", dataset::write_raw_csv(&generated(1_500), "time")).await;
+    let bad = upload(&bad_id, "bad.csv", csv_with(100, |l| set_field(l, 12, 4, "lots"))).await;
+    let producer = Producer::new(&stack().kafka, "preprocess-test").expect("producer");
     for (id, input) in [(&bad_id, &bad), (&good_id, &good)] {
         let req = PreprocessRequest {
             v: V1,
@@ -386,8 +390,10 @@ async fn one_shot_cli_with_a_test_file_and_local_once_mode() {
         dataset::write_raw_csv(&raw.slice(0..1_600), "time"),
         dataset::write_raw_csv(&raw.slice(1_600..2_000), "time"),
     );
-    let (train_uri, test_uri) =
-        (upload("train.csv", train_csv.clone()).await, upload("test.csv", test_csv.clone()).await);
+    let (train_uri, test_uri) = (
+        upload(&w.identifier, "train.csv", train_csv.clone()).await,
+        upload(&w.identifier, "test.csv", test_csv.clone()).await,
+    );
     let mut c = cli(&w, "unused");
     c.input = Some(train_uri);
     c.test_input = Some(test_uri);

@@ -9,6 +9,12 @@ pub enum StoreError {
     BucketNotAllowed { bucket: String, allowed: Vec<String> },
     #[error("invalid object key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },
+    #[error(
+        "{uri} is not under this dataset's prefix s3://{bucket}/{prefix}: a claim check may only name the dataset's own objects"
+    )]
+    OutsideDataset { uri: String, bucket: String, prefix: String },
+    #[error("object s3://{bucket}/{key} is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { bucket: String, key: String, size: u64, limit: u64 },
     #[error("object s3://{bucket}/{key} not found")]
     NotFound { bucket: String, key: String },
     #[error("object s3://{bucket}/{key} has {actual} bytes, claim check says {expected}")]
@@ -37,6 +43,8 @@ impl StoreError {
             StoreError::Config(_) => "s3_config",
             StoreError::BucketNotAllowed { .. } => "bucket_not_allowed",
             StoreError::InvalidKey { .. } => "invalid_key",
+            StoreError::OutsideDataset { .. } => "bad_data",
+            StoreError::TooLarge { .. } => "object_too_large",
             StoreError::NotFound { .. } => "object_not_found",
             StoreError::SizeMismatch { .. } => "size_mismatch",
             StoreError::ChecksumMismatch { .. } => "checksum_mismatch",

@@ -24,6 +24,10 @@ use crate::metrics;
 /// Size of each part of a multipart upload.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// The largest object a store downloads unless told otherwise
+/// ([`ClaimCheckStore::with_max_object_bytes`]).
+pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 /// S3 settings shared by every FLTS binary (`#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct S3Args {
@@ -90,12 +94,39 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Refuse an object location outside the dataset's own prefix: `bucket` must
+/// be the one expected (for the topic the claim check came from) and the key
+/// must start with `<identifier>/`. Checked before any request, so nothing of
+/// a refused object is ever read (or quoted in an error).
+pub fn check_dataset_object(
+    bucket: &str,
+    key: &str,
+    expected_bucket: &str,
+    identifier: &str,
+) -> Result<(), StoreError> {
+    let prefix = format!("{identifier}/");
+    if bucket != expected_bucket || !key.starts_with(&prefix) || identifier.is_empty() {
+        return Err(StoreError::OutsideDataset {
+            uri: format!("s3://{}/{}", bucket.escape_debug(), key.escape_debug()),
+            bucket: expected_bucket.to_string(),
+            prefix,
+        });
+    }
+    validate_key(key)
+}
+
+/// [`check_dataset_object`] for a claim check.
+pub fn check_dataset_claim(claim: &ClaimCheck, expected_bucket: &str, identifier: &str) -> Result<(), StoreError> {
+    check_dataset_object(&claim.bucket, &claim.object, expected_bucket, identifier)
+}
+
 /// Verified object storage behind a bucket allowlist.
 #[derive(Clone)]
 pub struct ClaimCheckStore {
     client: Client,
     allowlist: Vec<String>,
     multipart_threshold: usize,
+    max_object_bytes: u64,
 }
 
 impl ClaimCheckStore {
@@ -124,7 +155,19 @@ impl ClaimCheckStore {
             client: Client::from_conf(conf.build()),
             allowlist: args.bucket_allowlist.iter().map(|b| b.trim().to_string()).filter(|b| !b.is_empty()).collect(),
             multipart_threshold: args.multipart_threshold.max(PART_SIZE),
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
         }
+    }
+
+    /// Refuse to download objects larger than `max` bytes (an operator limit).
+    pub fn with_max_object_bytes(mut self, max: u64) -> Self {
+        self.max_object_bytes = max;
+        self
+    }
+
+    /// The download limit in bytes.
+    pub fn max_object_bytes(&self) -> u64 {
+        self.max_object_bytes
     }
 
     /// Check bucket and key before any request is made.
@@ -235,21 +278,39 @@ impl ClaimCheckStore {
     }
 
     /// Download the object a claim check points at and verify size and SHA-256.
+    /// The claim check's size is checked against the store's limit before any
+    /// request, and no more than that many bytes are ever read: a larger
+    /// object is refused from its `Content-Length` (or as soon as the stream
+    /// passes the size), not downloaded first.
     pub async fn get(&self, claim: &ClaimCheck) -> Result<Bytes, StoreError> {
-        let bytes = self.get_object(&claim.bucket, &claim.object).await?;
-        if bytes.len() as u64 != claim.size {
-            return Err(StoreError::SizeMismatch {
-                bucket: claim.bucket.clone(),
-                key: claim.object.clone(),
-                expected: claim.size,
-                actual: bytes.len() as u64,
+        let (bucket, key) = (&claim.bucket, &claim.object);
+        self.check_location(bucket, key)?;
+        if claim.size > self.max_object_bytes {
+            return Err(StoreError::TooLarge {
+                bucket: bucket.clone(),
+                key: key.clone(),
+                size: claim.size,
+                limit: self.max_object_bytes,
             });
+        }
+        let mismatch = |actual| StoreError::SizeMismatch {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            expected: claim.size,
+            actual,
+        };
+        let bytes = match self.get_bounded(bucket, key, claim.size).await {
+            Err(StoreError::TooLarge { size, .. }) => return Err(mismatch(size)),
+            other => other?,
+        };
+        if bytes.len() as u64 != claim.size {
+            return Err(mismatch(bytes.len() as u64));
         }
         let actual = sha256_hex(&bytes);
         if !actual.eq_ignore_ascii_case(&claim.sha256) {
             return Err(StoreError::ChecksumMismatch {
-                bucket: claim.bucket.clone(),
-                key: claim.object.clone(),
+                bucket: bucket.clone(),
+                key: key.clone(),
                 expected: claim.sha256.clone(),
                 actual,
             });
@@ -257,12 +318,25 @@ impl ClaimCheckStore {
         Ok(bytes)
     }
 
-    /// Download an object without a claim check (raw inputs, pointers).
+    /// Download an object without a claim check (raw inputs, pointers), up to
+    /// the store's limit.
     pub async fn get_object(&self, bucket: &str, key: &str) -> Result<Bytes, StoreError> {
+        self.get_object_max(bucket, key, self.max_object_bytes).await
+    }
+
+    /// Download an object of at most `max` bytes (and the store's limit): a
+    /// larger one is refused with [`StoreError::TooLarge`] before its body is read.
+    pub async fn get_object_max(&self, bucket: &str, key: &str, max: u64) -> Result<Bytes, StoreError> {
         self.check_location(bucket, key)?;
+        self.get_bounded(bucket, key, max.min(self.max_object_bytes)).await
+    }
+
+    /// GET with a bounded, streaming read of the body.
+    async fn get_bounded(&self, bucket: &str, key: &str, max: u64) -> Result<Bytes, StoreError> {
         let started = Instant::now();
+        let too_large = |size| StoreError::TooLarge { bucket: bucket.into(), key: key.into(), size, limit: max };
         let result = async {
-            let out = self
+            let mut out = self
                 .client
                 .get_object()
                 .bucket(bucket)
@@ -270,18 +344,30 @@ impl ClaimCheckStore {
                 .send()
                 .await
                 .map_err(|e| classify("get", bucket, key, e))?;
-            out.body.collect().await.map(|b| b.into_bytes()).map_err(|e| StoreError::Transport {
+            let declared = out.content_length().map(|n| n.max(0) as u64);
+            if let Some(size) = declared.filter(|&n| n > max) {
+                // Dropping the body closes the connection: nothing more is read.
+                return Err(too_large(size));
+            }
+            let transport = |e: &dyn std::fmt::Display| StoreError::Transport {
                 op: "get",
                 bucket: bucket.to_string(),
                 key: key.to_string(),
                 message: e.to_string(),
-            })
+            };
+            let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(max) as usize);
+            while let Some(chunk) = out.body.try_next().await.map_err(|e| transport(&e))? {
+                if (buf.len() + chunk.len()) as u64 > max {
+                    return Err(too_large((buf.len() + chunk.len()) as u64));
+                }
+                buf.extend_from_slice(&chunk);
+                metrics::BYTES.with_label_values(&["get"]).inc_by(chunk.len() as u64);
+            }
+            Ok(buf.freeze())
         }
         .await;
         record("get", started, &result);
-        let bytes = result?;
-        metrics::BYTES.with_label_values(&["get"]).inc_by(bytes.len() as u64);
-        Ok(bytes)
+        result
     }
 
     /// The object's size, or `None` when it does not exist.
@@ -399,6 +485,37 @@ mod tests {
         for good in ["site-1/abc123/train.parquet", "a.b/c_d-e.json", "inference-logs/x/20260101/r.jsonl"] {
             assert!(validate_key(good).is_ok(), "{good:?} should be accepted");
         }
+    }
+
+    #[test]
+    fn claim_checks_may_only_name_their_own_dataset() {
+        let claim = |bucket: &str, object: &str| ClaimCheck {
+            bucket: bucket.into(),
+            object: object.into(),
+            size: 1,
+            sha256: "00".into(),
+        };
+        assert!(
+            check_dataset_claim(&claim("processed-data", "site-1/h/train.parquet"), "processed-data", "site-1").is_ok()
+        );
+        for (bucket, object) in [
+            ("processed-data", "site-2/h/train.parquet"),
+            ("processed-data", "site-1-other/h/train.parquet"),
+            ("processed-data", "site-1"),
+            ("inference-logs", "site-1/h/results.jsonl"),
+            ("processed-data", "site-1/../site-2/train.parquet"),
+        ] {
+            let e = check_dataset_claim(&claim(bucket, object), "processed-data", "site-1").unwrap_err();
+            assert!(matches!(e, StoreError::OutsideDataset { .. } | StoreError::InvalidKey { .. }), "{e}");
+            assert!(!e.is_retryable());
+        }
+        let e = check_dataset_claim(&claim("inference-logs", "x/y"), "processed-data", "site-1").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "s3://inference-logs/x/y is not under this dataset's prefix s3://processed-data/site-1/: \
+             a claim check may only name the dataset's own objects"
+        );
+        assert_eq!(e.code(), "bad_data");
     }
 
     #[test]

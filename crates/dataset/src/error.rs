@@ -34,10 +34,16 @@ pub enum DatasetError {
     MissingColumn { file: String, column: String, available: Vec<String> },
     #[error("{file}: {row}, column `{column}`: {problem}")]
     BadTimestamp { file: String, row: Row, column: String, problem: String },
+    #[error("{file}: {row}, column `{column}`: {ms} ms is outside the years 1 to 9999")]
+    TimestampOutOfRange { file: String, row: Row, column: String, ms: i64 },
     #[error("{file}: {row}, column `{column}`: `{value}` is not a number")]
     NotNumeric { file: String, row: Row, column: String, value: String },
     #[error("{file}: column `{column}` has type {dtype}, which is not {expected}")]
     UnsupportedType { file: String, column: String, dtype: String, expected: &'static str },
+    #[error("{file}: {what} is over the limit {limit} = {max}")]
+    OverLimit { file: String, what: String, limit: &'static str, max: u64, value: u64 },
+    #[error("{file}: column `{column}` appears more than once in the header")]
+    DuplicateColumn { file: String, column: String },
     #[error("{file}: cannot read {format}: {message}")]
     Read { file: String, format: &'static str, message: String },
     #[error("cannot write Parquet: {0}")]
@@ -54,4 +60,26 @@ pub enum DatasetError {
     ColumnsNotFeatures { expected: Vec<String>, actual: Vec<String> },
     #[error(transparent)]
     Series(#[from] series::SeriesError),
+}
+
+impl DatasetError {
+    /// Whether the bytes are not readable as their format at all (truncated,
+    /// corrupt), as opposed to a readable file whose contents are refused
+    /// (bad values, missing or duplicate columns, over a limit).
+    pub fn is_unreadable(&self) -> bool {
+        matches!(self, DatasetError::Read { .. } | DatasetError::EmptyFile { .. })
+    }
+
+    /// Whether the input is refused for what it claims or holds rather than
+    /// for its syntax: over a [`ReadLimits`](crate::ReadLimits) limit, a
+    /// column named twice, a timestamp outside the years 1 to 9999. Stages
+    /// dead-letter these as `bad_data`.
+    pub fn is_hostile(&self) -> bool {
+        matches!(
+            self,
+            DatasetError::OverLimit { .. }
+                | DatasetError::DuplicateColumn { .. }
+                | DatasetError::TimestampOutOfRange { .. }
+        )
+    }
 }

@@ -9,17 +9,23 @@
 //!   a common format (ISO 8601, epoch numbers, a given `strftime` format) and
 //!   numeric columns; errors name the file, row and column.
 //! - [`timestamp`]: the timestamp parsers behind [`raw`].
+//! - [`limits`]: [`ReadLimits`], checked against a Parquet footer and page
+//!   headers or a CSV header before anything is decoded.
 //! - [`generate`]: a deterministic generator of realistic multi-column base
 //!   station traffic for demos, tests and benches.
 //! - [`error`]: [`DatasetError`], whose input errors name the file, row and column.
 
 pub mod error;
 pub mod generate;
+pub mod limits;
 pub mod processed;
 pub mod raw;
 pub mod timestamp;
 
 pub use error::{DatasetError, Row};
-pub use processed::{META_CONFIG, META_CONFIG_HASH, META_ROLES, META_SCALER, read_processed, write_processed};
+pub use limits::ReadLimits;
+pub use processed::{
+    META_CONFIG, META_CONFIG_HASH, META_ROLES, META_SCALER, read_processed, read_processed_limited, write_processed,
+};
 pub use raw::{RawFormat, RawOptions, read_raw, write_raw_csv, write_raw_parquet};
 pub use timestamp::TimestampUnit;

@@ -12,6 +12,10 @@ use series::{Column, Frame, ProcessedMeta, Roles, Scaler};
 
 use crate::error::DatasetError;
 
+mod arrow_schema;
+use crate::limits::ReadLimits;
+use crate::timestamp::{MAX_MS, MIN_MS};
+
 /// SHA-256 hex of the canonical config (plain text, not JSON-quoted).
 pub const META_CONFIG_HASH: &str = "flts.config_hash";
 /// The canonical config, compact JSON with sorted keys.
@@ -28,6 +32,14 @@ fn check(frame: &Frame, roles: &Roles) -> Result<(), DatasetError> {
     let actual: Vec<String> = frame.column_names().map(str::to_string).collect();
     if actual != roles.features {
         return Err(DatasetError::ColumnsNotFeatures { expected: roles.features.clone(), actual });
+    }
+    if let Some(i) = frame.timestamps.iter().position(|t| !(MIN_MS..=MAX_MS).contains(t)) {
+        return Err(DatasetError::TimestampOutOfRange {
+            file: "processed data".into(),
+            row: crate::Row { index: i, csv: false },
+            column: roles.timestamp.clone(),
+            ms: frame.timestamps[i],
+        });
     }
     if let Some(i) = frame.timestamps.windows(2).position(|w| w[1] <= w[0]) {
         return Err(DatasetError::NotIncreasing { row: i + 1, prev: frame.timestamps[i], ts: frame.timestamps[i + 1] });
@@ -58,6 +70,8 @@ pub fn write_processed(frame: &Frame, meta: &ProcessedMeta) -> Result<Vec<u8>, D
         (META_SCALER.to_string(), meta.scaler.to_json()),
         (META_ROLES.to_string(), roles),
     ];
+    // The same keys inside the Arrow schema, where pyarrow and pandas look.
+    let kv = [vec![arrow_schema::arrow_schema_entry(&df, &kv)], kv].concat();
     let mut buf = Vec::new();
     ParquetWriter::new(&mut buf)
         .with_compression(ParquetCompression::Zstd(None))
@@ -71,8 +85,20 @@ fn bad(key: &'static str) -> impl Fn(String) -> DatasetError {
     move |message| DatasetError::BadMetadata { key, message }
 }
 
-/// Decode a processed part: the frame (features in role order) and its metadata.
+/// Decode a processed part: the frame (features in role order) and its
+/// metadata, under the default [`ReadLimits`].
 pub fn read_processed(bytes: &[u8]) -> Result<(Frame, ProcessedMeta), DatasetError> {
+    read_processed_limited(bytes, &ReadLimits::default())
+}
+
+/// [`read_processed`] under `limits`: what the footer and page headers claim
+/// is checked before anything is decoded.
+pub fn read_processed_limited(bytes: &[u8], limits: &ReadLimits) -> Result<(Frame, ProcessedMeta), DatasetError> {
+    crate::limits::check_parquet("processed Parquet", bytes, limits)?;
+    crate::limits::no_panic("processed Parquet", "Parquet", || decode_processed(bytes))
+}
+
+fn decode_processed(bytes: &[u8]) -> Result<(Frame, ProcessedMeta), DatasetError> {
     let read_err = |e: PolarsError| DatasetError::Read {
         file: "processed Parquet".into(),
         format: "Parquet",

@@ -15,7 +15,8 @@ use polars::prelude::{
 use series::{Column, Frame};
 
 use crate::error::{DatasetError, Row};
-use crate::timestamp::{TimestampUnit, parse_iso, parse_with_format};
+use crate::limits::{self, ReadLimits};
+use crate::timestamp::{MAX_MS, MIN_MS, TimestampUnit, parse_iso, parse_with_format};
 
 /// Rows polars looks at to infer CSV column types.
 const INFER_ROWS: usize = 10_000;
@@ -55,6 +56,9 @@ pub struct RawOptions {
     pub timestamp_unit: Option<TimestampUnit>,
     /// CSV field separator.
     pub separator: u8,
+    /// What the file may claim (rows, columns, decoded bytes), checked
+    /// before it is decoded.
+    pub limits: ReadLimits,
 }
 
 impl Default for RawOptions {
@@ -65,19 +69,37 @@ impl Default for RawOptions {
             timestamp_format: None,
             timestamp_unit: None,
             separator: b',',
+            limits: ReadLimits::default(),
         }
     }
 }
 
-/// Read a raw CSV or Parquet file (`file` names it in errors).
+/// Read a raw CSV or Parquet file (`file` names it in errors). What the file
+/// claims is checked against `opts.limits` before it is decoded, and a panic
+/// of the decoder on hostile bytes is an unreadable file, not a crash.
 pub fn read_raw(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, DatasetError> {
+    let format = RawFormat::detect(bytes).name();
+    crate::limits::no_panic(file, format, || read_raw_inner(file, bytes, opts))
+}
+
+fn read_raw_inner(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, DatasetError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(DatasetError::EmptyFile { file: file.into() });
     }
     let format = RawFormat::detect(bytes);
+    // Sizes the file claims are checked before anything is decoded.
     let available = match format {
-        RawFormat::Csv => csv_header(bytes, opts.separator),
-        RawFormat::Parquet => parquet_columns(file, bytes)?,
+        RawFormat::Csv => {
+            let header = csv_header(bytes, opts.separator);
+            limits::check_csv(file, &header, bytes, &opts.limits)?;
+            header
+        }
+        RawFormat::Parquet => {
+            limits::check_parquet(file, bytes, &opts.limits)?;
+            let names = parquet_columns(file, bytes)?;
+            limits::duplicate_names(file, &names)?;
+            names
+        }
     };
     let wanted = select_columns(file, &available, opts)?;
     let reader = Reader { file, format, opts };
@@ -95,6 +117,14 @@ pub fn read_raw(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, Da
     // Columns leave the polars frame one by one, so only one exists twice at a time.
     let mut take = |name: &str| df.drop_in_place(name).map_err(|e| reader.read_error(e));
     let timestamps = reader.timestamps(&take(&opts.timestamp_column)?)?;
+    if let Some(i) = timestamps.iter().position(|t| !(MIN_MS..=MAX_MS).contains(t)) {
+        return Err(DatasetError::TimestampOutOfRange {
+            file: file.into(),
+            row: reader.row(i),
+            column: opts.timestamp_column.clone(),
+            ms: timestamps[i],
+        });
+    }
     let mut columns = Vec::with_capacity(wanted.len() - 1);
     for name in &wanted[1..] {
         columns.push(Column { name: name.clone(), values: reader.numbers(&take(name)?)? });
@@ -169,6 +199,21 @@ impl Reader<'_> {
 
     fn read_error(&self, e: impl ToString) -> DatasetError {
         DatasetError::Read { file: self.file.into(), format: self.format.name(), message: e.to_string() }
+    }
+
+    /// A finite epoch number outside the years 1 to 9999 is out of range; a
+    /// NaN or infinity is not a time at all.
+    fn bad_epoch(&self, index: usize, unit: TimestampUnit, v: f64) -> DatasetError {
+        if v.is_finite() {
+            DatasetError::TimestampOutOfRange {
+                file: self.file.into(),
+                row: self.row(index),
+                column: self.opts.timestamp_column.clone(),
+                ms: unit.scale_to_ms(v) as i64,
+            }
+        } else {
+            self.bad_ts(index, format!("`{v}` is not a valid epoch time"))
+        }
     }
 
     fn bad_ts(&self, index: usize, problem: String) -> DatasetError {
@@ -248,9 +293,7 @@ impl Reader<'_> {
                     .enumerate()
                     .map(|(i, v)| match v {
                         None => Err(empty(i)),
-                        Some(v) => {
-                            unit.to_ms(v).ok_or_else(|| self.bad_ts(i, format!("`{v}` is not a valid epoch time")))
-                        }
+                        Some(v) => unit.to_ms(v).ok_or_else(|| self.bad_epoch(i, unit, v)),
                     })
                     .collect()
             }
@@ -277,7 +320,10 @@ impl Reader<'_> {
             let parsed = match &mode {
                 TextTs::Format(f) => parse_with_format(s, f),
                 TextTs::Iso => parse_iso(s),
-                TextTs::Epoch(unit) => s.parse::<f64>().ok().and_then(|v| unit.to_ms(v)),
+                TextTs::Epoch(unit) => match s.parse::<f64>() {
+                    Ok(v) if v.is_finite() => Some(unit.to_ms(v).ok_or_else(|| self.bad_epoch(i, *unit, v))?),
+                    _ => None,
+                },
             };
             let Some(ms) = parsed else {
                 let expected = match &mode {

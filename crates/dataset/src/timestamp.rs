@@ -8,6 +8,12 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 
+/// The earliest timestamp an input may hold: 0001-01-01 00:00:00 UTC, in ms.
+pub const MIN_MS: i64 = -62_135_596_800_000;
+/// The latest: 9999-12-31 23:59:59.999 UTC. Inside these bounds any difference
+/// or sum of two timestamps fits in an `i64` many times over.
+pub const MAX_MS: i64 = 253_402_300_799_999;
+
 /// Unit of epoch-number timestamps.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimestampUnit {
@@ -49,14 +55,19 @@ impl TimestampUnit {
     /// An epoch number in this unit as milliseconds (rounded), or `None` when
     /// it is not finite or out of range.
     pub fn to_ms(self, v: f64) -> Option<i64> {
-        let ms = match self {
+        let ms = self.scale_to_ms(v);
+        (ms.is_finite() && (MIN_MS as f64..=MAX_MS as f64).contains(&ms)).then_some(ms as i64)
+    }
+
+    /// An epoch number in this unit as (rounded) milliseconds, unchecked.
+    pub fn scale_to_ms(self, v: f64) -> f64 {
+        match self {
             TimestampUnit::Seconds => v * 1e3,
             TimestampUnit::Millis => v,
             TimestampUnit::Micros => v / 1e3,
             TimestampUnit::Nanos => v / 1e6,
         }
-        .round();
-        (ms.is_finite() && ms.abs() < 9.0e15).then_some(ms as i64)
+        .round()
     }
 
     /// Integer epoch in this unit as milliseconds (exact for ms and coarser).

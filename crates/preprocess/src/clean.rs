@@ -85,7 +85,7 @@ pub fn drop_duplicates(frame: &mut Frame, allow: bool, part: &str) -> Result<usi
 /// The most common positive step between consecutive timestamps (ties: the
 /// smaller step).
 pub fn detect_interval(timestamps: &[i64]) -> Option<i64> {
-    let mut steps: Vec<i64> = timestamps.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 0).collect();
+    let mut steps: Vec<i64> = timestamps.windows(2).map(|w| w[1].saturating_sub(w[0])).filter(|d| *d > 0).collect();
     steps.sort_unstable();
     let mut best: Option<(i64, usize)> = None;
     for run in steps.chunk_by(|a, b| a == b) {
@@ -105,16 +105,19 @@ pub fn regularize(frame: Frame, interval: i64, anchor: i64, part: &str) -> Resul
     if n == 0 {
         return Ok((frame, 0));
     }
-    let slot = |ts: i64| (ts - anchor + interval / 2).div_euclid(interval);
+    // Slot arithmetic in i128: timestamps and intervals from input cannot overflow it.
+    let (anchor_w, interval_w) = (i128::from(anchor), i128::from(interval));
+    let slot = |ts: i64| (i128::from(ts) - anchor_w + interval_w / 2).div_euclid(interval_w);
     let first = slot(frame.timestamps[0]);
     let last = slot(frame.timestamps[n - 1]);
-    let already = frame.timestamps.iter().enumerate().all(|(i, &t)| t == anchor + (first + i as i64) * interval);
+    let already =
+        frame.timestamps.iter().enumerate().all(|(i, &t)| i128::from(t) == anchor_w + (first + i as i128) * interval_w);
     if already {
         return Ok((frame, 0));
     }
-    let slots = (last - first + 1) as usize;
+    let slots = last - first + 1;
     // A wrong interval or a stray timestamp years away would explode the grid.
-    if slots > n.saturating_mul(10).saturating_add(10_000) {
+    if slots > (n as i128).saturating_mul(10).saturating_add(10_000) {
         return Err(data_err(
             part,
             format!(
@@ -125,7 +128,11 @@ pub fn regularize(frame: Frame, interval: i64, anchor: i64, part: &str) -> Resul
             ),
         ));
     }
-    let timestamps: Vec<i64> = (0..slots as i64).map(|k| anchor + (first + k) * interval).collect();
+    let grid: Option<Vec<i64>> = (0..slots).map(|k| i64::try_from(anchor_w + (first + k) * interval_w).ok()).collect();
+    let Some(timestamps) = grid else {
+        return Err(data_err(part, format!("regularising at {interval} ms puts a row outside the timestamp range")));
+    };
+    let slots = slots as usize;
     let index: Vec<usize> = frame.timestamps.iter().map(|&t| (slot(t) - first) as usize).collect();
     // Sorted rows: slots never decrease, so distinct slots are where they change.
     let occupied = 1 + index.windows(2).filter(|w| w[1] != w[0]).count();

@@ -119,6 +119,13 @@ pub struct PreprocessConfig {
     pub output_len: usize,
     /// Larger inputs are refused before they are read.
     pub max_input_bytes: u64,
+    /// Inputs claiming more rows (Parquet footer, CSV lines) are refused before they are decoded.
+    pub max_input_rows: u64,
+    /// Inputs with more columns are refused before they are decoded.
+    pub max_input_columns: u64,
+    /// Inputs whose decoded size (rows x columns x 8, or the Parquet pages'
+    /// declared decompressed sizes) is larger are refused before they are decoded.
+    pub max_decoded_bytes: u64,
     /// Free text mixed into the hash, to force a new version on purpose.
     pub salt: String,
 }
@@ -143,6 +150,9 @@ impl Default for PreprocessConfig {
             input_len: 10,
             output_len: 1,
             max_input_bytes: 2 * 1024 * 1024 * 1024,
+            max_input_rows: dataset::ReadLimits::default().max_rows,
+            max_input_columns: dataset::ReadLimits::default().max_columns,
+            max_decoded_bytes: dataset::ReadLimits::default().max_decoded_bytes,
             salt: String::new(),
         }
     }
@@ -199,7 +209,35 @@ pub fn merge(base: &mut Value, patch: &Value) {
     }
 }
 
+/// The settings that are operator limits. A request's overrides may lower
+/// them, never raise them ([`PreprocessConfig::resolve_request`]).
+pub const LIMITS: [&str; 4] = ["max_input_bytes", "max_input_rows", "max_input_columns", "max_decoded_bytes"];
+
 impl PreprocessConfig {
+    /// The config for a request: the operator's layers (file, env and flags)
+    /// with the request's overrides over them, except that every operator
+    /// limit ([`LIMITS`]) is a ceiling: a request may lower it, never raise it.
+    pub fn resolve_request(operator: &[&Value], request: &Value) -> Result<PreprocessConfig, ConfigError> {
+        let ceiling = PreprocessConfig::resolve(operator)?;
+        let mut layers = operator.to_vec();
+        layers.push(request);
+        let mut config = PreprocessConfig::resolve(&layers)?;
+        config.max_input_bytes = config.max_input_bytes.min(ceiling.max_input_bytes);
+        config.max_input_rows = config.max_input_rows.min(ceiling.max_input_rows);
+        config.max_input_columns = config.max_input_columns.min(ceiling.max_input_columns);
+        config.max_decoded_bytes = config.max_decoded_bytes.min(ceiling.max_decoded_bytes);
+        Ok(config)
+    }
+
+    /// The read limits of this config.
+    pub fn read_limits(&self) -> dataset::ReadLimits {
+        dataset::ReadLimits {
+            max_rows: self.max_input_rows,
+            max_columns: self.max_input_columns,
+            max_decoded_bytes: self.max_decoded_bytes,
+        }
+    }
+
     /// Merge the layers in order over the defaults, parse and check.
     pub fn resolve(layers: &[&Value]) -> Result<PreprocessConfig, ConfigError> {
         let mut merged = Value::Object(Map::new());
@@ -272,8 +310,8 @@ impl PreprocessConfig {
     pub fn canonical(&self, input_sha256: &str, test_input_sha256: Option<&str>) -> Value {
         let mut settings = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut settings {
-            for k in ["input_len", "output_len", "max_input_bytes"] {
-                m.remove(k);
+            for k in ["input_len", "output_len"].iter().chain(&LIMITS) {
+                m.remove(*k);
             }
         }
         serde_json::json!({
@@ -411,9 +449,18 @@ pub struct ConfigArgs {
     /// Rows predicted per window.
     #[arg(long, env = "OUTPUT_SEQ_LEN")]
     pub output_len: Option<usize>,
-    /// Refuse inputs larger than this many bytes.
+    /// Refuse inputs larger than this many bytes (a ceiling requests cannot raise).
     #[arg(long, env = "MAX_INPUT_BYTES")]
     pub max_input_bytes: Option<u64>,
+    /// Refuse inputs claiming more rows, before decoding (a ceiling requests cannot raise).
+    #[arg(long, env = "MAX_INPUT_ROWS")]
+    pub max_input_rows: Option<u64>,
+    /// Refuse inputs with more columns, before decoding (a ceiling requests cannot raise).
+    #[arg(long, env = "MAX_INPUT_COLUMNS")]
+    pub max_input_columns: Option<u64>,
+    /// Refuse inputs that would decode to more bytes, before decoding (a ceiling requests cannot raise).
+    #[arg(long, env = "MAX_DECODED_BYTES")]
+    pub max_decoded_bytes: Option<u64>,
     /// Free text mixed into the config hash.
     #[arg(long, env = "CONFIG_SALT")]
     pub salt: Option<String>,
@@ -456,6 +503,9 @@ impl ConfigArgs {
         put(&mut top, "input_len", &self.input_len);
         put(&mut top, "output_len", &self.output_len);
         put(&mut top, "max_input_bytes", &self.max_input_bytes);
+        put(&mut top, "max_input_rows", &self.max_input_rows);
+        put(&mut top, "max_input_columns", &self.max_input_columns);
+        put(&mut top, "max_decoded_bytes", &self.max_decoded_bytes);
         put(&mut top, "salt", &self.salt);
         if !clean.is_empty() {
             top.insert("clean".into(), Value::Object(clean));
@@ -537,6 +587,32 @@ mod tests {
             m.retain(|_, v| !v.is_null());
         }
         assert_eq!(file, all, "every key that has a default value is in the example");
+    }
+
+    #[test]
+    fn operator_limits_are_ceilings_a_request_can_lower_but_never_raise() {
+        let file = json!({"max_input_rows": 1_000});
+        let env = json!({"max_input_bytes": 50_000, "max_decoded_bytes": 4_000_000});
+        let raise = json!({"max_input_bytes": 1_000_000_000_000_000u64, "max_input_rows": u64::MAX,
+            "max_input_columns": u64::MAX, "max_decoded_bytes": u64::MAX, "scaler": "standard"});
+        let c = PreprocessConfig::resolve_request(&[&file, &env], &raise).unwrap();
+        assert_eq!((c.max_input_bytes, c.max_input_rows, c.max_decoded_bytes), (50_000, 1_000, 4_000_000));
+        assert_eq!(c.max_input_columns, PreprocessConfig::default().max_input_columns);
+        assert_eq!(c.scaler, ScalerKind::Standard, "other overrides still apply");
+        let lower = json!({"max_input_bytes": 10, "max_input_rows": 5, "max_input_columns": 2, "max_decoded_bytes": 7});
+        let c = PreprocessConfig::resolve_request(&[&file, &env], &lower).unwrap();
+        assert_eq!((c.max_input_bytes, c.max_input_rows, c.max_input_columns, c.max_decoded_bytes), (10, 5, 2, 7));
+        // Every limit field is a ceiling: each raised alone stays at the operator's value.
+        let ceiling = PreprocessConfig::resolve(&[&file, &env]).unwrap();
+        for key in LIMITS {
+            let c = PreprocessConfig::resolve_request(&[&file, &env], &json!({ key: u64::MAX })).unwrap();
+            let (got, want) =
+                (serde_json::to_value(&c).unwrap()[key].clone(), serde_json::to_value(&ceiling).unwrap()[key].clone());
+            assert_eq!(got, want, "{key}");
+        }
+        // Null in a request restores a default, which must not exceed the operator's value either.
+        let c = PreprocessConfig::resolve_request(&[&file, &env], &json!({"max_input_bytes": null})).unwrap();
+        assert_eq!(c.max_input_bytes, 50_000);
     }
 
     #[test]

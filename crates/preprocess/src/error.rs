@@ -46,6 +46,9 @@ impl PreprocessError {
         match self {
             PreprocessError::Config(_) => "bad_config",
             PreprocessError::Request(_) => "bad_request",
+            // Readable input refused for what it claims (over a limit, a
+            // column twice, timestamps beyond year 9999) is bad data.
+            PreprocessError::Input(e) if e.is_hostile() => "bad_data",
             PreprocessError::Input(_) => "bad_input",
             PreprocessError::TooLarge { .. } => "input_too_large",
             PreprocessError::Data { .. } => "bad_data",

@@ -76,6 +76,9 @@ pub struct Cli {
     /// Bucket of the processed data.
     #[arg(long, env = "PROCESSED_BUCKET", default_value = "processed-data")]
     pub bucket: String,
+    /// The only bucket raw inputs are read from (each dataset's under `<identifier>/`).
+    #[arg(long, env = "RAW_BUCKET", default_value = "raw-data")]
+    pub raw_bucket: String,
     /// Topic of training claim checks.
     #[arg(long, env = "TRAINING_DATA_TOPIC", default_value = topics::TRAINING_DATA)]
     pub training_topic: String,
@@ -113,6 +116,7 @@ impl Cli {
             file,
             args: self.settings.patch(),
             bucket: self.bucket.clone(),
+            raw_bucket: self.raw_bucket.clone(),
             training_topic: self.training_topic.clone(),
             inference_topic: self.inference_topic.clone(),
             allow_local_inputs: self.input.is_some(),

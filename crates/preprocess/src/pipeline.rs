@@ -58,7 +58,7 @@ pub fn add_calendar(frame: &mut Frame, offset_minutes: i32) {
     let tau = std::f64::consts::TAU;
     let mut cols: [Vec<f64>; 4] = std::array::from_fn(|_| Vec::with_capacity(frame.len()));
     for &ts in &frame.timestamps {
-        let local = ts + offset_minutes as i64 * 60_000;
+        let local = ts.saturating_add(offset_minutes as i64 * 60_000);
         let day_frac = local.rem_euclid(DAY) as f64 / DAY as f64;
         // 1970-01-01 was a Thursday; Monday = 0.
         let dow = (local.div_euclid(DAY) + 3).rem_euclid(7) as f64 + day_frac;
@@ -116,6 +116,7 @@ pub fn process(
         timestamp_format: config.timestamp_format.clone(),
         timestamp_unit: config.timestamp_unit,
         separator: config.csv_separator as u8,
+        limits: config.read_limits(),
     };
     let input_name = input.name;
     let mut full = load(input, &opts, config, "train", &mut stats)?;

@@ -85,6 +85,9 @@ pub struct Settings {
     pub args: Value,
     /// Bucket of the processed data.
     pub bucket: String,
+    /// The only bucket raw inputs are read from, and only under
+    /// `<identifier>/` (a request may not name another dataset's objects).
+    pub raw_bucket: String,
     pub training_topic: String,
     pub inference_topic: String,
     /// Whether local paths are accepted as inputs (one-shot CLI yes, requests no).
@@ -97,6 +100,9 @@ pub struct Preprocessor {
     store: ClaimCheckStore,
     producer: Producer,
 }
+
+/// The largest manifest.json read back.
+const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 
 /// Object keys of a processed dataset.
 pub fn object_key(identifier: &str, config_hash: &str, name: &str) -> String {
@@ -112,19 +118,21 @@ impl Preprocessor {
         Preprocessor { settings, store, producer }
     }
 
-    /// Fetch an input, refusing it before download when it is over the limit.
-    async fn fetch(&self, loc: &str, limit: u64) -> Result<Bytes, PreprocessError> {
+    /// Fetch an input of dataset `identifier`. An S3 input must be in the raw
+    /// bucket under `<identifier>/` (checked before any request, so nothing
+    /// of another dataset's object is read or quoted), and one over `limit`
+    /// bytes is refused from its declared size, before its body is read.
+    async fn fetch(&self, loc: &str, limit: u64, identifier: &str) -> Result<Bytes, PreprocessError> {
         match Location::parse(loc)? {
             Location::S3 { bucket, key } => {
-                let size = self
-                    .store
-                    .head(&bucket, &key)
-                    .await?
-                    .ok_or_else(|| claim_check::StoreError::NotFound { bucket: bucket.clone(), key: key.clone() })?;
-                if size > limit {
-                    return Err(PreprocessError::TooLarge { file: loc.into(), size, limit });
+                self.store.check_location(&bucket, &key)?;
+                claim_check::check_dataset_object(&bucket, &key, &self.settings.raw_bucket, identifier)?;
+                match self.store.get_object_max(&bucket, &key, limit).await {
+                    Err(claim_check::StoreError::TooLarge { size, .. }) => {
+                        Err(PreprocessError::TooLarge { file: loc.into(), size, limit })
+                    }
+                    other => Ok(other?),
                 }
-                Ok(self.store.get_object(&bucket, &key).await?)
             }
             Location::Local(path) => {
                 if !self.settings.allow_local_inputs {
@@ -140,9 +148,12 @@ impl Preprocessor {
     /// The complete, still present outputs of an earlier run, if any.
     async fn existing(&self, identifier: &str, hash: &str) -> Result<Option<Manifest>, PreprocessError> {
         let key = object_key(identifier, hash, "manifest.json");
-        let bytes = match self.store.get_object(&self.settings.bucket, &key).await {
+        // A manifest is a few hundred bytes; anything far larger is not ours.
+        let bytes = match self.store.get_object_max(&self.settings.bucket, &key, MAX_MANIFEST_BYTES).await {
             Ok(b) => b,
-            Err(claim_check::StoreError::NotFound { .. }) => return Ok(None),
+            Err(claim_check::StoreError::NotFound { .. } | claim_check::StoreError::TooLarge { .. }) => {
+                return Ok(None);
+            }
             Err(e) => return Err(e.into()),
         };
         let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else { return Ok(None) };
@@ -159,10 +170,11 @@ impl Preprocessor {
         let started = Instant::now();
         contracts::topics::validate_identifier(&job.identifier).map_err(PreprocessError::Request)?;
         let overrides = job.overrides.clone().unwrap_or(Value::Null);
-        let config = PreprocessConfig::resolve(&[&self.settings.file, &self.settings.args, &overrides])?;
-        let input = self.fetch(&job.input, config.max_input_bytes).await?;
+        // The operator's limits are ceilings the request's overrides cannot raise.
+        let config = PreprocessConfig::resolve_request(&[&self.settings.file, &self.settings.args], &overrides)?;
+        let input = self.fetch(&job.input, config.max_input_bytes, &job.identifier).await?;
         let test_input = match &job.test_input {
-            Some(t) => Some(self.fetch(t, config.max_input_bytes).await?),
+            Some(t) => Some(self.fetch(t, config.max_input_bytes, &job.identifier).await?),
             None => None,
         };
         metrics::INPUT_BYTES.inc_by(input.len() as u64 + test_input.as_ref().map_or(0, |b| b.len() as u64));

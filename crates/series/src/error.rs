@@ -30,6 +30,8 @@ pub enum SeriesError {
     InvalidFraction(f64),
     #[error("{what}: expected {expected} values, got {actual}")]
     Shape { what: String, expected: usize, actual: usize },
+    #[error("{what} would not fit in memory")]
+    TooLarge { what: String },
     #[error("no windows to {0}")]
     NoWindows(&'static str),
     #[error("sampling interval must be a positive number of milliseconds, got {0}")]

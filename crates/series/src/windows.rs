@@ -21,9 +21,20 @@ impl Default for WindowSpec {
 }
 
 impl WindowSpec {
-    /// Rows one window spans.
+    /// Rows one window spans (saturating: lengths from input near
+    /// `usize::MAX` make a window no series can hold, never an overflow).
     pub fn rows(&self) -> usize {
-        self.input_len + self.output_len
+        self.input_len.saturating_add(self.output_len)
+    }
+
+    /// Values of the `x` and `y` tensors of every window of a `rows`-row
+    /// frame with `features` and `targets` columns; `None` when that does not
+    /// fit in a `usize` (so cannot be allocated).
+    pub fn tensor_values(&self, rows: usize, features: usize, targets: usize) -> Option<(usize, usize)> {
+        let n = rows.checked_sub(self.rows())?.checked_add(1)?;
+        let x = n.checked_mul(self.input_len)?.checked_mul(features)?;
+        let y = n.checked_mul(self.output_len)?.checked_mul(targets)?;
+        Some((x, y))
     }
 
     /// Check that `rows` rows hold at least one window.
@@ -69,8 +80,11 @@ pub fn make_windows(frame: &Frame, roles: &Roles, spec: WindowSpec) -> Result<Wi
     let target_cols: Vec<&[f64]> = targets.iter().map(|&t| features[t]).collect();
     let (nf, nt) = (features.len(), targets.len());
     let n = frame.len() - spec.rows() + 1;
-    let mut x = Vec::with_capacity(n * spec.input_len * nf);
-    let mut y = Vec::with_capacity(n * spec.output_len * nt);
+    let (x_len, y_len) = spec.tensor_values(frame.len(), nf, nt).ok_or(SeriesError::TooLarge {
+        what: format!("windows of {} rows over {} rows and {nf} features", spec.rows(), frame.len()),
+    })?;
+    let mut x = Vec::with_capacity(x_len);
+    let mut y = Vec::with_capacity(y_len);
     for w in 0..n {
         for row in w..w + spec.input_len {
             x.extend(features.iter().map(|col| col[row] as f32));
@@ -199,6 +213,20 @@ mod tests {
         r.features.push("nope".into());
         let e = make_windows(&frame(20), &r, WindowSpec::default()).unwrap_err();
         assert!(e.to_string().starts_with("column `nope` not found"), "{e}");
+    }
+
+    #[test]
+    fn lengths_near_usize_max_are_an_error_not_an_overflow() {
+        for (input_len, output_len) in [(usize::MAX, 1), (1, usize::MAX), (usize::MAX, usize::MAX), (usize::MAX / 2, 3)]
+        {
+            let spec = WindowSpec { input_len, output_len };
+            let e = make_windows(&frame(20), &roles(), spec).unwrap_err();
+            assert!(matches!(e, SeriesError::TooShort { .. }), "{e}");
+            assert!(spec.check_rows(usize::MAX - 1).is_err() || spec.rows() < usize::MAX);
+        }
+        let big = WindowSpec { input_len: 1 << 40, output_len: 1 };
+        assert_eq!(big.tensor_values(1 << 41, 1 << 20, 1), None);
+        assert_eq!(WindowSpec { input_len: 2, output_len: 1 }.tensor_values(5, 3, 1), Some((18, 3)));
     }
 
     #[test]

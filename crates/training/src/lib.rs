@@ -10,6 +10,7 @@
 //! SUCCESS re-published instead of training again) and the `--once` mode.
 //!
 //! # Layout
+//! - [`input`]: where a trainer's inputs may be and the operator limits on them.
 //! - [`prepare`]: processed frames in, train/validation/test windows and baselines out.
 //! - [`report`]: what a finished fit leaves behind (metrics, model card, plots, predictions).
 //! - [`service`]: the Kafka handler and the stage's `run`.
@@ -20,12 +21,14 @@ use std::ops::ControlFlow;
 
 use contracts::{EvalProtocol, ModelFormat, ModelType};
 
+pub mod input;
 pub mod metrics;
 pub mod once;
 pub mod prepare;
 pub mod report;
 pub mod service;
 
+pub use input::InputArgs;
 pub use prepare::{Prepared, WindowArgs};
 pub use service::{TrainerCli, run_service};
 

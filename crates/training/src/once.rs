@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ModelTrainer, Prepared, WindowArgs, report};
+use crate::{InputArgs, ModelTrainer, WindowArgs, report};
 
 /// Flags of the one-shot mode.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -44,12 +44,13 @@ pub async fn run<T: ModelTrainer>(
     trainer: Arc<T>,
     args: &OnceArgs,
     window: &WindowArgs,
+    input: &InputArgs,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let (Some(train), Some(test)) = (&args.train, &args.test) else {
         bail!("--once needs --train FILE and --test FILE (processed Parquet from `preprocess --once`)");
     };
-    let summary = fit_files(trainer, train, test, &args.output, window, cancel).await?;
+    let summary = fit_files(trainer, train, test, &args.output, window, input, cancel).await?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }
@@ -61,15 +62,20 @@ pub async fn fit_files<T: ModelTrainer>(
     test: &Path,
     output: &Path,
     window: &WindowArgs,
+    input: &InputArgs,
     cancel: CancellationToken,
 ) -> anyhow::Result<OnceSummary> {
-    let read = |p: &Path| -> anyhow::Result<_> {
-        let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
-        dataset::read_processed(&bytes).with_context(|| format!("decode {}", p.display()))
+    let read = |p: &Path| -> anyhow::Result<Vec<u8>> {
+        let size = std::fs::metadata(p).with_context(|| format!("read {}", p.display()))?.len();
+        if size > input.max_object_bytes {
+            bail!("{}: {size} bytes is over the limit MAX_OBJECT_BYTES = {}", p.display(), input.max_object_bytes);
+        }
+        std::fs::read(p).with_context(|| format!("read {}", p.display()))
     };
-    let (train_frame, meta) = read(train)?;
-    let (test_frame, _) = read(test)?;
-    let data = Prepared::new(train_frame, test_frame, meta, window).map_err(anyhow::Error::msg)?;
+    let (train_bytes, test_bytes) = (read(train)?, read(test)?);
+    let data = input
+        .prepare(&train_bytes, &test_bytes, None, window)
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message()))?;
     let model_type = trainer.model_type();
     let params = trainer.params();
     let started = std::time::Instant::now();

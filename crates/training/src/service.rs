@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bytes::Bytes;
 use chrono::Utc;
-use claim_check::{ClaimCheckStore, S3Args, StoreError};
+use claim_check::{ClaimCheckStore, S3Args};
 use contracts::{ModelArtifact, ModelTraining, ModelType, TrainingData, TrainingStatus, TrainingSuccess, V1};
 use kafka_utils::{ConsumerArgs, ConsumerSettings, Handler, HandlerError, KafkaArgs, Producer, Record};
 use mlflow_client::{KeyValue, Metric, MlflowArgs, MlflowClient, MlflowError, RunStatus};
@@ -26,6 +25,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::input::InputArgs;
 use crate::once::OnceArgs;
 use crate::{ModelTrainer, Prepared, Progress, TrainError, WindowArgs, metrics, report};
 
@@ -54,6 +54,8 @@ pub struct TrainerCli {
     #[command(flatten)]
     pub window: WindowArgs,
     #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
     pub once: OnceArgs,
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -76,7 +78,7 @@ pub async fn run_service<T: ModelTrainer>(
 ) -> anyhow::Result<()> {
     let trainer = Arc::new(trainer);
     if cli.once.once {
-        return crate::once::run(trainer, &cli.once, &cli.window, cancel).await;
+        return crate::once::run(trainer, &cli.once, &cli.window, &cli.input, cancel).await;
     }
     cli.kafka.validate().context("check Kafka settings")?;
     cli.s3.validate().context("check S3 settings")?;
@@ -91,6 +93,7 @@ pub async fn run_service<T: ModelTrainer>(
         experiment: cli.experiment.clone(),
         experiment_id: OnceCell::new(),
         window: cli.window.clone(),
+        input: cli.input.clone(),
         retry_budget: Duration::from_secs(cli.retry_budget_secs),
         current_run: Mutex::new(None),
         cancel: cancel.clone(),
@@ -128,6 +131,7 @@ pub struct TrainHandler<T> {
     experiment: String,
     experiment_id: OnceCell<String>,
     window: WindowArgs,
+    input: InputArgs,
     retry_budget: Duration,
     /// Run opened for the record in hand (one record at a time), for the FAILED event.
     current_run: Mutex<Option<String>>,
@@ -139,6 +143,7 @@ impl<T: ModelTrainer> Handler for TrainHandler<T> {
         *self.current_run.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let msg: TrainingData = record.decode()?;
         contracts::topics::validate_identifier(&msg.identifier).map_err(HandlerError::decode)?;
+        self.input.check_claims(&self.store, &msg)?;
         let model_type = self.trainer.model_type();
         let experiment_id = self
             .experiment_id
@@ -247,10 +252,8 @@ impl<T: ModelTrainer> TrainHandler<T> {
         let train_start = Utc::now();
         self.publish(&self.event(msg, run_id, TrainingStatus::Running { train_start })).await?;
 
-        let (train, test, scaler_bytes) =
-            tokio::try_join!(self.store.get(&msg.train), self.store.get(&msg.test), self.store.get(&msg.scaler))
-                .map_err(store_err)?;
-        let data = prepare(&train, &test, &self.window)?;
+        let (train, test, scaler_bytes) = self.input.fetch(&self.store, msg).await?;
+        let data = self.input.prepare(&train, &test, Some(&msg.config_hash), &self.window)?;
         let params = self.trainer.params();
         let mut logged_params: Vec<KeyValue> = params.iter().map(|(k, v)| KeyValue::new(k, v)).collect();
         logged_params.extend([
@@ -411,21 +414,6 @@ async fn send<M: contracts::Message>(producer: &Producer, topic: &str, event: &M
         .map_err(|e| HandlerError::classify(e.is_retryable(), "produce", e))
 }
 
-/// Decode both processed parts and cut the windows.
-fn prepare(train: &Bytes, test: &Bytes, window: &WindowArgs) -> Result<Prepared, HandlerError> {
-    let (train, meta) = dataset::read_processed(train)
-        .map_err(|e| HandlerError::permanent("bad_parquet", format!("train part: {e}")))?;
-    let (test, test_meta) =
-        dataset::read_processed(test).map_err(|e| HandlerError::permanent("bad_parquet", format!("test part: {e}")))?;
-    if test_meta.config_hash != meta.config_hash {
-        return Err(HandlerError::permanent(
-            "config_hash_mismatch",
-            format!("train part has config_hash {}, test part {}", meta.config_hash, test_meta.config_hash),
-        ));
-    }
-    Prepared::new(train, test, meta, window).map_err(|e| HandlerError::permanent("too_few_rows", e))
-}
-
 /// Fit on a blocking thread; per-epoch progress goes to the log and metrics,
 /// and shutdown interrupts the fit at the next epoch.
 pub(crate) async fn fit<T: ModelTrainer>(
@@ -512,10 +500,6 @@ fn push_plot(files: &mut Vec<(String, Vec<u8>)>, name: &str, png: Result<Vec<u8>
         // A plot is for people; a rendering problem must not fail the run.
         Err(e) => warn!(plot = name, error = %e, "could not render plot"),
     }
-}
-
-fn store_err(e: StoreError) -> HandlerError {
-    HandlerError::classify(e.is_retryable(), e.code(), e)
 }
 
 fn mlflow_err(e: MlflowError) -> HandlerError {
