@@ -42,9 +42,14 @@ pub enum Command {
     Topics(TopicsCommand),
     /// Lag of every stage's consumer group and the current promotion per dataset.
     Status {
-        /// Consumer groups to show (default: every stage's default group).
+        /// Consumer groups to show (default: every stage's group, and the groups
+        /// on the broker named after one, such as per-replica groups).
         #[arg(long = "group")]
         groups: Vec<String>,
+        /// Topics to show the lag on (default: each group's own topics and any
+        /// pipeline topic it committed on).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
         /// Bucket of the promotion history.
         #[arg(long, env = "PROMOTION_BUCKET", default_value = "model-promotion")]
         promotion_bucket: String,
@@ -98,8 +103,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Topics(TopicsCommand::Create(args)) => topics::create(kafka, &args).await,
         Command::Topics(TopicsCommand::List) => topics::list(kafka),
-        Command::Status { groups, promotion_bucket, s3 } => {
-            status::run(kafka, &ClaimCheckStore::new(&s3), &groups, &promotion_bucket).await
+        Command::Status { groups, topics, promotion_bucket, s3 } => {
+            status::run(kafka, &ClaimCheckStore::new(&s3), &groups, &topics, &promotion_bucket).await
         }
         Command::Submit(args) => submit::run(kafka, &ClaimCheckStore::new(&args.s3), &args).await,
         Command::Generate(args) => report::generate(&args),
