@@ -369,3 +369,45 @@ pub struct DlqEnvelope {
     pub service: String,
     pub failed_at: DateTime<Utc>,
 }
+
+/// `model-drift`: the monitor found a served model's forecasts degraded: the
+/// rolling error of its served forecasts against the actuals stayed above
+/// `threshold` times the model's own test error for at least `for_secs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ModelDrift {
+    pub v: V1,
+    pub identifier: String,
+    pub model_type: ModelType,
+    /// MLflow run of the served model.
+    pub run_id: String,
+    /// The model's test RMSE (scaled units, averaged over targets), from its MLflow run.
+    pub test_rmse: f64,
+    /// RMSE of the served forecasts over the rolling window (same units).
+    pub rolling_rmse: f64,
+    /// `rolling_rmse / test_rmse`.
+    pub ratio: f64,
+    /// The configured ratio above which forecasts count as degraded.
+    pub threshold: f64,
+    /// The configured time the ratio must stay above the threshold, seconds.
+    pub for_secs: u64,
+    /// performance-eval records in the rolling window.
+    pub observations: u32,
+    /// Forecast windows those records scored.
+    pub windows: u64,
+    /// Time of the first record of the degraded stretch.
+    pub degraded_since: DateTime<Utc>,
+    /// Config hash of the data in the record that completed the degraded stretch.
+    pub config_hash: String,
+    /// That record's inference-data object (the data the model missed on).
+    pub source: ClaimCheck,
+    /// Whether the monitor asked preprocess to retrain (MONITOR_RETRAIN_ON_DRIFT).
+    pub retrain_requested: bool,
+    pub detected_at: DateTime<Utc>,
+}
+
+impl Message for ModelDrift {
+    const TOPIC: &'static str = topics::MODEL_DRIFT;
+    fn identifier(&self) -> &str {
+        &self.identifier
+    }
+}

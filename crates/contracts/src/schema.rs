@@ -21,6 +21,7 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ("model-selected", schema_of::<ModelSelected>()),
         ("performance-eval", schema_of::<PerformanceEval>()),
         ("preprocess-requests", schema_of::<PreprocessRequest>()),
+        ("model-drift", schema_of::<ModelDrift>()),
         ("dlq-envelope", schema_of::<DlqEnvelope>()),
     ]
 }

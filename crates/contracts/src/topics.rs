@@ -12,6 +12,8 @@ pub const MODEL_SELECTED: &str = "model-selected";
 pub const PERFORMANCE_EVAL: &str = "performance-eval";
 /// Requests to preprocess a dataset (operator CLI -> preprocess service mode).
 pub const PREPROCESS_REQUESTS: &str = "preprocess-requests";
+/// Drift events: a served model's forecasts degraded (monitor -> operators, alerting).
+pub const MODEL_DRIFT: &str = "model-drift";
 
 /// Every pipeline topic; each has a `DLQ-<topic>` twin.
 pub const PIPELINE_TOPICS: [&str; 6] =
