@@ -517,7 +517,8 @@ fn predict_router() -> axum::Router {
     let ready = service_kit::admin::Readiness::default();
     let registry = Arc::new(inference::Registry::new(ready.clone()));
     registry.install(model).expect("installed");
-    http::router(Api::new(registry, HttpArgs { body_limit_bytes: 16 * 1024, ..HttpArgs::default() }), ready)
+    let args = HttpArgs { body_limit_bytes: 16 * 1024, body_timeout_ms: HTTP_TIMEOUT_MS, ..HttpArgs::default() };
+    http::router(Api::new(registry, args), ready)
 }
 
 /// POST `body` to /predict; (status, JSON body).
@@ -615,4 +616,171 @@ fn fuzz_predict_bodies() {
     // Over the body limit: 413 whatever the content.
     let (status, body) = post(&rt, &router, vec![b' '; 16 * 1024 + 1]);
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+}
+
+// ---------------------------------------------------------------------------
+// The HTTP/1 request parser: raw request bytes over a real socket to the real
+// server (hyper's parser, the header and body timeouts, the router, /predict).
+
+const HTTP_TIMEOUT_MS: u64 = 100;
+
+/// Header lines worth getting wrong: framing claims, types, duplicates.
+fn header_line() -> impl Strategy<Value = Vec<u8>> {
+    let name = prop_oneof![
+        Just(b"Content-Length".to_vec()),
+        Just(b"Transfer-Encoding".to_vec()),
+        Just(b"Content-Type".to_vec()),
+        Just(b"Host".to_vec()),
+        Just(b"Connection".to_vec()),
+        Just(b"Expect".to_vec()),
+        prop::collection::vec(any::<u8>(), 0..12),
+    ];
+    let value = prop_oneof![
+        Just(b"0".to_vec()),
+        Just(b"18446744073709551616".to_vec()),
+        Just(b"-1".to_vec()),
+        Just(b"chunked".to_vec()),
+        Just(b"chunked, gzip".to_vec()),
+        Just(b"application/json".to_vec()),
+        Just(b"100-continue".to_vec()),
+        Just(b"close".to_vec()),
+        (0u32..5000).prop_map(|n| n.to_string().into_bytes()),
+        prop::collection::vec(any::<u8>(), 0..40),
+    ];
+    (name, value).prop_map(|(mut n, v)| {
+        n.extend_from_slice(b": ");
+        n.extend(v);
+        n.extend_from_slice(b"\r\n");
+        n
+    })
+}
+
+/// Raw requests of at most 4 KiB: assembled from hostile pieces, a valid
+/// /predict request with a few bytes edited, or arbitrary bytes.
+fn http_request() -> impl Strategy<Value = Vec<u8>> {
+    let valid = br#"{"window": [[100.0, 5.0], [110.0, 6.0], [120.0, 4.0], [130.0, 3.0]]}"#.to_vec();
+    let method = prop_oneof![
+        Just("POST"),
+        Just("GET"),
+        Just("PUT"),
+        Just("HEAD"),
+        Just("OPTIONS"),
+        Just("DELETE"),
+        Just("P\0ST"),
+        Just("")
+    ];
+    let path = prop_oneof![
+        Just("/predict"),
+        Just("/model"),
+        Just("/model?identifier=%00%ff"),
+        Just("/healthz"),
+        Just("/metrics"),
+        Just("*"),
+        Just("//predict/.."),
+        Just("http://x/predict"),
+        Just("/\u{7f}"),
+    ];
+    let version = prop_oneof![Just("HTTP/1.1"), Just("HTTP/1.0"), Just("HTTP/2.0"), Just("HTTP/1.1\r"), Just("")];
+    let body = prop_oneof![
+        Just(valid.clone()),
+        Just(b"5\r\n{\"win\r\n0\r\n\r\n".to_vec()),
+        Just(b"ffffffffffffffff\r\n".to_vec()),
+        prop::collection::vec(any::<u8>(), 0..512),
+    ];
+    let assembled = (method, path, version, prop::collection::vec(header_line(), 0..8), any::<bool>(), body).prop_map(
+        |(m, p, v, headers, end, body)| {
+            let mut req = format!("{m} {p} {v}\r\n").into_bytes();
+            headers.into_iter().for_each(|h| req.extend(h));
+            if end {
+                req.extend_from_slice(b"\r\n");
+            }
+            req.extend(body);
+            req
+        },
+    );
+    let head = format!(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        valid.len()
+    );
+    let valid_request = [head.into_bytes(), valid].concat();
+    let mutated = prop::collection::vec((any::<usize>(), 0u8..3, any::<u8>()), 1..6).prop_map(move |edits| {
+        let mut bytes = valid_request.clone();
+        for (at, op, byte) in edits {
+            let at = at % (bytes.len() + 1);
+            match op {
+                0 if at < bytes.len() => bytes[at] ^= byte | 1,
+                1 => bytes.insert(at, byte),
+                _ if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => {}
+            }
+        }
+        bytes
+    });
+    prop_oneof![4 => assembled, 4 => mutated, 1 => prop::collection::vec(any::<u8>(), 0..4096)].prop_map(|mut bytes| {
+        bytes.truncate(4096);
+        bytes
+    })
+}
+
+/// Send `bytes` on a fresh connection; the status of the answer, or `None`
+/// when the server closed without one. Fails when it does neither in time.
+async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> Result<Option<u16>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    // The server may answer and close before reading everything.
+    let _ = conn.write_all(bytes).await;
+    let mut got = Vec::new();
+    let deadline = Duration::from_millis(20 * HTTP_TIMEOUT_MS);
+    let read = tokio::time::timeout(deadline, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            if got.windows(2).any(|w| w == b"\r\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    if read.is_err() {
+        return Err(format!("neither answered nor closed within {deadline:?}"));
+    }
+    let line = String::from_utf8_lossy(&got);
+    if got.is_empty() {
+        return Ok(None);
+    }
+    let status = line.split(' ').nth(1).and_then(|s| s.parse().ok());
+    status.map(Some).ok_or_else(|| format!("not an HTTP status line: {line:?}"))
+}
+
+#[test]
+#[ignore = "fuzzer: run with scripts/fuzz"]
+fn fuzz_http_requests() {
+    use inference::http;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let addr = rt.block_on(async {
+        let listener = http::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let timeout = Duration::from_millis(HTTP_TIMEOUT_MS);
+        tokio::spawn(http::serve(listener, predict_router(), timeout, tokio_util::sync::CancellationToken::new()));
+        addr
+    });
+    let body = r#"{"window": [[100.0, 5.0], [110.0, 6.0], [120.0, 4.0], [130.0, 3.0]]}"#;
+    let valid = format!(
+        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let valid = valid.as_bytes();
+    assert_eq!(rt.block_on(raw_exchange(addr, valid)), Ok(Some(200)), "the target must reach the model");
+    fuzz("http/raw-requests", http_request(), |bytes| match rt.block_on(raw_exchange(addr, &bytes)) {
+        Err(e) => Err(TestCaseError::fail(e)),
+        Ok(Some(status)) if status >= 500 => Err(TestCaseError::fail(format!("answered {status}"))),
+        Ok(_) => Ok(()),
+    });
+    // Still serving.
+    assert_eq!(rt.block_on(raw_exchange(addr, valid)), Ok(Some(200)));
 }

@@ -7,10 +7,19 @@
 //! (running or waiting for one of `workers` blocking threads) and answers 429
 //! with `Retry-After` beyond that, so overload turns into fast refusals
 //! instead of unbounded latency.
+//!
+//! Hostile input (docs/reliability.md, "Hostile input: HTTP"): a client that
+//! does not finish its request line and headers within `HTTP_HEADER_TIMEOUT_MS`
+//! is disconnected, and one that does not finish its body within
+//! `HTTP_BODY_TIMEOUT_MS` gets 408, so slow or stalled connections cannot pile
+//! up. Values are checked against the range the model accepts (a scaled value
+//! beyond `PREDICT_MAX_SCALED_INPUT`, timestamps outside years 1..=9999) and a
+//! forecast that is not finite is refused with 422, never answered as `null`.
+//! Input never causes a 500.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
@@ -51,6 +60,26 @@ pub struct HttpArgs {
     /// Seconds a refused client is told to wait (Retry-After) when the queue is full.
     #[arg(long, env = "PREDICT_RETRY_AFTER_SECS", default_value_t = 1)]
     pub retry_after_secs: u64,
+    /// Milliseconds a client has to send its request line and headers; then the connection is closed.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Milliseconds a client has to send a /predict body once its headers are in; then 408.
+    #[arg(long, env = "HTTP_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+    /// Largest accepted |value| after scaling with the model's scaler (training data scales
+    /// to about [0, 1] or a few standard deviations); beyond it a value is refused with 422.
+    #[arg(long, env = "PREDICT_MAX_SCALED_INPUT", default_value_t = 1e6)]
+    pub max_scaled_input: f64,
+}
+
+impl HttpArgs {
+    /// How long a client may take to send its request line and headers.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms.max(1))
+    }
+    fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms.max(1))
+    }
 }
 
 impl Default for HttpArgs {
@@ -62,6 +91,9 @@ impl Default for HttpArgs {
             workers: 0,
             queue_capacity: 256,
             retry_after_secs: 1,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            max_scaled_input: 1e6,
         }
     }
 }
@@ -171,9 +203,55 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 /// Serve `router` on `listener` until `cancel` fires; requests in flight finish.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, cancel: CancellationToken) -> anyhow::Result<()> {
+///
+/// HTTP/1.1 through hyper's connection builder rather than `axum::serve`,
+/// which sets no timer and therefore no header timeout: a connection whose
+/// request line and headers are not complete within `header_timeout` is
+/// closed (a slow or stalled client cannot hold a connection open).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
-    axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await?;
+    // Every connection task holds a receiver; `closed()` waits for the last one.
+    let (open, held) = tokio::sync::watch::channel(());
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let (cancel, held) = (cancel.clone(), held.clone());
+        tokio::spawn(async move {
+            let _held = held;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, "HTTP connection ended");
+                    }
+                    return;
+                }
+                _ = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(held);
+    open.closed().await;
     Ok(())
 }
 
@@ -257,7 +335,15 @@ async fn predict(State(api): State<Api>, headers: HeaderMap, body: Body) -> Resu
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let timeout = inner.args.body_timeout();
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {} ms", timeout.as_millis()),
+        )
+    })?;
+    let bytes = read.map_err(|e| {
         if e.to_string().contains("length limit exceeded") {
             too_large()
         } else {
@@ -266,7 +352,7 @@ async fn predict(State(api): State<Api>, headers: HeaderMap, body: Body) -> Resu
     })?;
     let req = parse_body(&bytes)?;
     let model = inner.registry.get(req.identifier.as_deref())?;
-    let input = req.validate(&model, inner.args.max_windows)?;
+    let input = req.validate(&model, &inner.args)?;
 
     let Ok(place) = inner.admitted.clone().try_acquire_owned() else {
         let mut e = ApiError::new(
@@ -294,7 +380,25 @@ async fn predict(State(api): State<Api>, headers: HeaderMap, body: Body) -> Resu
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model_error", e.to_string())
         }
     })?;
+    check_finite(&model, &forecast.values)?;
     Ok(Json(response(&model, forecast, input.n)))
+}
+
+/// A forecast that is not finite (JSON would carry it as `null`) is the
+/// input's doing: the values were accepted but drive the model out of range.
+fn check_finite(model: &Model, values: &[f64]) -> Result<(), ApiError> {
+    let per_window = (model.output_len() * model.n_targets()).max(1);
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(ApiError::unprocessable(
+            "non_finite_forecast",
+            format!(
+                "the model's forecast for window {} is not a finite number ({}): the input is outside what the model can forecast from",
+                i / per_window,
+                values[i]
+            ),
+        )),
+    }
 }
 
 fn internal(msg: &str) -> ApiError {
@@ -434,7 +538,8 @@ fn kind(v: &Value) -> &'static str {
 
 impl PredictBody {
     /// Check the windows against the model's shape and flatten them.
-    fn validate(self, model: &Model, max_windows: usize) -> Result<Input, ApiError> {
+    fn validate(self, model: &Model, args: &HttpArgs) -> Result<Input, ApiError> {
+        let max_windows = args.max_windows;
         let (t_len, features) = (model.input_len(), &model.info.features);
         let f = features.len();
         let field = if self.single { "window" } else { "windows" };
@@ -543,9 +648,10 @@ impl PredictBody {
                 }
             }
         }
+        check_range(model, &rows, args.max_scaled_input, |i| wpath(i))?;
         let timestamps = match self.timestamps {
             None | Some(Value::Null) => None,
-            Some(ts) => Some(timestamps(&ts, self.single, windows.len(), t_len)?),
+            Some(ts) => Some(timestamps(&ts, self.single, windows.len(), t_len, model.output_len())?),
         };
         if timestamps.is_none() && model.needs_timestamps() {
             return Err(ApiError::unprocessable(
@@ -574,9 +680,51 @@ fn number(v: &Value, at: impl Fn() -> String) -> Result<f64, ApiError> {
     }
 }
 
+/// Refuse a value that, scaled with the model's scaler, lies beyond
+/// `max_scaled` (the model only ever saw about [0, 1]): the forward pass
+/// runs in f32, where 1e300 is infinite. Rows are `[window][row][feature]`.
+fn check_range(model: &Model, rows: &[f64], max_scaled: f64, wpath: impl Fn(usize) -> String) -> Result<(), ApiError> {
+    let features = &model.info.features;
+    let f = features.len().max(1);
+    let per_window = (model.input_len() * f).max(1);
+    // Accepted interval per feature; none when the scaler cannot say (the output check still applies).
+    let bounds: Vec<Option<(f64, f64)>> = features
+        .iter()
+        .map(|name| {
+            let col = model.scaler.columns.iter().find(|c| &c.name == name)?;
+            let reach = (col.scale.abs() * max_scaled).min(f64::MAX);
+            let (lo, hi) = (col.offset - reach, col.offset + reach);
+            (reach > 0.0 && lo.is_finite() && hi.is_finite()).then_some((lo, hi))
+        })
+        .collect();
+    for (i, v) in rows.iter().enumerate() {
+        let c = i % f;
+        if let Some((lo, hi)) = bounds[c]
+            && !(lo..=hi).contains(v)
+        {
+            return Err(ApiError::unprocessable(
+                "out_of_range",
+                format!(
+                    "{}[{}] feature `{}` is {v}; this model accepts {lo:e} to {hi:e} (PREDICT_MAX_SCALED_INPUT = {max_scaled:e} times its training range)",
+                    wpath(i / per_window),
+                    (i % per_window) / f,
+                    features[c],
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Earliest and latest accepted timestamp (ms): years 1 to 9999, what every
+/// calendar library can represent; forecast times must stay inside too.
+const MIN_TIMESTAMP_MS: i64 = -62_135_596_800_000;
+const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+
 /// `timestamps`: one list per window (`windows`) or one list (`window`),
-/// each with one integer (ms) per row.
-fn timestamps(ts: &Value, single: bool, n: usize, t_len: usize) -> Result<Vec<i64>, ApiError> {
+/// each with one integer (ms) per row, within years 1..=9999, and such that
+/// `output_len` further steps of the last interval stay within them too.
+fn timestamps(ts: &Value, single: bool, n: usize, t_len: usize, output_len: usize) -> Result<Vec<i64>, ApiError> {
     let bad = |msg: String| ApiError::unprocessable("invalid_timestamps", msg);
     let lists: Vec<&Value> = match (single, ts) {
         (true, v @ Value::Array(_)) => vec![v],
@@ -596,7 +744,24 @@ fn timestamps(ts: &Value, single: bool, n: usize, t_len: usize) -> Result<Vec<i6
             return Err(bad(format!("{at} has {} values; give one per row ({t_len})", values.len())));
         }
         for (r, v) in values.iter().enumerate() {
-            out.push(v.as_i64().ok_or_else(|| bad(format!("{at}[{r}] must be an integer (ms since the epoch)")))?);
+            let t = v.as_i64().ok_or_else(|| bad(format!("{at}[{r}] must be an integer (ms since the epoch)")))?;
+            if !(MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(&t) {
+                return Err(bad(format!(
+                    "{at}[{r}] is {t}: timestamps must be ms since the epoch within years 1 to 9999 ({MIN_TIMESTAMP_MS} to {MAX_TIMESTAMP_MS})"
+                )));
+            }
+            out.push(t);
+        }
+        // The forecast times continue the last interval: they must stay in range too.
+        // In i128, which cannot overflow for in-range times and a u32 output length.
+        if let [.., prev, last] = out[out.len() - t_len..] {
+            let end = i128::from(last) + (i128::from(last) - i128::from(prev)) * output_len as i128;
+            if last > prev && end > i128::from(MAX_TIMESTAMP_MS) {
+                return Err(bad(format!(
+                    "{at}: the {output_len} forecast steps after {last} at its interval of {} ms end past year 9999",
+                    last - prev
+                )));
+            }
         }
     }
     Ok(out)

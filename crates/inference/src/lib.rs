@@ -157,7 +157,7 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     // HTTP first: /healthz answers and /readyz says "not ready" while models load.
     let listener = http::bind(cli.http.http_addr).await?;
     let api = http::router(http::Api::new(registry.clone(), cli.http.clone()), ready.clone());
-    let http_task = tokio::spawn(http::serve(listener, api, cancel.clone()));
+    let http_task = tokio::spawn(http::serve(listener, api, cli.http.header_timeout(), cancel.clone()));
     let admin_task = tokio::spawn(admin::serve(cli.admin.metrics_addr, admin::router(ready.clone()), cancel.clone()));
 
     let loaded = service.load_promotions(&cli.identifiers, &cancel).await.context("load promoted models")?;

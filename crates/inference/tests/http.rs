@@ -116,8 +116,9 @@ async fn server(args: HttpArgs, models: Vec<Arc<Model>>) -> Server {
     let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let cancel = CancellationToken::new();
+    let header_timeout = args.header_timeout();
     let router = http::router(Api::new(registry.clone(), args), ready);
-    tokio::spawn(http::serve(listener, router, cancel.clone()));
+    tokio::spawn(http::serve(listener, router, header_timeout, cancel.clone()));
     Server { url, registry, client: reqwest::Client::new(), cancel }
 }
 
@@ -544,6 +545,140 @@ async fn a_prophet_model_forecasts_the_times_after_the_window() {
     // Scaled trend t, in original units 100 + 50 t.
     for (k, t) in [0.225, 0.25].iter().enumerate() {
         assert!((resp.forecasts[0][k][0] - (100.0 + 50.0 * t)).abs() < 1e-3, "{:?}", resp.forecasts);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hostile input (issue 17, docs/reliability.md "Hostile input: HTTP").
+
+#[tokio::test]
+async fn timestamps_at_the_end_of_time_get_422_not_a_panic() {
+    let prophet = server(args(), vec![prophet_model()]).await;
+    let onnx = server(args(), vec![onnx_model("site", "run-a")]).await;
+    let end = [i64::MAX - 3, i64::MAX - 2, i64::MAX - 1, i64::MAX];
+    let huge_step = [i64::MIN, 0, 1, i64::MAX];
+    // Forecast times of a valid window running past year 9999.
+    let day = 86_400_000i64;
+    let late: Vec<i64> = (0..INPUT_LEN as i64).map(|i| 253_402_000_000_000 + i * day).collect();
+    for s in [&prophet, &onnx] {
+        for ts in [&end[..], &huge_step[..], &late[..]] {
+            let (status, body) = s.post(json!({ "window": window(0.0), "timestamps": ts }).to_string()).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{ts:?}: {body}");
+            assert_eq!(body["error"]["code"], "invalid_timestamps", "{body}");
+            assert!(body["error"]["message"].as_str().unwrap().contains("9999"), "{body}");
+        }
+    }
+    // The earliest and latest accepted times still work.
+    let first: Vec<i64> = (0..INPUT_LEN as i64).map(|i| -62_135_596_800_000 + i * day).collect();
+    let (status, body) = onnx.post(json!({ "window": window(0.0), "timestamps": first }).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn values_the_model_cannot_forecast_from_get_422_never_null_forecasts() {
+    let s = server(args(), vec![onnx_model("site", "run-a")]).await;
+    for huge in [1e300, -1e300, 1e12] {
+        let mut w = window(0.0);
+        w[2][1] = huge;
+        let (status, body) = s.post(json!({ "window": w }).to_string()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{huge}: {body}");
+        assert_eq!(body["error"]["code"], "out_of_range", "{body}");
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("window[2]") && msg.contains("`temp`"), "{msg}");
+    }
+    // Far outside the training range but within the limit: served, finite.
+    let mut w = window(0.0);
+    w[0][0] = 100.0 + 50.0 * 1e5;
+    let (status, body) = s.post(json!({ "window": w }).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // With the range check lifted, 1e300 reaches the model, whose f32 pass
+    // overflows (inf minus inf in the gates): 422, not 200 with `null`.
+    let open = server(HttpArgs { max_scaled_input: f64::INFINITY, ..args() }, vec![trainers_gru()]).await;
+    let w = vec![vec![1e300, 1e300]; INPUT_LEN];
+    let (status, body) = open.post(json!({ "window": w }).to_string()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "non_finite_forecast", "{body}");
+    // A model whose output is not finite on any input: 422 too, never a 200 with null.
+    let nan = server(args(), vec![slow_model("nan", Duration::ZERO, f32::NAN)]).await;
+    let (status, body) = nan.post(json!({ "window": window(0.0) }).to_string()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "non_finite_forecast", "{body}");
+}
+
+/// A GRU as the trainers export it (`nn::export_onnx`), shaped like [`spec`].
+fn trainers_gru() -> Arc<Model> {
+    let config = nn::ModelConfig {
+        cell: nn::CellKind::Gru,
+        n_features: 2,
+        hidden: 8,
+        layers: 1,
+        input_len: INPUT_LEN,
+        n_outputs: OUTPUT_LEN,
+    };
+    let mut s = spec("site", "gru");
+    s.model_type = ModelType::Gru;
+    loader::build(&s, &nn::export_onnx(&nn::Network::new(config, 3)), scaler()).expect("model builds")
+}
+
+/// Open `n` raw connections to `url` and send each `prefix`.
+async fn open_connections(url: &str, n: usize, prefix: &[u8]) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let addr = url.trim_start_matches("http://");
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        c.write_all(prefix).await.expect("write");
+        conns.push(c);
+    }
+    conns
+}
+
+/// How many of `conns` the server has closed within `wait` (reads end or fail),
+/// and what they received before.
+async fn closed_within(conns: Vec<tokio::net::TcpStream>, wait: Duration) -> (usize, Vec<String>) {
+    use tokio::io::AsyncReadExt;
+    let reads = conns.into_iter().map(|mut c| async move {
+        let mut got = Vec::new();
+        match tokio::time::timeout(wait, c.read_to_end(&mut got)).await {
+            Ok(_) => (true, String::from_utf8_lossy(&got).into_owned()),
+            Err(_) => (false, String::new()),
+        }
+    });
+    let results = futures::future::join_all(reads).await;
+    (results.iter().filter(|(closed, _)| *closed).count(), results.into_iter().map(|(_, text)| text).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_with_unfinished_headers_are_closed_after_the_header_timeout() {
+    let a = HttpArgs { header_timeout_ms: 1_000, ..args() };
+    let s = server(a, vec![onnx_model("site", "run-a")]).await;
+    let started = Instant::now();
+    let mut conns = open_connections(&s.url, 50, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Ty").await;
+    // Idle connections that never send a byte are closed too.
+    conns.extend(open_connections(&s.url, 10, b"").await);
+    // Meanwhile the server answers complete requests.
+    let (status, body) = s.post(json!({ "window": window(0.0) }).to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (closed, _) = closed_within(conns, Duration::from_secs(10)).await;
+    assert_eq!(closed, 60, "connections with unfinished headers still open after 10 s");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+    let (status, _) = s.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_gets_408() {
+    let a = HttpArgs { body_timeout_ms: 500, ..args() };
+    let s = server(a, vec![onnx_model("site", "run-a")]).await;
+    let head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{\"window\": [";
+    let conns = open_connections(&s.url, 5, head).await;
+    let started = Instant::now();
+    let (closed, answers) = closed_within(conns, Duration::from_secs(10)).await;
+    assert_eq!(closed, 5);
+    assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
+    for a in answers {
+        assert!(a.starts_with("HTTP/1.1 408"), "{a}");
+        assert!(a.contains("body_timeout"), "{a}");
     }
 }
 

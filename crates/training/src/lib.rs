@@ -13,6 +13,7 @@
 //! - [`input`]: where a trainer's inputs may be and the operator limits on them.
 //! - [`prepare`]: processed frames in, train/validation/test windows and baselines out.
 //! - [`report`]: what a finished fit leaves behind (metrics, model card, plots, predictions).
+//! - [`mlmodel`]: the `MLmodel` file and `mlflow.*` tags MLflow's own tools read.
 //! - [`service`]: the Kafka handler and the stage's `run`.
 //! - [`once`]: one fit from local files, no broker.
 //! - [`metrics`]: every `flts_trainer_*` metric.
@@ -23,6 +24,7 @@ use contracts::{EvalProtocol, ModelFormat, ModelType};
 
 pub mod input;
 pub mod metrics;
+pub mod mlmodel;
 pub mod once;
 pub mod prepare;
 pub mod report;

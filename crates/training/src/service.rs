@@ -170,10 +170,14 @@ impl<T: ModelTrainer> Handler for TrainHandler<T> {
                     &msg.config_hash[..12.min(msg.config_hash.len())]
                 ),
                 &[
-                    KeyValue::new(TAG_IDENTIFIER, &msg.identifier),
-                    KeyValue::new(TAG_CONFIG_HASH, &msg.config_hash),
-                    KeyValue::new(TAG_MODEL_TYPE, model_type.as_str()),
-                ],
+                    vec![
+                        KeyValue::new(TAG_IDENTIFIER, &msg.identifier),
+                        KeyValue::new(TAG_CONFIG_HASH, &msg.config_hash),
+                        KeyValue::new(TAG_MODEL_TYPE, model_type.as_str()),
+                    ],
+                    crate::mlmodel::source_tags(model_type),
+                ]
+                .concat(),
             )
             .await
             .map_err(mlflow_err)?;
@@ -304,6 +308,13 @@ impl<T: ModelTrainer> TrainHandler<T> {
         }
         push_plot(&mut files, "model/forecast.png", report::forecast_png(model_type, &data, &trained));
         files.extend(trained.extra_files.iter().map(|(name, bytes)| (format!("model/{name}"), bytes.clone())));
+        files.extend(crate::mlmodel::model_files(&crate::mlmodel::ModelDescription {
+            run_id,
+            model_type,
+            data: &data,
+            trained: &trained,
+            created: train_end,
+        }));
 
         let mut epoch_metrics = Vec::new();
         for p in &trained.history {

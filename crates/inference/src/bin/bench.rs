@@ -279,7 +279,7 @@ async fn serve(m: ModelArgs, onnx: Vec<u8>, args: HttpArgs) -> anyhow::Result<()
         let _ = tokio::signal::ctrl_c().await;
         stop.cancel();
     });
-    http::serve(listener, http::router(Api::new(registry, args.clone()), ready), cancel).await
+    http::serve(listener, http::router(Api::new(registry, args.clone()), ready), args.header_timeout(), cancel).await
 }
 
 /// One client's tally.

@@ -1,0 +1,39 @@
+"""Load a run's model with MLflow's own Python client, as a user would.
+
+    python mlflow_model.py RUN_ID
+
+Needs MLFLOW_TRACKING_URI. Prints one JSON object: what
+mlflow.models.get_model_info says (flavors, signature), and for a model with
+a python_function flavor the forecasts mlflow.pyfunc.load_model makes for
+the model's own input example (input_example.json). tests/interop.rs runs it
+with the interop venv of `scripts/stack install` and compares the forecasts
+with the inference service's.
+"""
+
+import json
+import sys
+
+import mlflow
+import numpy as np
+
+
+def main(run_id: str) -> None:
+    uri = f"runs:/{run_id}/model"
+    info = mlflow.models.get_model_info(uri)
+    out = {
+        "flavors": sorted(info.flavors),
+        "run_id": info.run_id,
+        "signature": info.signature.to_dict() if info.signature else None,
+        "input_example": info.saved_input_example_info,
+    }
+    if "python_function" in info.flavors:
+        model = mlflow.pyfunc.load_model(uri)
+        example = np.asarray(model.input_example, dtype=np.float32)
+        prediction = model.predict(example)
+        out["input_shape"] = list(example.shape)
+        out["prediction"] = {name: np.asarray(v).tolist() for name, v in prediction.items()}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
