@@ -121,7 +121,7 @@ async fn produce_consume_commit() {
     rec.wait_seen(5, Duration::from_secs(60)).await;
     drop(stop);
     let summary = task.await.expect("join");
-    assert_eq!(summary, RunSummary { processed: 5, dead_lettered: 0 });
+    assert_eq!(summary, RunSummary { processed: 5, dead_lettered: 0, dropped: 0 });
     let seen = rec.seen.lock().await.clone();
     let order: Vec<i64> = seen.iter().map(|(o, _)| *o).collect();
     assert_eq!(order, vec![0, 1, 2, 3, 4], "records handled in partition order");
@@ -147,7 +147,7 @@ async fn handler_failing_every_attempt_sends_record_to_dlq_with_original_bytes()
     wait_for_commit(&group, &topic, 0, 3, Duration::from_secs(30));
     drop(stop);
     let summary = task.await.expect("join");
-    assert_eq!(summary, RunSummary { processed: 2, dead_lettered: 1 });
+    assert_eq!(summary, RunSummary { processed: 2, dead_lettered: 1, dropped: 0 });
     assert_eq!(rec.poison_calls.load(Ordering::SeqCst), 3, "max attempts is 3");
 
     let dlq = read_topic(&contracts::topics::dlq_topic(&topic), 1, Duration::from_secs(30));
@@ -178,7 +178,7 @@ async fn transient_failure_is_retried_then_processed() {
     let (stop, task) = start(&topic, &group, fast_args(), rec.clone());
     rec.wait_seen(1, Duration::from_secs(60)).await;
     drop(stop);
-    assert_eq!(task.await.expect("join"), RunSummary { processed: 1, dead_lettered: 0 });
+    assert_eq!(task.await.expect("join"), RunSummary { processed: 1, dead_lettered: 0, dropped: 0 });
     assert_eq!(rec.poison_calls.load(Ordering::SeqCst), 3, "two failures, then success");
 }
 
@@ -206,7 +206,7 @@ async fn undecodable_record_goes_to_dlq_at_once_and_the_next_is_processed() {
     rec.wait_seen(1, Duration::from_secs(60)).await;
     wait_for_commit(&group, &topic, 0, 2, Duration::from_secs(30));
     drop(stop);
-    assert_eq!(task.await.expect("join"), RunSummary { processed: 1, dead_lettered: 1 });
+    assert_eq!(task.await.expect("join"), RunSummary { processed: 1, dead_lettered: 1, dropped: 0 });
     assert_eq!(rec.calls.load(Ordering::SeqCst), 2, "the bad record is not retried");
     assert_eq!(rec.seen.lock().await[0].0, 1, "the good record after it was processed");
 

@@ -362,6 +362,17 @@ pub struct DlqEnvelope {
     /// at `original_topic`/`partition`/`offset` until retention removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_truncated_from: Option<u64>,
+    /// SHA-256 (hex) of the whole original payload; set with
+    /// `payload_truncated_from`, so the record can be matched and checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
+    /// Set when the key was too large to carry whole: its size in bytes.
+    /// `key_base64` then holds its first bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_truncated_from: Option<u64>,
+    /// SHA-256 (hex) of the whole original key; set with `key_truncated_from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
     pub error: DlqError,
     /// Handler attempts made before giving up.
     pub attempts: u32,

@@ -21,3 +21,46 @@ pub static PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("flts_eval_pending_sets", "Sets waiting for more model reports")
         .expect("metric registered once")
 });
+
+/// model-training events refused (dead-lettered) because MLflow does not back them, by code.
+pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "flts_eval_refused_events_total",
+        "model-training events refused because their MLflow run does not confirm them",
+        &["code"]
+    )
+    .expect("metric registered once")
+});
+
+/// Register every family with the label sets known in advance, at zero, so a
+/// fresh eval's /metrics lists them before the first event. Call once at start
+/// (a new family here belongs in this list too).
+pub fn init() {
+    for status in ["RUNNING", "SUCCESS", "FAILED"] {
+        EVENTS.with_label_values(&[status]);
+    }
+    for outcome in ["promoted", "not_promoted"] {
+        for trigger in ["complete", "timeout"] {
+            DECISIONS.with_label_values(&[outcome, trigger]);
+        }
+    }
+    PENDING.set(0);
+    // Its codes come from the refusal reasons; the family shows with the first.
+    LazyLock::force(&REFUSED);
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::Encoder as _;
+
+    #[test]
+    fn init_lists_every_family_before_first_use() {
+        super::init();
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut text).expect("encodes");
+        let text = String::from_utf8(text).expect("utf-8");
+        for family in ["flts_eval_events_total", "flts_eval_decisions_total", "flts_eval_pending_sets"] {
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family} is missing");
+        }
+    }
+}

@@ -3,7 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    HistogramVec, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge,
 };
 
 /// HTTP requests answered, by route and status code.
@@ -90,3 +91,91 @@ pub static PARKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registered once")
 });
+
+/// Model files refused because their SHA-256 is not the one recorded at
+/// training (or none was recorded). The previous model, if any, stays
+/// served. No identifier label: identifiers come from input.
+pub static DIGEST_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "flts_inference_model_digest_failures_total",
+        "Model files refused because their SHA-256 differs from the one recorded at training"
+    )
+    .expect("metric registered once")
+});
+
+/// model-selected records refused because eval's pointer does not confirm them.
+pub static UNCONFIRMED_PROMOTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "flts_inference_unconfirmed_promotions_total",
+        "model-selected records the promotion pointer does not confirm (forged or corrupt)"
+    )
+    .expect("metric registered once")
+});
+
+/// Every route the HTTP metrics name (the rest is `other`).
+pub const ROUTES: [&str; 6] = ["/predict", "/model", "/healthz", "/readyz", "/metrics", "other"];
+
+/// Register every family with the label sets known in advance, at zero, so a
+/// fresh inference's /metrics lists them before the first request or record.
+/// Call once at start (a new family here belongs in this list too).
+pub fn init() {
+    for route in ROUTES {
+        LATENCY.with_label_values(&[route]);
+        REQUESTS.with_label_values(&[route, "200"]);
+    }
+    QUEUE_DEPTH.set(0);
+    for path in ["http", "batch"] {
+        MODEL_SECONDS.with_label_values(&[path]);
+        WINDOWS.with_label_values(&[path]);
+    }
+    for model_type in ["gru", "lstm", "prophet"] {
+        for source in ["promotion", "training"] {
+            for outcome in ["ok", "error"] {
+                MODEL_LOADS.with_label_values(&[model_type, source, outcome]);
+            }
+        }
+    }
+    MODELS_LOADED.set(0);
+    // Labelled by identifier: the family shows with the first batch.
+    LazyLock::force(&BATCH_ROWS);
+    for outcome in ["ok", "error"] {
+        BATCH_RUNS.with_label_values(&[outcome]);
+    }
+    for kind in ["bad_request", "overloaded", "model", "batch", "load", "bad_data"] {
+        ERRORS.with_label_values(&[kind]);
+    }
+    for event in ["parked", "run", "dead_lettered"] {
+        PARKED.with_label_values(&[event]);
+    }
+    LazyLock::force(&DIGEST_FAILURES);
+    LazyLock::force(&UNCONFIRMED_PROMOTIONS);
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::Encoder as _;
+
+    #[test]
+    fn init_lists_every_family_before_first_use() {
+        super::init();
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut text).expect("encodes");
+        let text = String::from_utf8(text).expect("utf-8");
+        for family in [
+            "flts_inference_http_requests_total",
+            "flts_inference_http_request_seconds",
+            "flts_inference_queue_depth",
+            "flts_inference_model_seconds",
+            "flts_inference_windows_total",
+            "flts_inference_model_loads_total",
+            "flts_inference_models_loaded",
+            "flts_inference_batch_runs_total",
+            "flts_inference_errors_total",
+            "flts_inference_parked_requests_total",
+            "flts_inference_model_digest_failures_total",
+            "flts_inference_unconfirmed_promotions_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family} is missing");
+        }
+    }
+}

@@ -62,7 +62,15 @@ pub enum ConfigError {
     SaslWithoutSaslProtocol(SecurityProtocol),
     #[error("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION must be given together")]
     HalfClientCertificate,
+    #[error("KAFKA_MESSAGE_MAX_BYTES is {0}; it must be between {min} and {max}", min = MIN_MESSAGE_MAX_BYTES, max = MAX_MESSAGE_MAX_BYTES)]
+    MessageMaxBytes(usize),
 }
+
+/// Smallest `message.max.bytes` kafka-utils accepts: a minimal DLQ envelope
+/// (see [`crate::dlq`]) must always fit.
+pub const MIN_MESSAGE_MAX_BYTES: usize = 16 * 1024;
+/// librdkafka's upper bound of `message.max.bytes`.
+pub const MAX_MESSAGE_MAX_BYTES: usize = 1_000_000_000;
 
 /// Connection settings shared by every FLTS binary (`#[command(flatten)]`).
 #[derive(Debug, Clone, Args)]
@@ -109,6 +117,12 @@ pub struct KafkaArgs {
     /// Long enough to ride out a broker restart.
     #[arg(long = "kafka-delivery-timeout-ms", env = "KAFKA_DELIVERY_TIMEOUT_MS", default_value_t = 120_000)]
     pub delivery_timeout_ms: u64,
+
+    /// Largest message a producer sends (librdkafka `message.max.bytes`: key,
+    /// payload and headers). Keep it at or under the broker's limit; DLQ
+    /// envelopes are sized to fit it.
+    #[arg(long = "kafka-message-max-bytes", env = "KAFKA_MESSAGE_MAX_BYTES", default_value_t = 1_000_000)]
+    pub message_max_bytes: usize,
 }
 
 impl KafkaArgs {
@@ -125,6 +139,7 @@ impl KafkaArgs {
             ssl_certificate_location: None,
             ssl_key_location: None,
             delivery_timeout_ms: 120_000,
+            message_max_bytes: 1_000_000,
         }
     }
 
@@ -154,6 +169,9 @@ impl KafkaArgs {
         }
         if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
             return Err(ConfigError::HalfClientCertificate);
+        }
+        if !(MIN_MESSAGE_MAX_BYTES..=MAX_MESSAGE_MAX_BYTES).contains(&self.message_max_bytes) {
+            return Err(ConfigError::MessageMaxBytes(self.message_max_bytes));
         }
         Ok(())
     }
@@ -228,6 +246,15 @@ mod tests {
         let mut args = KafkaArgs::plaintext("b:9092");
         args.sasl_username = Some("svc".into());
         assert!(matches!(args.validate(), Err(ConfigError::SaslWithoutSaslProtocol(_))));
+    }
+
+    #[test]
+    fn a_message_size_limit_outside_librdkafkas_range_is_rejected() {
+        let mut args = KafkaArgs::plaintext("b:9092");
+        args.message_max_bytes = 100;
+        assert!(matches!(args.validate(), Err(ConfigError::MessageMaxBytes(100))));
+        args.message_max_bytes = MIN_MESSAGE_MAX_BYTES;
+        assert!(args.validate().is_ok());
     }
 
     #[test]

@@ -12,18 +12,27 @@
 //! Errors are classified by the handler ([`HandlerError`]): decode and
 //! permanent errors go to the DLQ at once, retryable ones are retried with
 //! exponential backoff up to `max_attempts`, then dead-lettered.
+//!
+//! Hostile records: a record whose key or headers exceed the operator's
+//! limits ([`ConsumerArgs::max_key_bytes`], `max_header_bytes`, `max_headers`)
+//! is dead-lettered as `permanent`/`bad_data` before any handler sees it, and
+//! every envelope fits the producer's size limit ([`crate::dlq`]).
+//!
+//! Lag: librdkafka's statistics (every `statistics_interval_ms`) set
+//! `flts_kafka_consumer_lag{group,topic,partition}` for each assigned partition.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::FutureExt as _;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -50,10 +59,7 @@ pub struct Record {
 
 impl Record {
     fn from_message(m: &BorrowedMessage<'_>) -> Self {
-        let headers = m
-            .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
-            .unwrap_or_default();
+        let headers = read_headers(m);
         Record {
             topic: m.topic().to_string(),
             partition: m.partition(),
@@ -73,6 +79,43 @@ impl Record {
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, HandlerError> {
         contracts::decode(&self.payload).map_err(HandlerError::decode)
     }
+}
+
+/// The headers of `m`, names decoded lossily. rdkafka's own header iterator
+/// unwraps each name as UTF-8 and so panics (ending the poll thread, and with
+/// it the stage, on every restart) on a record whose header name is not; this
+/// reads them through librdkafka directly.
+fn read_headers(m: &BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::bindings as rd;
+    let mut out = Vec::new();
+    let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: `m.ptr()` is the live librdkafka message `m` borrows; the headers
+    // it returns are owned by that message and outlive this function's use.
+    let err = unsafe { rd::rd_kafka_message_headers(m.ptr(), &mut hdrs) };
+    if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
+        return out;
+    }
+    for idx in 0.. {
+        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
+        // SAFETY: `hdrs` is valid (above); librdkafka writes pointers into its
+        // own storage, a NUL-terminated name and `size` bytes of value.
+        let err = unsafe { rd::rd_kafka_header_get_all(hdrs, idx, &mut name, &mut value, &mut size) };
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            break;
+        }
+        // SAFETY: as above; a null value is a header without a value.
+        let (name, value) = unsafe {
+            let name = std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned();
+            let value = if value.is_null() {
+                Vec::new()
+            } else {
+                std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec()
+            };
+            (name, value)
+        };
+        out.push((name, value));
+    }
+    out
 }
 
 /// How a handler failure should be treated.
@@ -182,6 +225,21 @@ pub struct ConsumerArgs {
     /// move to another member. Capped at max.poll.interval.ms.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 30_000)]
     pub session_timeout_ms: u64,
+    /// Largest record key accepted, in bytes; a record with a larger key is
+    /// dead-lettered (`bad_data`) without reaching the handler.
+    #[arg(long, env = "KAFKA_MAX_KEY_BYTES", default_value_t = 1024)]
+    pub max_key_bytes: usize,
+    /// Largest total size of a record's headers (names and values), in bytes;
+    /// a record with more is dead-lettered (`bad_data`).
+    #[arg(long, env = "KAFKA_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Most headers a record may have; a record with more is dead-lettered (`bad_data`).
+    #[arg(long, env = "KAFKA_MAX_HEADERS", default_value_t = 64)]
+    pub max_headers: usize,
+    /// How often librdkafka reports statistics (consumer lag), in
+    /// milliseconds; 0 turns them (and the lag gauge) off.
+    #[arg(long, env = "KAFKA_STATISTICS_INTERVAL_MS", default_value_t = 5_000)]
+    pub statistics_interval_ms: u64,
 }
 
 impl Default for ConsumerArgs {
@@ -193,6 +251,10 @@ impl Default for ConsumerArgs {
             max_poll_interval_ms: 300_000,
             commit_interval_ms: 1_000,
             session_timeout_ms: 30_000,
+            max_key_bytes: 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            statistics_interval_ms: 5_000,
         }
     }
 }
@@ -202,6 +264,34 @@ impl ConsumerArgs {
     pub fn backoff(&self, attempt: u32) -> Duration {
         let base = self.handler_backoff_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
         Duration::from_millis(base.min(self.handler_backoff_max_ms))
+    }
+
+    /// Why `record` is refused before its handler (its key or headers exceed
+    /// the limits), if it is.
+    pub fn refuse(&self, record: &Record) -> Option<String> {
+        let key_len = record.key.as_ref().map_or(0, Vec::len);
+        if key_len > self.max_key_bytes {
+            return Some(format!(
+                "record key of {key_len} bytes exceeds the limit of {} (KAFKA_MAX_KEY_BYTES)",
+                self.max_key_bytes
+            ));
+        }
+        if record.headers.len() > self.max_headers {
+            return Some(format!(
+                "record has {} headers, more than the limit of {} (KAFKA_MAX_HEADERS)",
+                record.headers.len(),
+                self.max_headers
+            ));
+        }
+        let header_bytes =
+            record.headers.iter().fold(0usize, |sum, (k, v)| sum.saturating_add(k.len()).saturating_add(v.len()));
+        if header_bytes > self.max_header_bytes {
+            return Some(format!(
+                "record headers of {header_bytes} bytes exceed the limit of {} (KAFKA_MAX_HEADER_BYTES)",
+                self.max_header_bytes
+            ));
+        }
+        None
     }
 }
 
@@ -219,7 +309,7 @@ pub struct ConsumerSettings {
 }
 
 impl ConsumerSettings {
-    fn dlq_for(&self, topic: &str) -> String {
+    pub(crate) fn dlq_for(&self, topic: &str) -> String {
         self.dlq_topic.clone().unwrap_or_else(|| contracts::topics::dlq_topic(topic))
     }
 }
@@ -242,6 +332,8 @@ pub enum ConsumerError {
 enum Outcome {
     Processed,
     DeadLettered,
+    /// Failed, and not even a minimal envelope could be written (see [`crate::dlq`]).
+    Dropped,
     Cancelled,
 }
 
@@ -250,12 +342,76 @@ enum Outcome {
 pub struct RunSummary {
     pub processed: u64,
     pub dead_lettered: u64,
+    /// Failed records for which no DLQ envelope could be written at all.
+    pub dropped: u64,
 }
 
-/// Commits on revoke and logs rebalances and commits.
-struct LoopContext;
+/// Commits on revoke, logs rebalances and commits, and turns statistics into
+/// the lag gauge.
+struct LoopContext {
+    group: String,
+    /// (topic, partition) series of the lag gauge this consumer set.
+    lag_series: Mutex<HashSet<(String, i32)>>,
+    /// Set once the loop stopped: statistics served while the consumer
+    /// closes set no series again.
+    stopped: AtomicBool,
+}
 
-impl ClientContext for LoopContext {}
+impl LoopContext {
+    fn new(group: &str) -> Self {
+        LoopContext {
+            group: group.to_string(),
+            lag_series: Mutex::new(HashSet::new()),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Set the lag of every assigned partition in `stats`; remove the series of
+    /// partitions no longer assigned.
+    fn record_lag(&self, stats: &lag::Stats) {
+        let now = lag::assigned_lags(stats);
+        let mut series = self.lag_series.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        for (topic, partition) in series.iter() {
+            if !now.contains_key(&(topic.clone(), *partition)) {
+                let _ = metrics::CONSUMER_LAG.remove_label_values(&[
+                    self.group.as_str(),
+                    topic.as_str(),
+                    partition.to_string().as_str(),
+                ]);
+            }
+        }
+        for ((topic, partition), value) in &now {
+            metrics::CONSUMER_LAG
+                .with_label_values(&[self.group.as_str(), topic.as_str(), partition.to_string().as_str()])
+                .set(*value);
+        }
+        *series = now.into_keys().collect();
+    }
+
+    fn clear_lag(&self) {
+        let mut series = self.lag_series.lock().unwrap_or_else(|e| e.into_inner());
+        self.stopped.store(true, Ordering::SeqCst);
+        for (topic, partition) in series.drain() {
+            let _ = metrics::CONSUMER_LAG.remove_label_values(&[
+                self.group.as_str(),
+                topic.as_str(),
+                partition.to_string().as_str(),
+            ]);
+        }
+    }
+}
+
+impl ClientContext for LoopContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        match serde_json::from_slice::<lag::Stats>(statistics) {
+            Ok(stats) => self.record_lag(&stats),
+            Err(e) => debug!(error = %e, "librdkafka statistics not understood"),
+        }
+    }
+}
 
 impl ConsumerContext for LoopContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -302,8 +458,11 @@ pub async fn run<H: Handler>(
         .set("auto.offset.reset", "earliest")
         .set("max.poll.interval.ms", settings.args.max_poll_interval_ms.to_string())
         .set("session.timeout.ms", settings.args.session_timeout_ms.min(settings.args.max_poll_interval_ms).to_string())
-        .set("partition.assignment.strategy", "range,roundrobin");
-    let consumer: BaseConsumer<LoopContext> = cfg.create_with_context(LoopContext).map_err(ConsumerError::Create)?;
+        .set("partition.assignment.strategy", "range,roundrobin")
+        .set("statistics.interval.ms", settings.args.statistics_interval_ms.to_string());
+    metrics::init_consumer(&settings);
+    let consumer: BaseConsumer<LoopContext> =
+        cfg.create_with_context(LoopContext::new(&settings.group_id)).map_err(ConsumerError::Create)?;
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
@@ -357,8 +516,9 @@ fn poll_loop<H: Handler>(
                 info!(%topic, partition, offset, "shutdown before the record was done; it will be redelivered");
                 break;
             }
-            Outcome::Processed => summary.processed += 1,
-            Outcome::DeadLettered => summary.dead_lettered += 1,
+            Outcome::Processed => summary.processed = summary.processed.saturating_add(1),
+            Outcome::DeadLettered => summary.dead_lettered = summary.dead_lettered.saturating_add(1),
+            Outcome::Dropped => summary.dropped = summary.dropped.saturating_add(1),
         }
         handled.mark(&record);
         if let Err(e) = consumer.store_offset(topic, partition, offset) {
@@ -371,7 +531,13 @@ fn poll_loop<H: Handler>(
     }
     commit_sync(&consumer);
     consumer.unsubscribe();
-    info!(processed = summary.processed, dead_lettered = summary.dead_lettered, "consumer stopped");
+    consumer.context().clear_lag();
+    info!(
+        processed = summary.processed,
+        dead_lettered = summary.dead_lettered,
+        dropped = summary.dropped,
+        "consumer stopped"
+    );
     summary
 }
 
@@ -482,9 +648,13 @@ async fn process_record<H: Handler>(
     cancel: &CancellationToken,
 ) -> Outcome {
     let topic = record.topic.clone();
+    if let Some(why) = settings.args.refuse(record) {
+        let err = HandlerError::permanent("bad_data", why);
+        return dead_letter(handler, producer, settings, record, cancel, FailureKind::Permanent, &err, 1).await;
+    }
     let mut attempt = 0u32;
     loop {
-        attempt += 1;
+        attempt = attempt.saturating_add(1);
         let started = Instant::now();
         // A panicking handler is a bug, but it must not stall the partition.
         let result = match AssertUnwindSafe(handler.handle(record)).catch_unwind().await {
@@ -515,19 +685,38 @@ async fn process_record<H: Handler>(
             Disposition::Decode => FailureKind::Decode,
             Disposition::Permanent => FailureKind::Permanent,
         };
-        let dlq = settings.dlq_for(&topic);
-        let envelope = dlq::envelope(record, kind, &err, attempt, &settings.service);
-        error!(%topic, partition = record.partition, offset = record.offset, attempt, %dlq, error = %err,
-            "record dead-lettered");
-        return match dlq::send_until_acked(producer, &dlq, record, &envelope, &settings.args, cancel).await {
-            true => {
-                metrics::DEAD_LETTERED.with_label_values(&[&topic, kind_label(kind)]).inc();
-                handler.on_dead_letter(record, &err).await;
-                Outcome::DeadLettered
-            }
-            false => Outcome::Cancelled,
-        };
+        return dead_letter(handler, producer, settings, record, cancel, kind, &err, attempt).await;
     }
+}
+
+/// Send `record` to its DLQ (see [`crate::dlq::write`]) and let the handler
+/// announce the failure.
+#[allow(clippy::too_many_arguments)]
+async fn dead_letter<H: Handler>(
+    handler: &H,
+    producer: &Producer,
+    settings: &ConsumerSettings,
+    record: &Record,
+    cancel: &CancellationToken,
+    kind: FailureKind,
+    err: &HandlerError,
+    attempts: u32,
+) -> Outcome {
+    let dlq = settings.dlq_for(&record.topic);
+    let envelope = dlq::envelope(record, kind, err, attempts, &settings.service, producer.max_message_bytes());
+    // The error text may quote the record: its length is bounded like the envelope's.
+    error!(topic = %record.topic, partition = record.partition, offset = record.offset, attempts, %dlq,
+        code = %envelope.error.code, error = %envelope.error.message, "record dead-lettered");
+    let outcome = match dlq::write(producer, &dlq, record, &envelope, &settings.args, cancel).await {
+        dlq::Written::Cancelled => return Outcome::Cancelled,
+        dlq::Written::Sent | dlq::Written::Minimal => {
+            metrics::DEAD_LETTERED.with_label_values(&[record.topic.as_str(), kind_label(kind)]).inc();
+            Outcome::DeadLettered
+        }
+        dlq::Written::Dropped => Outcome::Dropped,
+    };
+    handler.on_dead_letter(record, err).await;
+    outcome
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -543,6 +732,72 @@ fn kind_label(kind: FailureKind) -> &'static str {
         FailureKind::Decode => "decode",
         FailureKind::Permanent => "permanent",
         FailureKind::RetriesExhausted => "retries_exhausted",
+    }
+}
+
+/// The part of librdkafka's statistics JSON the lag gauge reads
+/// (<https://github.com/confluentinc/librdkafka/blob/master/STATISTICS.md>).
+mod lag {
+    use std::collections::HashMap;
+
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct Stats {
+        #[serde(default)]
+        pub topics: HashMap<String, Topic>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    pub struct Topic {
+        #[serde(default)]
+        pub partitions: HashMap<String, Partition>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct Partition {
+        pub partition: i32,
+        /// Assigned to this consumer (librdkafka: "desired").
+        #[serde(default)]
+        pub desired: bool,
+        #[serde(default = "unknown")]
+        pub hi_offset: i64,
+        #[serde(default = "unknown")]
+        pub lo_offset: i64,
+        /// `hi_offset - committed_offset`, or -1 when nothing is committed.
+        #[serde(default = "unknown")]
+        pub consumer_lag: i64,
+    }
+
+    fn unknown() -> i64 {
+        -1
+    }
+
+    /// The lag of one partition, if it is assigned here and its high watermark
+    /// is known: librdkafka's committed lag, or, for a group that never
+    /// committed (it reads from the earliest record), everything from the log
+    /// start. Offsets are the broker's: the arithmetic is checked.
+    pub fn partition_lag(p: &Partition) -> Option<i64> {
+        if p.partition < 0 || !p.desired || p.hi_offset < 0 {
+            return None;
+        }
+        if p.consumer_lag >= 0 {
+            return Some(p.consumer_lag);
+        }
+        p.hi_offset.checked_sub(p.lo_offset.max(0)).map(|lag| lag.max(0))
+    }
+
+    /// Lag per (topic, assigned partition).
+    pub fn assigned_lags(stats: &Stats) -> HashMap<(String, i32), i64> {
+        let mut out = HashMap::new();
+        for (name, topic) in &stats.topics {
+            for p in topic.partitions.values() {
+                if let Some(lag) = partition_lag(p) {
+                    out.insert((name.clone(), p.partition), lag);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -582,6 +837,42 @@ mod tests {
         assert_eq!(args.backoff(4), Duration::from_millis(800));
         assert_eq!(args.backoff(5), Duration::from_millis(1_000));
         assert_eq!(args.backoff(60), Duration::from_millis(1_000));
+    }
+
+    #[test]
+    fn lag_is_committed_lag_or_everything_for_a_group_that_never_committed() {
+        let stats: lag::Stats = serde_json::from_str(
+            r#"{"name":"c","topics":{"t":{"topic":"t","partitions":{
+                "0":{"partition":0,"desired":true,"hi_offset":20,"lo_offset":0,"consumer_lag":-1},
+                "1":{"partition":1,"desired":true,"hi_offset":20,"lo_offset":5,"consumer_lag":3},
+                "2":{"partition":2,"desired":false,"hi_offset":20,"lo_offset":0,"consumer_lag":-1},
+                "3":{"partition":3,"desired":true,"hi_offset":-1001,"lo_offset":-1001,"consumer_lag":-1},
+                "-1":{"partition":-1,"desired":false,"hi_offset":-1,"lo_offset":-1,"consumer_lag":-1}}}}}"#,
+        )
+        .expect("statistics JSON");
+        let lags = lag::assigned_lags(&stats);
+        assert_eq!(lags.get(&("t".to_string(), 0)), Some(&20), "never committed: from the log start");
+        assert_eq!(lags.get(&("t".to_string(), 1)), Some(&3));
+        assert_eq!(lags.len(), 2, "unassigned, unknown and internal partitions have no series: {lags:?}");
+        let extreme =
+            lag::Partition { partition: 0, desired: true, hi_offset: i64::MAX, lo_offset: -5, consumer_lag: -1 };
+        assert_eq!(lag::partition_lag(&extreme), Some(i64::MAX));
+    }
+
+    #[test]
+    fn keys_and_headers_over_the_limits_are_refused() {
+        let args = ConsumerArgs::default();
+        let mut r = rec(0, 0);
+        assert_eq!(args.refuse(&r), None);
+        r.key = Some(vec![b'k'; 1025]);
+        assert!(args.refuse(&r).is_some_and(|why| why.contains("KAFKA_MAX_KEY_BYTES")));
+        r.key = Some(vec![b'k'; 1024]);
+        r.headers = (0..65).map(|i| (format!("h{i}"), vec![])).collect();
+        assert!(args.refuse(&r).is_some_and(|why| why.contains("KAFKA_MAX_HEADERS")));
+        r.headers = vec![("big".into(), vec![0; 16 * 1024])];
+        assert!(args.refuse(&r).is_some_and(|why| why.contains("KAFKA_MAX_HEADER_BYTES")));
+        r.headers = vec![("ok".into(), vec![0; 1000])];
+        assert_eq!(args.refuse(&r), None);
     }
 
     #[test]

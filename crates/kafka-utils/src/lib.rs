@@ -4,12 +4,16 @@
 //! - [`config`]: [`KafkaArgs`], connection and security settings from flags and
 //!   env, validated at start-up; secrets never reach logs.
 //! - [`producer`]: [`Producer`], JSON sends that return only after the broker's
-//!   acknowledgement (acks=all, idempotence on); an instance librdkafka can no
-//!   longer use is replaced and the send goes again.
+//!   acknowledgement (acks=all, idempotence on, the Java client's murmur2
+//!   partitioner); an instance librdkafka can no longer use is replaced and the
+//!   send goes again; a permanent error is never sent again.
 //! - [`consumer`]: [`consumer::run`], the at-least-once loop: a [`Handler`]
 //!   per record, offsets stored only after its outputs are acknowledged,
-//!   retries with backoff, then the DLQ.
-//! - [`dlq`]: the dead-letter envelope with the original bytes.
+//!   retries with backoff, then the DLQ; keys and headers over the operator's
+//!   limits are dead-lettered before the handler; the consumer-lag gauge.
+//! - [`dlq`]: the dead-letter envelope with the original bytes, always sized to
+//!   fit the producer's message limit.
+//! - [`partitioner`]: which partition a key goes to (Java's murmur2).
 //! - [`admin`]: topic bootstrap ([`admin::ensure_topics`]).
 //! - [`metrics`]: every `flts_kafka_*` metric.
 
@@ -18,6 +22,7 @@ pub mod config;
 pub mod consumer;
 pub mod dlq;
 pub mod metrics;
+pub mod partitioner;
 pub mod producer;
 
 pub use config::{KafkaArgs, Secret};

@@ -1,9 +1,25 @@
 //! Every metric kafka-utils exports, registered once in the default registry.
-//! Labels stay low-cardinality: topic and outcome, never offsets or keys.
+//! Labels stay low-cardinality: topic, partition and outcome, never offsets or keys.
+//!
+//! Prometheus sees a family only once it has a series, so the families are
+//! created at start with every label set known then ([`init_consumer`] from
+//! [`crate::consumer::run`], [`init_producer`] from [`crate::Producer::new`]):
+//! a fresh stage shows zeros, not nothing.
 
 use std::sync::LazyLock;
 
-use prometheus::{HistogramVec, IntCounterVec, register_histogram_vec, register_int_counter_vec};
+use prometheus::{
+    HistogramVec, IntCounterVec, IntGaugeVec, register_histogram_vec, register_int_counter_vec, register_int_gauge_vec,
+};
+
+use crate::consumer::ConsumerSettings;
+
+/// Every value of `DEAD_LETTERED`'s `kind` label.
+pub const DEAD_LETTER_KINDS: [&str; 3] = ["decode", "permanent", "retries_exhausted"];
+/// Every value of `DLQ_FALLBACKS`'s `fallback` label.
+pub const DLQ_FALLBACK_KINDS: [&str; 2] = ["minimal", "dropped"];
+/// Every value of `PRODUCER_REBUILDS`'s `reason` label.
+pub const REBUILD_REASONS: [&str; 2] = ["fatal", "timed_out"];
 
 /// Records handed to this process by the broker.
 pub static CONSUMED: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -60,3 +76,117 @@ pub static PRODUCER_REBUILDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registered once")
 });
+
+/// DLQ writes that were refused for good (see [`crate::dlq`]), by DLQ topic
+/// and what happened then: `minimal` (the minimal envelope was sent instead)
+/// or `dropped` (even that was refused; no dead letter exists).
+pub static DLQ_FALLBACKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "flts_kafka_dlq_fallbacks_total",
+        "DLQ envelopes refused for good by the producer or broker, by what was done instead",
+        &["topic", "fallback"]
+    )
+    .expect("metric registered once")
+});
+
+/// Records of an assigned partition not yet committed by the group, from
+/// librdkafka's statistics: the high watermark minus the committed offset, or
+/// minus the log start for a group that never committed (it reads from the
+/// earliest record).
+pub static CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "flts_kafka_consumer_lag",
+        "Records not yet committed by the consumer group, per assigned partition",
+        &["group", "topic", "partition"]
+    )
+    .expect("metric registered once")
+});
+
+/// Create every consumer-side series `settings` will use, at zero.
+pub fn init_consumer(settings: &ConsumerSettings) {
+    for topic in &settings.topics {
+        CONSUMED.with_label_values(&[topic.as_str()]);
+        PROCESSED.with_label_values(&[topic.as_str()]);
+        RETRIED.with_label_values(&[topic.as_str()]);
+        HANDLER_SECONDS.with_label_values(&[topic.as_str()]);
+        for kind in DEAD_LETTER_KINDS {
+            DEAD_LETTERED.with_label_values(&[topic.as_str(), kind]);
+        }
+        let dlq = settings.dlq_for(topic);
+        for outcome in ["acked", "failed"] {
+            PRODUCED.with_label_values(&[dlq.as_str(), outcome]);
+        }
+        for fallback in DLQ_FALLBACK_KINDS {
+            DLQ_FALLBACKS.with_label_values(&[dlq.as_str(), fallback]);
+        }
+    }
+    LazyLock::force(&CONSUMER_LAG);
+}
+
+/// Create every producer-side series known before the first send, at zero.
+pub fn init_producer() {
+    for reason in REBUILD_REASONS {
+        PRODUCER_REBUILDS.with_label_values(&[reason]);
+    }
+}
+
+/// The lag gauge's value for `group`'s `topic`/`partition` in this process,
+/// if librdkafka reported it (the series is not created by asking).
+pub fn consumer_lag(group: &str, topic: &str, partition: i32) -> Option<i64> {
+    use prometheus::Encoder as _;
+    use prometheus::core::Collector as _;
+    let mut text = Vec::new();
+    prometheus::TextEncoder::new().encode(&CONSUMER_LAG.collect(), &mut text).ok()?;
+    let wanted = [format!("group=\"{group}\""), format!("topic=\"{topic}\""), format!("partition=\"{partition}\"")];
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| l.starts_with("flts_kafka_consumer_lag{"))
+        .find(|l| wanted.iter().all(|w| l.contains(w.as_str())))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::Encoder as _;
+
+    use super::*;
+    use crate::consumer::{ConsumerArgs, ConsumerSettings};
+
+    #[test]
+    fn init_lists_every_family_with_zero_series_for_the_consumed_topics() {
+        let settings = ConsumerSettings {
+            service: "s".into(),
+            group_id: "g".into(),
+            topics: vec!["metrics-init-topic".into()],
+            dlq_topic: None,
+            args: ConsumerArgs::default(),
+        };
+        init_consumer(&settings);
+        init_producer();
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut text).expect("encodes");
+        let text = String::from_utf8(text).expect("utf-8");
+        for family in [
+            "flts_kafka_records_consumed_total",
+            "flts_kafka_records_processed_total",
+            "flts_kafka_handler_retries_total",
+            "flts_kafka_records_dead_lettered_total",
+            "flts_kafka_records_produced_total",
+            "flts_kafka_handler_duration_seconds",
+            "flts_kafka_producer_rebuilds_total",
+            "flts_kafka_dlq_fallbacks_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family} is missing");
+        }
+        assert!(text.contains("flts_kafka_records_consumed_total{topic=\"metrics-init-topic\"} 0"));
+        assert!(text.contains(
+            "flts_kafka_records_dead_lettered_total{kind=\"retries_exhausted\",topic=\"metrics-init-topic\"} 0"
+        ));
+        assert!(
+            text.contains("flts_kafka_records_produced_total{outcome=\"acked\",topic=\"DLQ-metrics-init-topic\"} 0")
+        );
+        assert_eq!(consumer_lag("g", "metrics-init-topic", 0), None, "no lag before librdkafka reports one");
+    }
+}

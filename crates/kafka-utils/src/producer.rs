@@ -64,22 +64,23 @@ impl ProduceError {
             _ => false,
         }
     }
+
+    /// Whether this message can never be sent as it is (see [`is_permanent_code`]).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ProduceError::Delivery { source, .. } => is_permanent_code(source.rdkafka_error_code()),
+            ProduceError::Encode { .. } => true,
+            _ => false,
+        }
+    }
 }
 
-/// The one place rdkafka error codes are classified (vector's `service.rs` idea).
+/// The one place rdkafka error codes are classified (vector's `service.rs` idea):
+/// whether sending the same message again may succeed.
 pub fn is_retryable_code(code: Option<RDKafkaErrorCode>) -> bool {
     use RDKafkaErrorCode::*;
     match code {
-        Some(
-            MessageSizeTooLarge
-            | UnknownTopicOrPartition
-            | TopicAuthorizationFailed
-            | ClusterAuthorizationFailed
-            | InvalidRecord
-            | UnsupportedVersion
-            | InvalidMessage
-            | PolicyViolation,
-        ) => false,
+        Some(code) if is_permanent_code(Some(code)) => false,
         Some(
             MessageTimedOut
             | QueueFull
@@ -96,9 +97,41 @@ pub fn is_retryable_code(code: Option<RDKafkaErrorCode>) -> bool {
     }
 }
 
+/// Whether the broker (or librdkafka, locally) refuses this message for what
+/// it is: too large, malformed, or not allowed on that topic. Sending the same
+/// message again can never succeed, so it is never sent again; a DLQ write that
+/// meets one shrinks its envelope instead ([`crate::dlq`]).
+pub fn is_permanent_code(code: Option<RDKafkaErrorCode>) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessageSize
+                | MessageBatchTooLarge
+                | InvalidMessage
+                | InvalidRecord
+                | InvalidTopic
+                | InvalidRequiredAcks
+                | TopicAuthorizationFailed
+                | ClusterAuthorizationFailed
+                | TransactionalIdAuthorizationFailed
+                | UnsupportedVersion
+                | UnsupportedForMessageFormat
+                | UnsupportedCompressionType
+                | PolicyViolation
+                | InvalidArgument
+                | BadMessage
+                | InvalidType
+        )
+    )
+}
+
 /// The librdkafka settings of every FLTS producer: acks=all, idempotence,
 /// bounded retries with backoff inside the delivery timeout, lz4, a short
-/// linger. Public so benches can build a bare rdkafka producer that is the same.
+/// linger, the Java client's murmur2 partitioner ([`crate::partitioner`]) and
+/// the message size limit of [`KafkaArgs::message_max_bytes`]. Public so
+/// benches can build a bare rdkafka producer that is the same.
 pub fn producer_config(args: &KafkaArgs, service: &str) -> Result<ClientConfig, ConfigError> {
     let mut cfg = args.client_config(service)?;
     cfg.set("acks", "all")
@@ -112,7 +145,10 @@ pub fn producer_config(args: &KafkaArgs, service: &str) -> Result<ClientConfig, 
         .set("retry.backoff.max.ms", "2000")
         .set("message.timeout.ms", args.delivery_timeout_ms.to_string())
         .set("compression.type", "lz4")
-        .set("linger.ms", "5");
+        .set("linger.ms", "5")
+        // A key lands on the partition the Java and kafka-python clients pick.
+        .set("partitioner", crate::partitioner::PARTITIONER)
+        .set("message.max.bytes", args.message_max_bytes.to_string());
     Ok(cfg)
 }
 
@@ -126,6 +162,7 @@ struct Shared {
     config: ClientConfig,
     current: RwLock<Instance>,
     delivery_timeout: Duration,
+    max_message_bytes: usize,
     service: String,
 }
 
@@ -142,14 +179,22 @@ impl Producer {
     pub fn new(args: &KafkaArgs, service: &str) -> Result<Self, ProduceError> {
         let config = producer_config(args, service)?;
         let producer: FutureProducer = config.create().map_err(ProduceError::Client)?;
+        metrics::init_producer();
         Ok(Producer {
             shared: Arc::new(Shared {
                 config,
                 current: RwLock::new(Instance { generation: 0, producer }),
                 delivery_timeout: args.delivery_timeout(),
+                max_message_bytes: args.message_max_bytes,
                 service: service.to_string(),
             }),
         })
+    }
+
+    /// librdkafka's `message.max.bytes` for this producer: a message whose key,
+    /// payload and headers exceed it is refused locally (`MessageSizeTooLarge`).
+    pub fn max_message_bytes(&self) -> usize {
+        self.shared.max_message_bytes
     }
 
     /// Serialize `value` as JSON and send it; returns once the broker acknowledged it.
@@ -177,7 +222,7 @@ impl Producer {
         payload: &[u8],
         headers: &[(&str, &[u8])],
     ) -> Result<Delivery, ProduceError> {
-        let mut hdrs = OwnedHeaders::new_with_capacity(headers.len() + 2)
+        let mut hdrs = OwnedHeaders::new_with_capacity(headers.len().saturating_add(2))
             .insert(Header { key: "content-type", value: Some("application/json") })
             .insert(Header { key: "flts-service", value: Some(self.shared.service.as_str()) });
         for (k, v) in headers {
@@ -208,7 +253,11 @@ impl Producer {
                     let code = source.rdkafka_error_code();
                     let replaced = self.replace_if_unusable(generation, &producer, code);
                     drop(producer);
-                    let resend = replaced || is_retryable_code(code) || code == Some(RDKafkaErrorCode::Unknown);
+                    // A permanent error is never sent again, even when the
+                    // instance it failed on was replaced (with gapless
+                    // guarantee a broker-side permanent error is fatal).
+                    let resend = !is_permanent_code(code)
+                        && (replaced || is_retryable_code(code) || code == Some(RDKafkaErrorCode::Unknown));
                     if resend && Instant::now() + wait < deadline {
                         tracing::warn!(%topic, error = %source, "send failed; sending again in {wait:?}");
                         tokio::time::sleep(wait).await;

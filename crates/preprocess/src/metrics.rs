@@ -32,3 +32,38 @@ pub static SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric registered once")
 });
+
+/// Register every family with the label sets known in advance, at zero, so a
+/// fresh preprocess's /metrics lists them before the first request. Call once
+/// at start (a new family here belongs in this list too).
+pub fn init() {
+    for outcome in ["processed", "reused", "failed"] {
+        JOBS.with_label_values(&[outcome]);
+    }
+    for part in ["train", "test"] {
+        ROWS.with_label_values(&[part]);
+    }
+    LazyLock::force(&INPUT_BYTES);
+    LazyLock::force(&SECONDS);
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::Encoder as _;
+
+    #[test]
+    fn init_lists_every_family_before_first_use() {
+        super::init();
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut text).expect("encodes");
+        let text = String::from_utf8(text).expect("utf-8");
+        for family in [
+            "flts_preprocess_jobs_total",
+            "flts_preprocess_rows_total",
+            "flts_preprocess_input_bytes_total",
+            "flts_preprocess_job_seconds",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family} is missing");
+        }
+    }
+}

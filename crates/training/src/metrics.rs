@@ -40,3 +40,39 @@ pub static MLFLOW_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("flts_trainer_mlflow_retries_total", "MLflow calls retried after a fit")
         .expect("metric registered once")
 });
+
+/// Register every family with the label sets known in advance, at zero, so a
+/// fresh trainer's /metrics lists them before the first claim check. Call once
+/// at start with the trainer's model type (a new family here belongs in this
+/// list too).
+pub fn init(model_type: &str) {
+    for outcome in ["success", "failed"] {
+        RUNS.with_label_values(&[outcome]);
+    }
+    LazyLock::force(&REPUBLISHED);
+    EPOCHS.with_label_values(&[model_type]);
+    FIT_SECONDS.with_label_values(&[model_type]);
+    LazyLock::force(&MLFLOW_RETRIES);
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::Encoder as _;
+
+    #[test]
+    fn init_lists_every_family_before_first_use() {
+        super::init("gru");
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut text).expect("encodes");
+        let text = String::from_utf8(text).expect("utf-8");
+        for family in [
+            "flts_trainer_runs_total",
+            "flts_trainer_republished_total",
+            "flts_trainer_epochs_total",
+            "flts_trainer_fit_seconds",
+            "flts_trainer_mlflow_retries_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family} is missing");
+        }
+    }
+}
