@@ -3,169 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
 use claim_check::ClaimCheckStore;
 use contracts::topics::dlq_topic;
 use contracts::*;
-use eval::state::{Decision, SetState, Trigger};
+use eval::state::{SetState, Trigger};
 use flts_tests::*;
-use kafka_utils::{ConsumerArgs, Producer};
-use mlflow_client::{KeyValue, Metric, MlflowClient};
-use rdkafka::message::Message as _;
-use tokio_util::sync::CancellationToken;
+use mlflow_client::MlflowClient;
 
-const BUCKET: &str = "model-promotion";
-
-/// One test's world: its own topics, dataset identifier and config hash.
-struct World {
-    training: String,
-    selected: String,
-    identifier: String,
-    config_hash: String,
-    experiment: String,
-}
-
-impl World {
-    async fn new(name: &str) -> Self {
-        let w = World {
-            training: unique(&format!("t-{name}-training")),
-            selected: unique(&format!("t-{name}-selected")),
-            identifier: unique(&format!("site-{name}")),
-            config_hash: unique("hash"),
-            experiment: MlflowClient::new(&stack().mlflow)
-                .expect("client")
-                .get_or_create_experiment("flts-tests-eval")
-                .await
-                .expect("experiment"),
-        };
-        create_topic_with_dlq(&w.training, 1).await;
-        create_topic_with_dlq(&w.selected, 1).await;
-        w
-    }
-
-    fn cli(&self, expected: &str, timeout_secs: u64) -> eval::Cli {
-        eval::Cli {
-            eval: eval::EvalArgs {
-                expected_model_types: expected.split(',').map(|m| m.parse().expect("model type")).collect(),
-                timeout_secs,
-                weight_rmse: 0.5,
-                weight_mae: 0.3,
-                weight_mse: 0.2,
-                baseline_gate: true,
-                promotion_bucket: BUCKET.into(),
-            },
-            group_id: unique("g-eval"),
-            model_training_topic: self.training.clone(),
-            model_selected_topic: self.selected.clone(),
-            dlq_topic: dlq_topic(&self.selected),
-            kafka: stack().kafka.clone(),
-            consumer: ConsumerArgs {
-                handler_backoff_ms: 50,
-                commit_interval_ms: 200,
-                session_timeout_ms: 6_000,
-                ..Default::default()
-            },
-            s3: stack().s3.clone(),
-            mlflow: stack().mlflow.clone(),
-            admin: service_kit::admin::AdminArgs { metrics_addr: "127.0.0.1:0".parse().expect("addr") },
-        }
-    }
-
-    /// A SUCCESS event backed by a real MLflow run with the same metrics.
-    async fn success(&self, model_type: ModelType, rmse: f64, baseline_rmse: f64) -> ModelTraining {
-        let mlflow = MlflowClient::new(&stack().mlflow).expect("client");
-        let run = mlflow
-            .create_run(&self.experiment, model_type.as_str(), &[KeyValue::new("config_hash", &self.config_hash)])
-            .await
-            .expect("run");
-        let (mae, mse) = (rmse * 0.8, rmse * rmse);
-        let metrics =
-            [Metric::now("test_rmse", rmse, 0), Metric::now("test_mae", mae, 0), Metric::now("test_mse", mse, 0)];
-        mlflow.log_batch(&run.info.run_id, &metrics, &[], &[]).await.expect("log metrics");
-        let m = |r: f64| Metrics { mse: r * r, rmse: r, mae: r * 0.8 };
-        let at = |h| Utc.with_ymd_and_hms(2026, 11, 22, h, 0, 0).single().expect("valid");
-        ModelTraining {
-            v: V1,
-            identifier: self.identifier.clone(),
-            model_type,
-            config_hash: self.config_hash.clone(),
-            run_id: run.info.run_id.clone(),
-            status: TrainingStatus::Success(Box::new(TrainingSuccess {
-                test_rmse: rmse,
-                test_mae: mae,
-                test_mse: mse,
-                train_start: at(1),
-                train_end: at(2),
-                artifact_uri: run.info.artifact_uri.clone(),
-                model: ModelArtifact {
-                    format: if model_type == ModelType::Prophet { ModelFormat::ProphetJson } else { ModelFormat::Onnx },
-                    path: "model/model.bin".into(),
-                    scaler_path: "model/scaler.json".into(),
-                    input_len: 10,
-                    output_len: 1,
-                    features: vec!["down".into()],
-                    targets: vec!["down".into()],
-                },
-                protocol: EvalProtocol::OneStepAhead,
-                baselines: Baselines { last_value: m(baseline_rmse), seasonal_naive: None },
-            })),
-        }
-    }
-
-    fn failed(&self, model_type: ModelType) -> ModelTraining {
-        ModelTraining {
-            v: V1,
-            identifier: self.identifier.clone(),
-            model_type,
-            config_hash: self.config_hash.clone(),
-            run_id: "no-run".into(),
-            status: TrainingStatus::Failed {
-                reason: "loss became NaN at epoch 3".into(),
-                error_kind: "nan_loss".into(),
-                failed_at: Utc::now(),
-            },
-        }
-    }
-
-    async fn send(&self, ev: &ModelTraining) {
-        Producer::new(&stack().kafka, "test")
-            .expect("producer")
-            .send_json(&self.training, Some(&self.identifier), ev)
-            .await
-            .expect("ack");
-    }
-
-    async fn decision(&self) -> Option<Decision> {
-        let store = ClaimCheckStore::new(&stack().s3);
-        let key = eval::state::decision_key(&self.identifier, &self.config_hash);
-        let bytes = store.get_object(BUCKET, &key).await.ok()?;
-        Some(serde_json::from_slice(&bytes).expect("decision JSON"))
-    }
-
-    async fn wait_decision(&self, timeout: Duration) -> Decision {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(d) = self.decision().await.filter(|d| d.published) {
-                return d;
-            }
-            assert!(Instant::now() < deadline, "no published decision for {} within {timeout:?}", self.identifier);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn selected_events(&self, at_least: usize, wait: Duration) -> Vec<ModelSelected> {
-        read_topic(&self.selected, at_least, wait)
-            .iter()
-            .map(|m| decode(m.payload().unwrap_or_default()).expect("model-selected"))
-            .collect()
-    }
-}
-
-fn start(cli: eval::Cli) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    (cancel, tokio::spawn(async move { eval::run(cli, c).await }))
-}
+#[path = "worlds/eval_world.rs"]
+mod eval_world;
+use eval_world::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_successes_promote_the_best_once_even_when_replayed() {
@@ -220,7 +67,7 @@ async fn three_successes_promote_the_best_once_even_when_replayed() {
 async fn a_failed_trainer_and_the_timeout_still_promote_and_say_why() {
     let w = World::new("timeout").await;
     let (cancel, task) = start(w.cli("GRU,LSTM,PROPHET", 3));
-    w.send(&w.failed(ModelType::Gru)).await;
+    w.send(&w.failed(ModelType::Gru).await).await;
     let prophet = w.success(ModelType::Prophet, 0.4, 1.0).await;
     w.send(&prophet).await;
     let d = w.wait_decision(Duration::from_secs(60)).await;
@@ -261,25 +108,13 @@ async fn metrics_that_disagree_with_mlflow_go_to_the_dlq() {
         s.test_rmse = 0.01; // the event claims better than what was logged
     }
     w.send(&ev).await;
-    let dlq = envelopes(&read_topic(&dlq_topic(&w.selected), 1, Duration::from_secs(60)));
+    let dlq = envelopes(&read_topic(&dlq_topic(&w.training), 1, Duration::from_secs(60)));
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].error.code, "metrics_mismatch");
     assert!(dlq[0].error.message.contains("test_rmse"), "{}", dlq[0].error.message);
     assert!(w.selected_events(1, Duration::from_secs(3)).is_empty());
     cancel.cancel();
     task.await.expect("join").expect("eval ran cleanly");
-}
-
-fn spawn_eval(w: &World, group: &str) -> StageProcess {
-    let mut cmd = StageProcess::command("eval");
-    cmd.env("EVAL_GROUP_ID", group)
-        .env("MODEL_TRAINING_TOPIC", &w.training)
-        .env("MODEL_SELECTED_TOPIC", &w.selected)
-        .env("DLQ_MODEL_SELECTED", dlq_topic(&w.selected))
-        .env("KAFKA_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
-        .env("KAFKA_COMMIT_INTERVAL_MS", "200")
-        .env("RUST_LOG", "warn");
-    StageProcess::spawn(cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

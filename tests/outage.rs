@@ -29,7 +29,7 @@ const PATIENT: [(&str, &str); 4] = [
 
 fn run_with_outage(rt: &tokio::runtime::Runtime, stack: &PrivateStack, part: &str) {
     let w = rt.block_on(World::on(stack.env.clone()));
-    let _stages: Vec<StageProcess> = STAGES.iter().map(|b| w.stage_with(b, &PATIENT)).collect();
+    let _stages: Vec<StageProcess> = stages().map(|b| w.stage_with(b, &PATIENT)).collect();
     let training = w.watch(&w.model_training);
     let selected = w.watch(&w.model_selected);
     let perf = w.watch(&w.performance_eval);
@@ -78,7 +78,7 @@ fn s3_outage_past_the_retry_budget_dead_letters_and_replay_completes(
     stack: &PrivateStack,
 ) {
     let w = rt.block_on(World::on(stack.env.clone()));
-    let _stages: Vec<StageProcess> = STAGES.iter().map(|b| w.stage(b)).collect();
+    let _stages: Vec<StageProcess> = stages().map(|b| w.stage(b)).collect();
     let selected = w.watch(&w.model_selected);
     let perf = w.watch(&w.performance_eval);
     // The raw file is stored first; the request for it arrives while S3 is away.

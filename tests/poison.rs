@@ -276,7 +276,6 @@ async fn preprocess_dead_letters_hostile_requests_and_processes_the_next_one() {
     let mut cmd = StageProcess::command("preprocess");
     cmd.env("PREPROCESS_REQUESTS_TOPIC", &requests)
         .env("PREPROCESS_GROUP_ID", &group)
-        .env("DLQ_PREPROCESS", &dlq)
         .env("TRAINING_DATA_TOPIC", &training)
         .env("INFERENCE_DATA_TOPIC", &inference)
         .env("TIMESTAMP_COLUMN", "time")
@@ -478,7 +477,6 @@ async fn trainer_dead_letters_bad_claim_checks_and_trains_the_next_one() {
     let mut cmd = StageProcess::command("train-gru");
     cmd.env("TRAINING_DATA_TOPIC", &input)
         .env("MODEL_TRAINING_TOPIC", &events)
-        .env("DLQ_MODEL_TRAINING", &dlq)
         .env("TRAINER_GROUP_ID", &group)
         .env("MLFLOW_EXPERIMENT", unique("exp-poison"))
         .env("HIDDEN_SIZE", "8")

@@ -311,7 +311,6 @@ fn cli(w: &World, requests: &str) -> preprocess::Cli {
         inference_topic: w.inference.clone(),
         requests_topic: requests.into(),
         group_id: unique("g-preprocess"),
-        dlq_topic: dlq_topic(requests),
         kafka: stack().kafka.clone(),
         consumer: ConsumerArgs {
             handler_backoff_ms: 50,

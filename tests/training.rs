@@ -66,16 +66,15 @@ async fn upload_dataset(identifier: &str, rows: usize) -> TrainingData {
 }
 
 /// Start `bin` on the test's own topics, group and experiment.
-fn start_trainer(bin: &str, input: &str, events: &str, dlq: &str, group: &str, experiment: &str) -> StageProcess {
-    StageProcess::spawn(trainer_command(bin, input, events, dlq, group, experiment))
+fn start_trainer(bin: &str, input: &str, events: &str, group: &str, experiment: &str) -> StageProcess {
+    StageProcess::spawn(trainer_command(bin, input, events, group, experiment))
 }
 
 /// The command [`start_trainer`] runs: small, fast settings; add env to override them.
-fn trainer_command(bin: &str, input: &str, events: &str, dlq: &str, group: &str, experiment: &str) -> Command {
+fn trainer_command(bin: &str, input: &str, events: &str, group: &str, experiment: &str) -> Command {
     let mut cmd = StageProcess::command(bin);
     cmd.env("TRAINING_DATA_TOPIC", input)
         .env("MODEL_TRAINING_TOPIC", events)
-        .env("DLQ_MODEL_TRAINING", dlq)
         .env("TRAINER_GROUP_ID", group)
         .env("MLFLOW_EXPERIMENT", experiment)
         .env("HIDDEN_SIZE", "16")
@@ -116,7 +115,7 @@ async fn train_and_check(bin: &str, model_type: ModelType) {
     let msg = upload_dataset(&id, 1_500).await;
     let producer = Producer::new(&stack().kafka, "test").expect("producer");
     producer.send_json(&input, Some(&id), &msg).await.expect("send claim check");
-    let _trainer = start_trainer(bin, &input, &out, &dlq, &unique("g-trainer"), &experiment);
+    let _trainer = start_trainer(bin, &input, &out, &unique("g-trainer"), &experiment);
 
     // RUNNING, then SUCCESS with the promised fields.
     let evs = events(&out, 2);
@@ -312,7 +311,7 @@ async fn gru_bad_parquet_and_too_few_rows_end_in_the_dlq() {
     producer.send_json(&t.input, Some(&short_id), &short).await.expect("send");
 
     let started = std::time::Instant::now();
-    let _trainer = start_trainer("train-gru", &t.input, &t.out, &t.dlq, &unique("g-trainer"), &t.experiment);
+    let _trainer = start_trainer("train-gru", &t.input, &t.out, &unique("g-trainer"), &t.experiment);
     let dead = envelopes(&read_topic(&t.dlq, 2, Duration::from_secs(120)));
     assert_eq!(dead.len(), 2, "both claim checks dead-lettered within 120 s");
     assert_eq!(dead[0].error.code, "bad_parquet", "{:?}", dead[0].error);
@@ -354,7 +353,7 @@ async fn lstm_nan_loss_ends_in_the_dlq() {
     let id = unique("nan");
     let msg = upload_dataset(&id, 600).await;
     Producer::new(&stack().kafka, "test").expect("producer").send_json(&t.input, Some(&id), &msg).await.expect("send");
-    let mut cmd = trainer_command("train-lstm", &t.input, &t.out, &t.dlq, &unique("g-trainer"), &t.experiment);
+    let mut cmd = trainer_command("train-lstm", &t.input, &t.out, &unique("g-trainer"), &t.experiment);
     cmd.env("LEARNING_RATE", "1e38").env("CLIP_NORM", "0");
     let _trainer = StageProcess::spawn(cmd);
     let dead = envelopes(&read_topic(&t.dlq, 1, Duration::from_secs(120)));
@@ -377,7 +376,7 @@ async fn gru_with_mlflow_down_ends_in_the_dlq_without_hanging() {
     let msg = upload_dataset(&id, 300).await;
     Producer::new(&stack().kafka, "test").expect("producer").send_json(&t.input, Some(&id), &msg).await.expect("send");
     // Port 9 (discard) is not listening on loopback: connections are refused at once.
-    let mut cmd = trainer_command("train-gru", &t.input, &t.out, &t.dlq, &unique("g-trainer"), &t.experiment);
+    let mut cmd = trainer_command("train-gru", &t.input, &t.out, &unique("g-trainer"), &t.experiment);
     cmd.env("MLFLOW_TRACKING_URI", "http://127.0.0.1:9").env("TRAINER_RETRY_BUDGET_SECS", "1");
     let started = std::time::Instant::now();
     let _trainer = StageProcess::spawn(cmd);
@@ -404,7 +403,7 @@ async fn a_fit_longer_than_max_poll_interval_trains_once_with_two_members() {
     let group = unique("g-trainer");
     let members: Vec<StageProcess> = (0..2)
         .map(|_| {
-            let mut cmd = trainer_command("train-gru", &t.input, &t.out, &t.dlq, &group, &t.experiment);
+            let mut cmd = trainer_command("train-gru", &t.input, &t.out, &group, &t.experiment);
             cmd.env("KAFKA_MAX_POLL_INTERVAL_MS", MAX_POLL_MS.to_string())
                 .env("KAFKA_SESSION_TIMEOUT_MS", MAX_POLL_MS.to_string())
                 .env("HIDDEN_SIZE", "64")
@@ -458,7 +457,6 @@ async fn prophet_logs_its_settings_protocols_and_a_model_that_forecasts_its_pred
     let mut cmd = StageProcess::command("prophet");
     cmd.env("TRAINING_DATA_TOPIC", &input)
         .env("MODEL_TRAINING_TOPIC", &out)
-        .env("DLQ_MODEL_TRAINING", contracts::topics::dlq_topic(&input))
         .env("TRAINER_GROUP_ID", unique("g-prophet"))
         .env("MLFLOW_EXPERIMENT", &experiment)
         .env("PROPHET_N_CHANGEPOINTS", "10")

@@ -22,6 +22,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub mod pipeline;
+pub mod schemas;
 
 /// Addresses of the running stack.
 #[derive(Debug, Clone)]

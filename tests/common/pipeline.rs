@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use contracts::DlqEnvelope;
+use contracts::topics::dlq_topic;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message as _, OwnedMessage};
 
@@ -15,7 +16,10 @@ use kafka_utils::KafkaArgs;
 
 use crate::{StageProcess, create_topic_with_dlq_on, envelopes, read_topic_from, repo_root, stack, unique};
 
-pub const STAGES: [&str; 6] = ["preprocess", "train-gru", "train-lstm", "prophet", "eval", "inference"];
+/// Every stage binary of the topology, in pipeline order.
+pub fn stages() -> impl Iterator<Item = &'static str> {
+    contracts::topology::STAGES.iter().map(|s| s.name)
+}
 
 /// Every topic and group of one pipeline run, unique to it.
 pub struct World {
@@ -53,17 +57,22 @@ impl World {
             model_training: t("model-training"),
             model_selected: t("model-selected"),
             performance_eval: t("performance-eval"),
-            dlq_preprocess: t("dlq-preprocess"),
-            dlq_trainers: t("dlq-model-training"),
-            dlq_eval: t("dlq-model-selected"),
+            dlq_preprocess: String::new(),
+            dlq_trainers: String::new(),
+            dlq_eval: String::new(),
             experiment: unique("flts-tests-pipeline"),
+        };
+        // Each stage dead-letters into DLQ-<the topic it consumed>, as in production.
+        let w = World {
+            dlq_preprocess: dlq_topic(&w.requests),
+            dlq_trainers: dlq_topic(&w.training_data),
+            dlq_eval: dlq_topic(&w.model_training),
+            ..w
         };
         for topic in [&w.requests, &w.training_data, &w.inference_data, &w.model_training, &w.model_selected] {
             create_topic_with_dlq_on(&w.stack.kafka, topic, 2).await;
         }
-        for topic in [&w.performance_eval, &w.dlq_preprocess, &w.dlq_trainers, &w.dlq_eval] {
-            create_topic_with_dlq_on(&w.stack.kafka, topic, 1).await;
-        }
+        create_topic_with_dlq_on(&w.stack.kafka, &w.performance_eval, 1).await;
         w
     }
 
@@ -84,9 +93,6 @@ impl World {
             .env("MODEL_TRAINING_TOPIC", &self.model_training)
             .env("MODEL_SELECTED_TOPIC", &self.model_selected)
             .env("PERFORMANCE_EVAL_TOPIC", &self.performance_eval)
-            .env("DLQ_PREPROCESS", &self.dlq_preprocess)
-            .env("DLQ_MODEL_TRAINING", &self.dlq_trainers)
-            .env("DLQ_MODEL_SELECTED", &self.dlq_eval)
             .env("PREPROCESS_GROUP_ID", format!("{}-preprocess", self.id))
             .env("TRAINER_GROUP_ID", format!("{}-{bin}", self.id))
             .env("EVAL_GROUP_ID", format!("{}-eval", self.id))
@@ -141,6 +147,41 @@ impl World {
     /// Every message of `topic` on this world's broker (reads for `wait`).
     pub fn read(&self, topic: &str, wait: Duration) -> Vec<OwnedMessage> {
         read_topic_from(self.stack.bootstrap(), topic, usize::MAX, wait)
+    }
+
+    /// Validate every record on every topic of this world, DLQs included,
+    /// against its JSON Schema in `schemas/` (DLQs against the envelope's).
+    /// Records whose bytes are in `poisons` (sent on purpose, undecodable)
+    /// are skipped. Returns how many records each topic held.
+    pub fn validate_every_record(&self, poisons: &[&[u8]]) -> Vec<(String, usize)> {
+        let schemas = crate::schemas::Schemas::load();
+        let topics = [
+            (&self.requests, "preprocess-requests"),
+            (&self.training_data, "training-data"),
+            (&self.inference_data, "inference-data"),
+            (&self.model_training, "model-training"),
+            (&self.model_selected, "model-selected"),
+            (&self.performance_eval, "performance-eval"),
+        ];
+        let mut counts = Vec::new();
+        let mut failures = Vec::new();
+        for (topic, schema) in topics {
+            for (name, schema) in [(topic.clone(), schema), (dlq_topic(topic), "dlq-envelope")] {
+                let records = self.read(&name, Duration::from_secs(3));
+                for m in &records {
+                    let payload = m.payload().unwrap_or_default();
+                    if poisons.contains(&payload) {
+                        continue;
+                    }
+                    if let Err(e) = schemas.check(schema, payload) {
+                        failures.push(format!("{name}@{}/{}: {e}", m.partition(), m.offset()));
+                    }
+                }
+                counts.push((name, records.len()));
+            }
+        }
+        assert!(failures.is_empty(), "records that break their schema:\n{}", failures.join("\n"));
+        counts
     }
 
     /// A [`Watcher`] of `topic` on this world's broker.

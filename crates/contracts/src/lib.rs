@@ -6,8 +6,11 @@
 //! the reader verifies.
 //!
 //! # Layout
-//! - [`topics`]: topic names, the DLQ naming rule, consumer group names.
+//! - [`topics`]: topic names and the DLQ naming rule.
+//! - [`topology`]: the shape of the system as data: stages, groups, topics, DLQs, buckets.
 //! - [`messages`]: one struct per topic (seed 002 fields plus what FLTS adds).
+//! - [`promotion`]: the promotion objects (decision, pointer, sequence), their
+//!   keys, how inference confirms a model-selected record, model size limits.
 //! - [`version`]: the `v` field, which rejects any version but 1 with a clear error.
 //! - [`decode`]: [`decode`](decode::decode) turns raw bytes into a message or a
 //!   [`DecodeError`] that names the offending field.
@@ -19,8 +22,10 @@
 
 pub mod decode;
 pub mod messages;
+pub mod promotion;
 pub mod schema;
 pub mod topics;
+pub mod topology;
 pub mod version;
 
 pub use decode::{DecodeError, decode};

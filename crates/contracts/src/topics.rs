@@ -1,4 +1,5 @@
-//! Topic and consumer-group names (seed 002), and the DLQ naming rule.
+//! Topic names (seed 002) and the DLQ naming rule. Which stage consumes and
+//! produces what, and in which group, is in [`crate::topology`].
 
 /// Claim checks for processed training data (preprocess -> trainers).
 pub const TRAINING_DATA: &str = "training-data";
@@ -15,27 +16,12 @@ pub const PREPROCESS_REQUESTS: &str = "preprocess-requests";
 /// Drift events: a served model's forecasts degraded (monitor -> operators, alerting).
 pub const MODEL_DRIFT: &str = "model-drift";
 
-/// Every pipeline topic; each has a `DLQ-<topic>` twin.
-pub const PIPELINE_TOPICS: [&str; 6] =
-    [TRAINING_DATA, INFERENCE_DATA, MODEL_TRAINING, MODEL_SELECTED, PERFORMANCE_EVAL, PREPROCESS_REQUESTS];
-
-/// Seed 002's preprocess dead-letter topic (named after the stage, not a topic).
-pub const DLQ_PREPROCESS: &str = "DLQ-preprocess";
-
 /// Prefix of every dead-letter topic.
 pub const DLQ_PREFIX: &str = "DLQ-";
 
 /// The dead-letter topic of `topic`: `DLQ-<topic>`.
 pub fn dlq_topic(topic: &str) -> String {
     format!("{DLQ_PREFIX}{topic}")
-}
-
-/// Every topic the pipeline needs: the pipeline topics, their DLQs, and DLQ-preprocess.
-pub fn all_topics() -> Vec<String> {
-    let mut all: Vec<String> = PIPELINE_TOPICS.iter().map(|t| t.to_string()).collect();
-    all.extend(PIPELINE_TOPICS.iter().map(|t| dlq_topic(t)));
-    all.push(DLQ_PREPROCESS.to_string());
-    all
 }
 
 /// Whether `topic` is a dead-letter topic.
@@ -57,6 +43,16 @@ pub fn validate_identifier(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Check a config hash: the lower-case hex SHA-256 preprocess computes (64
+/// characters). It becomes an object-key segment and part of MLflow searches.
+pub fn validate_config_hash(hash: &str) -> Result<(), String> {
+    if crate::promotion::is_sha256_hex(hash) {
+        return Ok(());
+    }
+    let shown: String = hash.chars().take(80).collect();
+    Err(format!("invalid config hash {:?}: expected 64 lower-case hex digits", shown.escape_debug().to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +64,14 @@ mod tests {
         }
         for good in ["site-1", "ElBorn_2018.v2", "A"] {
             assert!(validate_identifier(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn config_hashes_are_64_hex_digits() {
+        assert!(validate_config_hash(&"0a".repeat(32)).is_ok());
+        for bad in ["", "abc", &"0a".repeat(33), &format!("{}' or '1'='1", "a".repeat(50)), &"G".repeat(64)] {
+            assert!(validate_config_hash(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -47,6 +47,7 @@ fn success() -> ModelTraining {
             train_end: at(2),
             artifact_uri: "mlflow-artifacts:/1/r1/artifacts".into(),
             model: artifact(),
+            model_sha256: Some("d".repeat(64)),
             protocol: EvalProtocol::OneStepAhead,
             baselines: Baselines { last_value: metrics(0.2), seasonal_naive: Some(metrics(0.3)) },
         })),
@@ -95,8 +96,10 @@ fn samples() -> Vec<(&'static str, serde_json::Value)> {
         promotion_time: at(3),
         artifact_uri: "mlflow-artifacts:/1/r1/artifacts".into(),
         model: artifact(),
+        model_sha256: Some("d".repeat(64)),
         missing: vec![ModelType::Prophet],
         decision_object: "site-1/c/decision.json".into(),
+        sequence: 3,
     };
     let pe = PerformanceEval {
         v: V1,
@@ -272,8 +275,9 @@ fn unknown_status_and_garbage_are_decode_errors() {
 #[test]
 fn dlq_topic_naming() {
     assert_eq!(topics::dlq_topic("training-data"), "DLQ-training-data");
-    let all = topics::all_topics();
+    let all = contracts::topology::all_topics();
     assert!(all.contains(&"DLQ-model-selected".to_string()));
-    assert!(all.contains(&"DLQ-preprocess".to_string()));
-    assert_eq!(all.len(), 13);
+    assert!(all.contains(&"DLQ-preprocess-requests".to_string()));
+    assert!(!all.contains(&"DLQ-preprocess".to_string()), "DLQs are named after a consumed topic, not a stage");
+    assert_eq!(all.len(), 2 * contracts::topology::pipeline_topics().len());
 }

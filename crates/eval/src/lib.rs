@@ -5,11 +5,20 @@
 //! set is complete, or its timeout runs out, scores the candidates, gates them
 //! against their naive baselines, records the decision in the model-promotion
 //! bucket, updates `current.json` pointers, tags the winning MLflow run and
-//! publishes `model-selected`. Errors go to `DLQ-model-selected`.
+//! publishes `model-selected`. Errors go to `DLQ-model-training` (the topic they were consumed from).
+//!
+//! An event counts only as far as its MLflow run confirms it
+//! ([`Eval::verify`]): the run must exist in the trainers' experiment, be
+//! tagged with the event's set and model type, and for a SUCCESS be finished;
+//! metrics, artifact root, model and digest are taken from the run. Anything
+//! else is dead-lettered alone. A decided set is decided again when a new
+//! SUCCESS arrives. Every promotion carries the next number of the dataset's
+//! sequence (`contracts::promotion`), which inference orders by.
 //!
 //! # Layout
 //! - [`score`]: the pure rules (composite score, baseline gate, tie-break).
-//! - [`state`]: the tracking state and decision records kept in S3.
+//! - [`state`]: the tracking state kept in S3 (the decision record and the
+//!   pointers are the promotion contract, `contracts::promotion`).
 //! - [`service`]: the handler, the timeout sweeper, recovery at start-up.
 //! - [`metrics`]: every `flts_eval_*` metric.
 
@@ -17,9 +26,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use claim_check::{ClaimCheckStore, S3Args};
-use kafka_utils::{ConsumerArgs, ConsumerSettings, KafkaArgs, Producer};
+use kafka_utils::{ConsumerArgs, ConsumerSettings, KafkaArgs, Producer, StageRunner};
 use mlflow_client::{MlflowArgs, MlflowClient};
-use service_kit::admin::{self, AdminArgs, Readiness};
+use service_kit::admin::AdminArgs;
 use tokio_util::sync::CancellationToken;
 
 pub mod metrics;
@@ -36,7 +45,7 @@ pub struct Cli {
     #[command(flatten)]
     pub eval: EvalArgs,
     /// Consumer group of the eval stage.
-    #[arg(long, env = "EVAL_GROUP_ID", default_value = "eval-promoter")]
+    #[arg(long, env = "EVAL_GROUP_ID", default_value = contracts::topology::own("eval").group())]
     pub group_id: String,
     /// Topic of training lifecycle events.
     #[arg(long, env = "MODEL_TRAINING_TOPIC", default_value = contracts::topics::MODEL_TRAINING)]
@@ -44,9 +53,6 @@ pub struct Cli {
     /// Topic of promotion events.
     #[arg(long, env = "MODEL_SELECTED_TOPIC", default_value = contracts::topics::MODEL_SELECTED)]
     pub model_selected_topic: String,
-    /// Dead-letter topic for events eval cannot process.
-    #[arg(long, env = "DLQ_MODEL_SELECTED", default_value = "DLQ-model-selected")]
-    pub dlq_topic: String,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -74,23 +80,21 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     ));
     eval.recover().await.context("recover tracking state from the model-promotion bucket")?;
 
-    let ready = Readiness::default();
-    ready.set(true);
-    let admin = tokio::spawn(admin::serve(cli.admin.metrics_addr, admin::router(ready), cancel.clone()));
-    let sweeper = tokio::spawn(eval.clone().sweep(cancel.clone()));
     let settings = ConsumerSettings {
         service: "eval".into(),
         group_id: cli.group_id.clone(),
         topics: vec![cli.model_training_topic.clone()],
-        dlq_topic: Some(cli.dlq_topic.clone()),
+        dlq_topic: None,
         args: cli.consumer.clone(),
     };
-    let result = kafka_utils::consumer::run(&cli.kafka, settings, producer, eval, cancel.clone()).await;
-    cancel.cancel();
-    let _ = sweeper.await;
-    admin.await.context("admin server task")?.context("admin server")?;
-    result.context("consumer loop")?;
-    Ok(())
+    let mut stage = StageRunner::start_ready(&cli.kafka, producer, &cli.admin, cancel).await?;
+    let (sweeper, token) = (eval.clone(), stage.cancel_token());
+    stage.spawn("timeout sweeper", async move {
+        sweeper.sweep(token).await;
+        Ok(())
+    });
+    stage.consume(settings, eval);
+    stage.run().await
 }
 
 #[cfg(test)]

@@ -8,12 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use claim_check::{ClaimCheckStore, StoreError};
+use contracts::promotion::{self, Sequence, run_tags};
 use contracts::{ModelSelected, ModelTraining, ModelType, TrainingStatus, TrainingSuccess, V1};
 use kafka_utils::{HandlerError, Producer, Record};
-use mlflow_client::{MlflowClient, MlflowError};
+use mlflow_client::{MlflowClient, MlflowError, Run};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -25,7 +26,7 @@ use crate::state::{self, Decision, SetState, Trigger};
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {
     /// Model types that must report (SUCCESS or FAILED) before a decision.
-    #[arg(long, env = "EXPECTED_MODEL_TYPES", value_delimiter = ',', default_value = "GRU,LSTM,PROPHET")]
+    #[arg(long, env = "EXPECTED_MODEL_TYPES", value_delimiter = ',', default_value = contracts::topology::EXPECTED_MODEL_TYPES)]
     pub expected_model_types: Vec<ModelType>,
     /// Seconds after the first report of a set to decide among what arrived.
     #[arg(long, env = "EVAL_TIMEOUT_SECS", default_value_t = 3600)]
@@ -45,6 +46,9 @@ pub struct EvalArgs {
     /// Bucket of the promotion history and the current.json pointers.
     #[arg(long, env = "PROMOTION_BUCKET", default_value = "model-promotion")]
     pub promotion_bucket: String,
+    /// MLflow experiment the trainers log to: a reported run must belong to it.
+    #[arg(long = "experiment", env = "MLFLOW_EXPERIMENT", default_value = "flts")]
+    pub experiment: String,
 }
 
 impl EvalArgs {
@@ -63,6 +67,14 @@ pub struct Eval {
     selected_topic: String,
     /// Sets still waiting for reports; the S3 state object is the source of truth.
     pending: Mutex<BTreeMap<(String, String), SetState>>,
+    /// Id of the trainers' experiment, looked up once.
+    experiment_id: OnceCell<String>,
+}
+
+/// A refused event: dead-lettered alone, counted by code.
+fn refuse(code: &'static str, message: String) -> HandlerError {
+    metrics::REFUSED.with_label_values(&[code]).inc();
+    HandlerError::permanent(code, message)
 }
 
 fn store_err(e: StoreError) -> HandlerError {
@@ -83,6 +95,40 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-12)
 }
 
+fn status_name(status: &TrainingStatus) -> &'static str {
+    match status {
+        TrainingStatus::Running { .. } => "RUNNING",
+        TrainingStatus::Success(_) => "SUCCESS",
+        TrainingStatus::Failed { .. } => "FAILED",
+    }
+}
+
+/// Refuse a SUCCESS whose claims differ from what its run records.
+fn compare(claimed: &TrainingSuccess, trusted: &TrainingSuccess, what: &str) -> Result<(), HandlerError> {
+    for (key, c, t) in [
+        ("test_rmse", claimed.test_rmse, trusted.test_rmse),
+        ("test_mae", claimed.test_mae, trusted.test_mae),
+        ("test_mse", claimed.test_mse, trusted.test_mse),
+    ] {
+        if !close(c, t) {
+            return Err(refuse("metrics_mismatch", format!("{what}: event says {key} = {c}, MLflow has {t}")));
+        }
+    }
+    if claimed.artifact_uri != trusted.artifact_uri {
+        return Err(refuse(
+            "artifact_mismatch",
+            format!("{what}: event says artifact_uri {:?}, the run's is {:?}", claimed.artifact_uri, trusted.artifact_uri),
+        ));
+    }
+    if claimed.model != trusted.model || claimed.baselines != trusted.baselines || claimed.protocol != trusted.protocol {
+        return Err(refuse("model_mismatch", format!("{what}: the event's model, baselines or protocol differ from the run's success.json")));
+    }
+    if claimed.model_sha256.as_ref().is_some_and(|d| Some(d) != trusted.model_sha256.as_ref()) {
+        return Err(refuse("digest_mismatch", format!("{what}: the event's model_sha256 differs from the run's tag")));
+    }
+    Ok(())
+}
+
 impl Eval {
     pub fn new(
         args: EvalArgs,
@@ -91,7 +137,15 @@ impl Eval {
         producer: Producer,
         selected_topic: String,
     ) -> Self {
-        Eval { args, store, mlflow, producer, selected_topic, pending: Mutex::new(BTreeMap::new()) }
+        Eval {
+            args,
+            store,
+            mlflow,
+            producer,
+            selected_topic,
+            pending: Mutex::new(BTreeMap::new()),
+            experiment_id: OnceCell::new(),
+        }
     }
 
     async fn load<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, HandlerError> {
@@ -113,17 +167,26 @@ impl Eval {
         Ok(())
     }
 
-    /// Handle one model-training event.
+    /// Handle one verified model-training event.
     pub async fn absorb(&self, ev: ModelTraining) -> Result<(), HandlerError> {
         let (id, hash) = (ev.identifier.clone(), ev.config_hash.clone());
         let mut pending = self.pending.lock().await;
         if let Some(decision) = self.load::<Decision>(&state::decision_key(&id, &hash)).await? {
             pending.remove(&(id.clone(), hash.clone()));
-            if decision.published {
+            if !decision.published {
+                self.finish(decision.clone()).await?;
+            }
+            // A decided set is decided again when a SUCCESS it has not seen
+            // arrives (a set closed by failures is not closed for good).
+            let mut set = self.load::<SetState>(&state::state_key(&id, &hash)).await?.unwrap_or_else(|| SetState::new(&id, &hash));
+            if !set.is_new_success(&ev) {
                 info!(identifier = %id, config_hash = %hash, model_type = %ev.model_type, "set already decided; event changes nothing");
                 return Ok(());
             }
-            return self.finish(decision).await;
+            set.absorb(&ev);
+            self.save(&set.state_key(), &set).await?;
+            info!(identifier = %id, config_hash = %hash, model_type = %ev.model_type, run_id = %ev.run_id, "a decided set has a new SUCCESS: deciding again");
+            return self.decide(set, Trigger::Update).await;
         }
         let key = (id.clone(), hash.clone());
         let (mut set, known) = match pending.remove(&key) {
@@ -147,42 +210,113 @@ impl Eval {
         Ok(())
     }
 
-    /// Check the event's metrics against the run in MLflow.
-    async fn verify(&self, ev: &ModelTraining, s: &TrainingSuccess) -> Result<(), HandlerError> {
-        let run = self.mlflow.get_run(&ev.run_id).await.map_err(mlflow_err)?;
-        for (key, claimed) in [("test_rmse", s.test_rmse), ("test_mae", s.test_mae), ("test_mse", s.test_mse)] {
-            match run.metric(key) {
-                None => {
-                    return Err(HandlerError::permanent(
-                        "metrics_missing",
-                        format!("{} run {} has no {key} in MLflow", ev.model_type, ev.run_id),
-                    ));
-                }
-                Some(logged) if !close(logged, claimed) => {
-                    return Err(HandlerError::permanent(
-                        "metrics_mismatch",
-                        format!(
-                            "{} run {}: event says {key} = {claimed}, MLflow has {logged}",
-                            ev.model_type, ev.run_id
-                        ),
-                    ));
-                }
-                Some(_) => {}
+    async fn experiment_id(&self) -> Result<String, HandlerError> {
+        self.experiment_id
+            .get_or_try_init(|| self.mlflow.get_or_create_experiment(&self.args.experiment))
+            .await
+            .map(Clone::clone)
+            .map_err(mlflow_err)
+    }
+
+    /// Check `ev` against its MLflow run and return what eval will act on:
+    /// the event rebuilt from the run (its metrics, artifact root, digest and
+    /// the SUCCESS payload the trainer stored in it), never the event's own
+    /// claims. An event whose run does not exist, belongs to another
+    /// experiment or set, or disagrees with the run is refused.
+    pub async fn verify(&self, ev: &ModelTraining) -> Result<ModelTraining, HandlerError> {
+        let what = format!("{} event for {}/{} names run {:?}", status_name(&ev.status), ev.identifier, ev.config_hash, ev.run_id);
+        let run_id_ok = !ev.run_id.is_empty() && ev.run_id.len() <= 64 && ev.run_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !run_id_ok {
+            return Err(refuse("unverifiable_event", format!("{what}: not an MLflow run id, so it cannot be checked")));
+        }
+        let run = match self.mlflow.get_run(&ev.run_id).await {
+            Ok(run) => run,
+            Err(e) if e.is_not_found() => return Err(refuse("run_not_found", format!("{what}: no such run in MLflow ({e})"))),
+            Err(e) => return Err(mlflow_err(e)),
+        };
+        let experiment = self.experiment_id().await?;
+        if run.info.experiment_id != experiment {
+            return Err(refuse(
+                "run_not_in_experiment",
+                format!("{what}: the run is in experiment {}, the trainers log to {} ({})", run.info.experiment_id, experiment, self.args.experiment),
+            ));
+        }
+        for (tag, claimed) in [
+            (run_tags::IDENTIFIER, ev.identifier.as_str()),
+            (run_tags::CONFIG_HASH, ev.config_hash.as_str()),
+            (run_tags::MODEL_TYPE, ev.model_type.as_str()),
+        ] {
+            if run.tag(tag) != Some(claimed) {
+                return Err(refuse(
+                    "run_mismatch",
+                    format!("{what}: the run's tag {tag} is {:?}, the event says {claimed:?}", run.tag(tag)),
+                ));
             }
         }
-        Ok(())
+        match &ev.status {
+            TrainingStatus::Running { .. } => Ok(ev.clone()),
+            TrainingStatus::Failed { .. } => {
+                if run.info.status == "FINISHED" {
+                    return Err(refuse("run_mismatch", format!("{what}: the event says FAILED but the run FINISHED")));
+                }
+                Ok(ev.clone())
+            }
+            TrainingStatus::Success(claimed) => {
+                let trusted = self.trusted_success(ev, &run, &what).await?;
+                compare(claimed, &trusted, &what)?;
+                Ok(ModelTraining { status: TrainingStatus::Success(Box::new(trusted)), ..ev.clone() })
+            }
+        }
+    }
+
+    /// The SUCCESS payload as the run records it: the trainer's `success.json`
+    /// artifact, with the run's own metrics, artifact root and digest tag.
+    async fn trusted_success(&self, ev: &ModelTraining, run: &Run, what: &str) -> Result<TrainingSuccess, HandlerError> {
+        if run.info.status != "FINISHED" {
+            return Err(refuse("run_not_finished", format!("{what}: the event says SUCCESS but the run is {}", run.info.status)));
+        }
+        let digest = run.tag(run_tags::MODEL_SHA256).filter(|d| promotion::is_sha256_hex(d)).ok_or_else(|| {
+            refuse("digest_missing", format!("{what}: the run has no valid {} tag", run_tags::MODEL_SHA256))
+        })?;
+        let bytes = match self.mlflow.download_artifact(&run.info.artifact_uri, run_tags::SUCCESS_ARTIFACT).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(refuse("success_missing", format!("{what}: the run has no {}", run_tags::SUCCESS_ARTIFACT)));
+            }
+            Err(e) => return Err(mlflow_err(e)),
+        };
+        let stored: ModelTraining = contracts::decode(&bytes)
+            .map_err(|e| refuse("success_missing", format!("{what}: the run's {} is unreadable: {e}", run_tags::SUCCESS_ARTIFACT)))?;
+        let TrainingStatus::Success(mut s) = stored.status else {
+            return Err(refuse("success_missing", format!("{what}: the run's {} is not a SUCCESS", run_tags::SUCCESS_ARTIFACT)));
+        };
+        if (stored.identifier.as_str(), stored.config_hash.as_str(), stored.model_type, stored.run_id.as_str())
+            != (ev.identifier.as_str(), ev.config_hash.as_str(), ev.model_type, ev.run_id.as_str())
+        {
+            return Err(refuse("run_mismatch", format!("{what}: the run's {} is for another set or run", run_tags::SUCCESS_ARTIFACT)));
+        }
+        for (key, slot) in [("test_rmse", &mut s.test_rmse), ("test_mae", &mut s.test_mae), ("test_mse", &mut s.test_mse)] {
+            *slot = run.metric(key).filter(|v| v.is_finite()).ok_or_else(|| {
+                refuse("metrics_missing", format!("{} run {} has no {key} in MLflow", ev.model_type, ev.run_id))
+            })?;
+        }
+        s.artifact_uri = run.info.artifact_uri.clone();
+        s.model_sha256 = Some(digest.to_string());
+        Ok(*s)
     }
 
     /// Score the set, record the decision, then promote.
     async fn decide(&self, set: SetState, trigger: Trigger) -> Result<(), HandlerError> {
-        for ev in set.reports.values() {
-            if let TrainingStatus::Success(s) = &ev.status {
-                self.verify(ev, s).await?;
-            }
-        }
         let outcome = score::decide(&set.reports, &self.args.weights(), self.args.baseline_gate);
         let missing = set.missing(&self.args.expected_model_types);
         let decision_object = state::decision_key(&set.identifier, &set.config_hash);
+        let previous = self.load::<Decision>(&decision_object).await?;
+        let winner_run = outcome.winner.map(|i| outcome.candidates[i].run_id.clone());
+        let unchanged = previous.as_ref().and_then(|d| d.promotion.clone()).filter(|p| Some(&p.run_id) == winner_run.as_ref());
+        let sequence = match (&winner_run, &unchanged) {
+            (Some(_), None) => self.next_sequence(&set.identifier).await?,
+            _ => 0,
+        };
         let promotion = outcome.winner.and_then(|i| {
             let c = &outcome.candidates[i];
             let ev = set.reports.get(&c.model_type)?;
@@ -201,10 +335,25 @@ impl Eval {
                 promotion_time: Utc::now(),
                 artifact_uri: s.artifact_uri.clone(),
                 model: s.model.clone(),
+                model_sha256: s.model_sha256.clone(),
                 missing: missing.clone(),
                 decision_object: decision_object.clone(),
+                sequence,
             })
         });
+        // A decision taken again that keeps the promoted run keeps its promotion.
+        let (promotion, published) = match unchanged {
+            Some(p) => (Some(p), true),
+            None => (promotion, false),
+        };
+        let revision = match &previous {
+            Some(prev) => {
+                let archived = promotion::archived_decision_key(&set.identifier, &set.config_hash, prev.revision);
+                self.save(&archived, prev).await?;
+                prev.revision + 1
+            }
+            None => 0,
+        };
         let decision = Decision {
             identifier: set.identifier.clone(),
             config_hash: set.config_hash.clone(),
@@ -216,20 +365,41 @@ impl Eval {
             baseline_gate: self.args.baseline_gate,
             outcome,
             promotion,
-            published: false,
+            published,
+            revision,
         };
         self.save(&decision_object, &decision).await?;
+        if published {
+            info!(identifier = %decision.identifier, config_hash = %decision.config_hash, "decided again: the promoted model stays");
+            return Ok(());
+        }
         self.finish(decision).await
+    }
+
+    /// The next promotion number of `identifier`, persisted before use: above
+    /// the counter and above the pointer, so it only ever grows.
+    async fn next_sequence(&self, identifier: &str) -> Result<u64, HandlerError> {
+        let key = promotion::sequence_key(identifier);
+        let mut counter = self.load::<Sequence>(&key).await?.unwrap_or_default();
+        let pointer = self.load::<ModelSelected>(&state::current_key(identifier)).await?;
+        let next = counter.next(pointer.map(|p| p.sequence).unwrap_or(0));
+        self.save(&key, &counter).await?;
+        Ok(next)
     }
 
     /// The idempotent tail of a decision: pointers, MLflow tag, publish, mark.
     async fn finish(&self, mut decision: Decision) -> Result<(), HandlerError> {
         let outcome_label = if decision.promotion.is_some() { "promoted" } else { "not_promoted" };
         if let Some(p) = decision.promotion.clone() {
-            self.save(&state::current_key(&p.identifier), &p).await?;
-            self.save(state::GLOBAL_CURRENT_KEY, &p).await?;
+            // The pointer only moves forward: a finish replayed after a later
+            // promotion leaves the later one in place.
+            let pointer = self.load::<ModelSelected>(&state::current_key(&p.identifier)).await?;
+            if pointer.is_none_or(|cur| cur.sequence <= p.sequence) {
+                self.save(&state::current_key(&p.identifier), &p).await?;
+                self.save(state::GLOBAL_CURRENT_KEY, &p).await?;
+            }
             self.mlflow
-                .set_tag(&p.run_id, "flts.promoted_at", &p.promotion_time.to_rfc3339())
+                .set_tag(&p.run_id, run_tags::PROMOTED_AT, &p.promotion_time.to_rfc3339())
                 .await
                 .map_err(mlflow_err)?;
             self.producer.send_json(&self.selected_topic, Some(&p.identifier), &p).await.map_err(|e| {
@@ -240,18 +410,14 @@ impl Eval {
                 }
             })?;
             info!(identifier = %p.identifier, config_hash = %p.config_hash, model_type = %p.model_type, run_id = %p.run_id,
-                score = p.composite_score, trigger = ?decision.trigger, missing = ?decision.missing, "model promoted");
+                sequence = p.sequence, score = p.composite_score, trigger = ?decision.trigger, missing = ?decision.missing, "model promoted");
         } else {
             warn!(identifier = %decision.identifier, config_hash = %decision.config_hash, reason = %decision.outcome.reason, "nothing promoted");
         }
         decision.published = true;
         let key = state::decision_key(&decision.identifier, &decision.config_hash);
         self.save(&key, &decision).await?;
-        let trigger = match decision.trigger {
-            Trigger::Complete => "complete",
-            Trigger::Timeout => "timeout",
-        };
-        metrics::DECISIONS.with_label_values(&[outcome_label, trigger]).inc();
+        metrics::DECISIONS.with_label_values(&[outcome_label, decision.trigger.as_str()]).inc();
         Ok(())
     }
 
@@ -308,16 +474,14 @@ impl Eval {
 impl kafka_utils::Handler for Eval {
     async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
         let ev: ModelTraining = record.decode()?;
-        for field in [&ev.identifier, &ev.config_hash] {
-            contracts::topics::validate_identifier(field)
-                .map_err(|e| HandlerError::permanent("invalid_identifier", e))?;
-        }
-        let status = match ev.status {
-            TrainingStatus::Running { .. } => "RUNNING",
-            TrainingStatus::Success(_) => "SUCCESS",
-            TrainingStatus::Failed { .. } => "FAILED",
-        };
-        metrics::EVENTS.with_label_values(&[status]).inc();
-        self.absorb(ev).await
+        contracts::topics::validate_identifier(&ev.identifier)
+            .map_err(|e| refuse("invalid_identifier", e))?;
+        contracts::topics::validate_config_hash(&ev.config_hash)
+            .map_err(|e| refuse("invalid_config_hash", e))?;
+        metrics::EVENTS.with_label_values(&[status_name(&ev.status)]).inc();
+        // Only what MLflow confirms counts: an event that fails the check is
+        // dead-lettered alone and never joins (or closes) its set.
+        let trusted = self.verify(&ev).await?;
+        self.absorb(trusted).await
     }
 }

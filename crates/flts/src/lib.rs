@@ -10,6 +10,7 @@
 //! - [`dlq`]: list, show and replay dead-lettered records.
 //! - [`report`]: generate sample data; wait for a dataset's promotion and inference and report,
 //!   with a timeline of the stages.
+//! - [`topology`]: the stages, topics, groups and buckets (`contracts::topology`) for people and scripts.
 //! - [`read`]: read a topic to its current end (shared by `dlq` and `report`).
 
 use claim_check::{ClaimCheckStore, S3Args};
@@ -23,6 +24,7 @@ pub mod report;
 pub mod status;
 pub mod submit;
 pub mod topics;
+pub mod topology;
 
 /// Operate an FLTS pipeline: topics, status, submissions, DLQ replay.
 #[derive(Debug, Parser)]
@@ -65,6 +67,11 @@ pub enum Command {
     /// Inspect and replay dead-lettered records.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// The pipeline's shape: stages, topics, groups, buckets (for people and scripts).
+    Topology {
+        #[arg(value_enum, default_value = "table")]
+        view: topology::View,
+    },
 }
 
 /// `flts topics ...`
@@ -112,6 +119,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(DlqCommand::List(filter)) => dlq::list(kafka, &filter),
         Command::Dlq(DlqCommand::Show { topic, partition, offset }) => dlq::show(kafka, &topic, partition, offset),
         Command::Dlq(DlqCommand::Replay(args)) => dlq::replay(kafka, &args).await,
+        Command::Topology { view } => {
+            print!("{}", topology::render(view));
+            Ok(())
+        }
     }
 }
 

@@ -5,11 +5,14 @@
 //! bucket (`<identifier>/current.json`), so a restart serves the promoted
 //! model before any event arrives. Then two consumers run:
 //! - **model events** (`model-selected`, and `model-training` when
-//!   `RUN_INFERENCE_ON_TRAIN_SUCCESS` is on), in a group of its own per
-//!   instance so that every replica sees every promotion: the named model is
-//!   loaded (ONNX through tract, Prophet from its saved parameters) and
-//!   swapped in atomically; requests in flight finish on the old one.
-//!   Promotions always win over the fast path ([`registry::supersedes`]).
+//!   `RUN_INFERENCE_ON_TRAIN_SUCCESS` is on), followed by every replica
+//!   without a consumer group ([`follow`]), so each sees every promotion and
+//!   none leaves a group behind. A model-selected record only says "look":
+//!   the promotion served is eval's pointer, ordered by eval's sequence
+//!   number, and the model file must have the SHA-256 recorded at training.
+//!   The model is loaded (ONNX through tract, Prophet from its saved
+//!   parameters) and swapped in atomically; requests in flight finish on the
+//!   old one. Promotions always win over the fast path ([`registry::supersedes`]).
 //! - **inference-data**, in the shared group: batch inference over the test
 //!   set, JSONL + PNG to `inference-logs`, a summary to `performance-eval`;
 //!   the offset is committed after both are durable. A test set that arrives
@@ -28,6 +31,7 @@
 //! - [`loader`]: artifacts from the MLflow artifact store in S3, `current.json`.
 //! - [`registry`]: the served models and the precedence rules.
 //! - [`batch`]: batch inference over an inference-data test set.
+//! - [`follow`]: the model events, followed without a consumer group.
 //! - [`pending`]: requests parked until a model for their identifier is served.
 //! - [`http`]: the HTTP API and its backpressure.
 //! - [`service`]: the Kafka handler and start-up loading.
@@ -44,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 pub mod batch;
+pub mod follow;
 pub mod http;
 pub mod loader;
 pub mod metrics;
@@ -84,12 +89,8 @@ pub struct Cli {
     #[arg(long, env = "MLFLOW_ARTIFACTS_DESTINATION", default_value = "s3://mlflow")]
     pub mlflow_artifacts_destination: ArtifactDestination,
     /// Consumer group for inference-data (shared by every replica: each test set is forecast once).
-    #[arg(long, env = "INFERENCE_GROUP_ID", default_value = "batch-forecasting-v2")]
+    #[arg(long, env = "INFERENCE_GROUP_ID", default_value = contracts::topology::own("inference").group_for(contracts::topics::INFERENCE_DATA).expect("inference reads inference-data"))]
     pub group_id: String,
-    /// This replica's name: model events are read in group `<group>-models-<instance>`, so
-    /// every replica sees every promotion (default: $HOSTNAME, else `local`).
-    #[arg(long, env = "INFERENCE_INSTANCE_ID")]
-    pub instance_id: Option<String>,
     /// Topic of processed test sets to forecast.
     #[arg(long, env = "INFERENCE_DATA_TOPIC", default_value = contracts::topics::INFERENCE_DATA)]
     pub inference_data_topic: String,
@@ -121,17 +122,6 @@ impl Cli {
             performance_eval: self.performance_eval_topic.clone(),
         }
     }
-
-    /// Group of the model-event consumer: one per replica.
-    pub fn models_group_id(&self) -> String {
-        let instance = self
-            .instance_id
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| "local".into());
-        format!("{}-models-{instance}", self.group_id)
-    }
 }
 
 /// Run the service until `cancel` fires.
@@ -160,20 +150,19 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     let http_task = tokio::spawn(http::serve(listener, api, cli.http.header_timeout(), cancel.clone()));
     let admin_task = tokio::spawn(admin::serve(cli.admin.metrics_addr, admin::router(ready.clone()), cancel.clone()));
 
-    let loaded = service.load_promotions(&cli.identifiers, &cancel).await.context("load promoted models")?;
-    info!(loaded, "promoted models loaded; consuming events");
-
+    // Model events are followed without a group (see [`follow`]): their end
+    // offsets first, then the pointers, then everything after those offsets.
     let mut model_topics = vec![cli.model_selected_topic.clone()];
     if cli.run_inference_on_train_success {
         model_topics.push(cli.model_training_topic.clone());
     }
-    let models = ConsumerSettings {
-        service: "inference".into(),
-        group_id: cli.models_group_id(),
-        topics: model_topics,
-        dlq_topic: None,
-        args: cli.consumer.clone(),
+    let Some(start) = follow::wait_end_offsets(&cli.kafka, &model_topics, &cancel).await else {
+        return Ok(());
     };
+    let loaded = service.load_promotions(&cli.identifiers, &cancel).await.context("load promoted models")?;
+    info!(loaded, "promoted models loaded; following model events");
+    let models =
+        follow::run(cli.kafka.clone(), start, service.clone(), producer.clone(), cli.consumer.clone(), cancel.clone());
     let data = ConsumerSettings {
         service: "inference".into(),
         group_id: cli.group_id.clone(),
@@ -182,14 +171,18 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
         args: cli.consumer.clone(),
     };
     let (models_result, data_result) = tokio::join!(
-        run_consumer(&cli.kafka, models, producer.clone(), service.clone(), cancel.clone()),
+        async {
+            let result = models.await;
+            cancel.cancel();
+            result
+        },
         run_consumer(&cli.kafka, data, producer.clone(), service.clone(), cancel.clone()),
     );
     cancel.cancel();
     let _ = producer.flush(std::time::Duration::from_secs(10));
     http_task.await.context("HTTP task")?.context("HTTP API")?;
     admin_task.await.context("admin server task")?.context("admin server")?;
-    models_result.context("model-event consumer")?;
+    models_result.context("model-event follower")?;
     data_result.context("inference-data consumer")?;
     Ok(())
 }

@@ -40,7 +40,7 @@ pub struct TopicArgs {
 impl TopicArgs {
     /// Specs for every topic the pipeline needs.
     pub fn pipeline_specs(&self) -> Vec<TopicSpec> {
-        contracts::topics::all_topics()
+        contracts::topology::all_topics()
             .into_iter()
             .map(|name| {
                 let retention =

@@ -16,6 +16,8 @@
 //! - [`partitioner`]: which partition a key goes to (Java's murmur2).
 //! - [`admin`]: topic bootstrap ([`admin::ensure_topics`]).
 //! - [`metrics`]: every `flts_kafka_*` metric.
+//! - [`runner`]: [`StageRunner`], the one way a stage runs its admin server,
+//!   consumers and tasks under one cancellation token.
 
 pub mod admin;
 pub mod config;
@@ -24,7 +26,9 @@ pub mod dlq;
 pub mod metrics;
 pub mod partitioner;
 pub mod producer;
+pub mod runner;
 
 pub use config::{KafkaArgs, Secret};
 pub use consumer::{ConsumerArgs, ConsumerSettings, Disposition, Handler, HandlerError, Record, RunSummary};
 pub use producer::{Delivery, ProduceError, Producer, producer_config};
+pub use runner::StageRunner;

@@ -8,7 +8,7 @@
 //! - one shot: `preprocess --config F --input PATH_OR_S3_URI --identifier ID [--test-input ..]`;
 //! - local: `preprocess --once --input PATH --output DIR` (no broker, no S3);
 //! - service: without `--input`, it consumes `preprocess-requests`
-//!   ([`contracts::PreprocessRequest`]); failures go to `DLQ-preprocess`.
+//!   ([`contracts::PreprocessRequest`]); failures go to `DLQ-preprocess-requests`.
 //!
 //! The `config_hash` is the SHA-256 of the canonical config (every setting
 //! that changes the output plus the inputs' checksums). Outputs that exist for
@@ -29,9 +29,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use claim_check::{ClaimCheckStore, S3Args, sha256_hex};
 use contracts::topics;
-use kafka_utils::{ConsumerArgs, ConsumerSettings, KafkaArgs, Producer};
+use kafka_utils::{ConsumerArgs, ConsumerSettings, KafkaArgs, Producer, StageRunner};
 use serde_json::Value;
-use service_kit::admin::{self, AdminArgs, Readiness};
+use service_kit::admin::AdminArgs;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -88,12 +88,9 @@ pub struct Cli {
     /// Topic of preprocess requests (service mode).
     #[arg(long, env = "PREPROCESS_REQUESTS_TOPIC", default_value = topics::PREPROCESS_REQUESTS)]
     pub requests_topic: String,
-    /// Consumer group of the service.
-    #[arg(long, env = "PREPROCESS_GROUP_ID", default_value = "preprocess")]
+    /// Consumer group of the service (requests that cannot be processed go to `DLQ-<requests topic>`).
+    #[arg(long, env = "PREPROCESS_GROUP_ID", default_value = contracts::topology::own("preprocess").group())]
     pub group_id: String,
-    /// Dead-letter topic for requests that cannot be processed.
-    #[arg(long, env = "DLQ_PREPROCESS", default_value = topics::DLQ_PREPROCESS)]
-    pub dlq_topic: String,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(flatten)]
@@ -187,6 +184,7 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     PreprocessConfig::resolve(&[&settings.file, &settings.args]).context("check the preprocess config")?;
     cli.kafka.validate().context("check Kafka settings")?;
     let s3 = cli.s3.as_ref().context("S3 settings (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) are required")?;
+    s3.validate().context("check S3 settings")?;
     let producer = Producer::new(&cli.kafka, "preprocess").context("create producer")?;
     let pre = Arc::new(Preprocessor::new(settings, ClaimCheckStore::new(s3), producer.clone()));
 
@@ -204,21 +202,16 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let ready = Readiness::default();
-    ready.set(true);
-    let admin = tokio::spawn(admin::serve(cli.admin.metrics_addr, admin::router(ready), cancel.clone()));
     let settings = ConsumerSettings {
         service: "preprocess".into(),
         group_id: cli.group_id.clone(),
         topics: vec![cli.requests_topic.clone()],
-        dlq_topic: Some(cli.dlq_topic.clone()),
+        dlq_topic: None,
         args: cli.consumer.clone(),
     };
-    let result = kafka_utils::consumer::run(&cli.kafka, settings, producer, pre, cancel.clone()).await;
-    cancel.cancel();
-    admin.await.context("admin server task")?.context("admin server")?;
-    result.context("consumer loop")?;
-    Ok(())
+    let mut stage = StageRunner::start_ready(&cli.kafka, producer, &cli.admin, cancel).await?;
+    stage.consume(settings, pre);
+    stage.run().await
 }
 
 #[cfg(test)]

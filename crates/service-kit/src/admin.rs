@@ -60,11 +60,22 @@ pub fn router(ready: Readiness) -> Router {
     )
 }
 
-/// Serve `router` on `addr` until `cancel` fires.
-pub async fn serve(addr: SocketAddr, router: Router, cancel: CancellationToken) -> anyhow::Result<()> {
+/// Bind the admin server's address (a stage binds before it starts work, so a
+/// taken port fails the start at once).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("bind admin server on {addr}: {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "admin server listening");
+    Ok(listener)
+}
+
+/// Serve `router` on a bound `listener` until `cancel` fires.
+pub async fn serve_on(listener: tokio::net::TcpListener, router: Router, cancel: CancellationToken) -> anyhow::Result<()> {
     axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await?;
     Ok(())
+}
+
+/// Serve `router` on `addr` until `cancel` fires.
+pub async fn serve(addr: SocketAddr, router: Router, cancel: CancellationToken) -> anyhow::Result<()> {
+    serve_on(bind(addr).await?, router, cancel).await
 }

@@ -7,7 +7,7 @@
 //! blocking thread (the consumer stays in its group meanwhile: kafka-utils
 //! pauses the partition and keeps polling), score, upload the artifacts, log
 //! metrics, close the run and publish SUCCESS. The offset is stored only after
-//! that. A failure ends in `DLQ-model-training` and a FAILED event.
+//! that. A failure ends in `DLQ-training-data` and a FAILED event.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::ops::ControlFlow;
@@ -18,9 +18,9 @@ use anyhow::Context;
 use chrono::Utc;
 use claim_check::{ClaimCheckStore, S3Args};
 use contracts::{ModelArtifact, ModelTraining, ModelType, TrainingData, TrainingStatus, TrainingSuccess, V1};
-use kafka_utils::{ConsumerArgs, ConsumerSettings, Handler, HandlerError, KafkaArgs, Producer, Record};
+use kafka_utils::{ConsumerArgs, ConsumerSettings, Handler, HandlerError, KafkaArgs, Producer, Record, StageRunner};
 use mlflow_client::{KeyValue, Metric, MlflowArgs, MlflowClient, MlflowError, RunStatus};
-use service_kit::admin::{self, AdminArgs, Readiness};
+use service_kit::admin::AdminArgs;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -41,9 +41,6 @@ pub struct TrainerCli {
     /// Topic of training lifecycle events.
     #[arg(long, env = "MODEL_TRAINING_TOPIC", default_value = contracts::topics::MODEL_TRAINING)]
     pub model_training_topic: String,
-    /// Dead-letter topic for claim checks that cannot be trained.
-    #[arg(long, env = "DLQ_MODEL_TRAINING", default_value = "DLQ-model-training")]
-    pub dlq_topic: String,
     /// MLflow experiment that holds every FLTS run.
     #[arg(long, env = "MLFLOW_EXPERIMENT", default_value = "flts")]
     pub experiment: String,
@@ -98,29 +95,23 @@ pub async fn run_service<T: ModelTrainer>(
         current_run: Mutex::new(None),
         cancel: cancel.clone(),
     });
-    let ready = Readiness::default();
-    ready.set(true);
-    let admin = tokio::spawn(admin::serve(cli.admin.metrics_addr, admin::router(ready), cancel.clone()));
     let settings = ConsumerSettings {
         service: service.to_string(),
-        group_id: cli.group_id.clone().unwrap_or_else(|| service.to_string()),
+        group_id: cli.group_id.clone().unwrap_or_else(|| contracts::topology::own(service).group().to_string()),
         topics: vec![cli.training_data_topic.clone()],
-        dlq_topic: Some(cli.dlq_topic.clone()),
+        dlq_topic: None,
         args: cli.consumer.clone(),
     };
-    let result = kafka_utils::consumer::run(&cli.kafka, settings, producer, handler, cancel.clone()).await;
-    cancel.cancel();
-    admin.await.context("admin server task")?.context("admin server")?;
-    result.context("consumer loop")?;
-    Ok(())
+    let mut stage = StageRunner::start_ready(&cli.kafka, producer, &cli.admin, cancel).await?;
+    stage.consume(settings, handler);
+    stage.run().await
 }
 
 /// MLflow tags that identify a run of this pipeline.
-const TAG_IDENTIFIER: &str = "flts.identifier";
-const TAG_CONFIG_HASH: &str = "flts.config_hash";
-const TAG_MODEL_TYPE: &str = "flts.model_type";
-/// Run artifact holding the SUCCESS payload, re-published on redelivery.
-const SUCCESS_ARTIFACT: &str = "success.json";
+use contracts::promotion::run_tags::{
+    CONFIG_HASH as TAG_CONFIG_HASH, IDENTIFIER as TAG_IDENTIFIER, MODEL_SHA256 as TAG_MODEL_SHA256,
+    MODEL_TYPE as TAG_MODEL_TYPE, SUCCESS_ARTIFACT,
+};
 
 pub struct TrainHandler<T> {
     trainer: Arc<T>,
@@ -200,6 +191,12 @@ impl<T: ModelTrainer> Handler for TrainHandler<T> {
     async fn on_dead_letter(&self, record: &Record, error: &HandlerError) {
         // The envelope is in the DLQ; tell eval this model type will not report
         // SUCCESS for this set, so it does not wait for it until its timeout.
+        // A record that did not decode names no set: whatever identifier it
+        // claims, it must not close another dataset's set.
+        if error.disposition == kafka_utils::Disposition::Decode {
+            warn!(code = %error.code, "undecodable record dead-lettered: no FAILED event (it names no set)");
+            return;
+        }
         let peek: serde_json::Value = serde_json::from_slice(&record.payload).unwrap_or_default();
         let (Some(identifier), Some(config_hash)) = (peek["identifier"].as_str(), peek["config_hash"].as_str()) else {
             warn!("dead-lettered record names no identifier/config_hash: no FAILED event");
@@ -232,15 +229,16 @@ impl<T: ModelTrainer> TrainHandler<T> {
         experiment_id: &str,
         msg: &TrainingData,
     ) -> Result<Option<ModelTraining>, HandlerError> {
-        let filter = format!(
-            "tags.`{TAG_IDENTIFIER}` = '{}' and tags.`{TAG_CONFIG_HASH}` = '{}' and tags.`{TAG_MODEL_TYPE}` = '{}' and attributes.status = 'FINISHED'",
-            msg.identifier,
-            msg.config_hash,
-            self.trainer.model_type().as_str()
-        );
+        contracts::topics::validate_config_hash(&msg.config_hash).map_err(HandlerError::decode)?;
+        let filter = mlflow_client::Filter::new()
+            .tag_eq(TAG_IDENTIFIER, &msg.identifier)
+            .and_then(|f| f.tag_eq(TAG_CONFIG_HASH, &msg.config_hash))
+            .and_then(|f| f.tag_eq(TAG_MODEL_TYPE, self.trainer.model_type().as_str()))
+            .and_then(|f| f.attribute_eq("status", "FINISHED"))
+            .map_err(|e| HandlerError::permanent("bad_filter", e))?;
         let runs = self
             .mlflow
-            .search_runs(&[experiment_id.to_string()], &filter, &["attributes.start_time DESC"], 1)
+            .search_runs(&[experiment_id.to_string()], &filter.as_str(), &["attributes.start_time DESC"], 1)
             .await
             .map_err(mlflow_err)?;
         let Some(run) = runs.into_iter().next() else { return Ok(None) };
@@ -328,6 +326,7 @@ impl<T: ModelTrainer> TrainHandler<T> {
             .collect();
         epoch_metrics.extend(final_metrics);
 
+        let model_sha256 = claim_check::sha256_hex(&trained.model_file.1);
         let success = self.event(
             msg,
             run_id,
@@ -347,11 +346,16 @@ impl<T: ModelTrainer> TrainHandler<T> {
                     features: data.meta.roles.features.clone(),
                     targets: data.meta.roles.targets.clone(),
                 },
+                model_sha256: Some(model_sha256.clone()),
                 protocol: trained.protocol,
                 baselines: data.baselines.clone(),
             })),
         );
         files.push((SUCCESS_ARTIFACT.into(), serde_json::to_vec_pretty(&success).unwrap_or_default()));
+        // The model's digest, tagged on the run: eval promotes it from there and
+        // inference refuses a model file that does not match it.
+        let digest_tag = [KeyValue::new(TAG_MODEL_SHA256, &model_sha256)];
+        self.retry("tag model digest", || self.mlflow.log_batch(run_id, &[], &[], &digest_tag)).await?;
 
         // The model is fitted: from here on only MLflow and S3 can fail, and
         // they are retried within the budget instead of refitting.
