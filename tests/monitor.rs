@@ -91,6 +91,14 @@ async fn metrics_text(port: u16) -> String {
     }
 }
 
+/// The messages of `topic` (up to `expected`, within `timeout`), decoded.
+fn decoded<T: serde::de::DeserializeOwned>(topic: &str, expected: usize, timeout: Duration) -> Vec<T> {
+    read_topic(topic, expected, timeout)
+        .iter()
+        .map(|m| contracts::decode(m.payload().expect("payload")).unwrap_or_else(|e| panic!("{topic}: {e}")))
+        .collect()
+}
+
 /// The value of the sample of `name` whose labels include every one of `labels`.
 fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
@@ -129,10 +137,7 @@ async fn a_degrading_model_raises_one_drift_event_and_a_steady_one_none() {
     let monitor = start_monitor(&perf, &drift, None);
     wait_for_commit(&monitor.group, &perf, 0, 18, Duration::from_secs(120));
 
-    let events: Vec<ModelDrift> = read_topic(&drift, 2, Duration::from_secs(5))
-        .iter()
-        .map(|m| contracts::decode(m.payload().expect("payload")).expect("a ModelDrift"))
-        .collect();
+    let events: Vec<ModelDrift> = decoded(&drift, 2, Duration::from_secs(5));
     assert_eq!(events.len(), 1, "exactly one drift event: {events:?}");
     let e = &events[0];
     assert_eq!(
@@ -197,15 +202,11 @@ async fn with_retraining_on_drift_resends_the_latest_preprocess_request_forced()
 
     let monitor = start_monitor(&perf, &drift, Some(&requests));
     wait_for_commit(&monitor.group, &perf, 0, 3, Duration::from_secs(120));
-    let events = read_topic(&drift, 1, Duration::from_secs(10));
+    let events: Vec<ModelDrift> = decoded(&drift, 1, Duration::from_secs(10));
     assert_eq!(events.len(), 1);
-    let e: ModelDrift = contracts::decode(events[0].payload().expect("payload")).expect("ModelDrift");
-    assert!(e.retrain_requested, "{e:?}");
+    assert!(events[0].retrain_requested, "{events:?}");
 
-    let sent: Vec<PreprocessRequest> = read_topic(&requests, 4, Duration::from_secs(10))
-        .iter()
-        .map(|m| contracts::decode(m.payload().expect("payload")).expect("request"))
-        .collect();
+    let sent: Vec<PreprocessRequest> = decoded(&requests, 4, Duration::from_secs(10));
     assert_eq!(sent.len(), 4, "the three submissions and one retraining request: {sent:?}");
     let retrain = &sent[3];
     assert_eq!(

@@ -73,13 +73,12 @@ pub struct Monitor {
 }
 
 fn mlflow_err(e: MlflowError) -> HandlerError {
-    if e.is_retryable() {
-        HandlerError::retryable("mlflow_unavailable", e)
-    } else if e.is_not_found() {
-        HandlerError::permanent("run_not_found", e)
-    } else {
-        HandlerError::permanent("mlflow_error", e)
-    }
+    let code = match (e.is_retryable(), e.is_not_found()) {
+        (true, _) => "mlflow_unavailable",
+        (false, true) => "run_not_found",
+        (false, false) => "mlflow_error",
+    };
+    HandlerError::classify(e.is_retryable(), code, e)
 }
 
 fn publish_err(e: ProduceError) -> HandlerError {
