@@ -28,9 +28,13 @@ def main(run_id: str) -> None:
     }
     if "python_function" in info.flavors:
         model = mlflow.pyfunc.load_model(uri)
-        example = np.asarray(model.input_example, dtype=np.float32)
+        # A named tensor signature makes MLflow hand the example back as {name: array}.
+        example = model.input_example
+        if not isinstance(example, dict):
+            example = {"input": example}
+        example = {k: np.asarray(v, dtype=np.float32) for k, v in example.items()}
         prediction = model.predict(example)
-        out["input_shape"] = list(example.shape)
+        out["input_shape"] = list(example["input"].shape)
         out["prediction"] = {name: np.asarray(v).tolist() for name, v in prediction.items()}
     print(json.dumps(out))
 

@@ -682,19 +682,14 @@ async fn a_body_that_stops_arriving_gets_408() {
     }
 }
 
+/// The document's validity, its examples and its agreement with the running
+/// server are checked with a real OpenAPI validator and schemathesis in
+/// `tests/interop.rs`; this only checks that every error code the handlers
+/// can answer is named in it, which no schema tool can know.
 #[test]
-fn the_openapi_document_lists_every_route_and_error_code() {
+fn every_error_code_the_handlers_answer_is_documented() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let doc = std::fs::read_to_string(format!("{root}/schemas/inference-openapi.yaml")).expect("OpenAPI document");
-    for route in ["/predict:", "/model:", "/healthz:", "/readyz:", "/metrics:"] {
-        assert!(doc.contains(route), "OpenAPI lacks {route}");
-    }
-    for status in
-        ["\"400\"", "\"404\"", "\"413\"", "\"415\"", "\"422\"", "\"429\"", "\"500\"", "\"503\"", "Retry-After"]
-    {
-        assert!(doc.contains(status), "OpenAPI lacks {status}");
-    }
-    // Every error code the handlers can answer is documented.
     let src: String = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http.rs"))
         .expect("source")
         .split_whitespace()
