@@ -14,6 +14,12 @@
 //!   handler with a real ONNX model, called in-process) on arbitrary and
 //!   mutated bodies: never a panic, never a 500, every refusal a JSON error
 //!   with a code, every 200 a forecast per window with finite values.
+//! - `fuzz_parquet_reader`: the raw and processed Parquet readers
+//!   (`dataset::read_raw`, `dataset::read_processed_limited`) on real files
+//!   with byte edits biased to the footer, and on arbitrary footers inside
+//!   the magic, under limits of 100,000 rows, 64 columns and 16 MiB decoded:
+//!   never a panic out of a reader (nor an abort), nothing returned over the
+//!   limits, and the process's peak RSS under 1 GiB.
 //!
 //! Budget: `FUZZ_SECONDS` per target (default 10) in batches of `FUZZ_CASES`
 //! cases (default 500), each batch with a fresh seed that a failure prints
@@ -783,4 +789,114 @@ fn fuzz_http_requests() {
     });
     // Still serving.
     assert_eq!(rt.block_on(raw_exchange(addr, valid)), Ok(Some(200)));
+}
+
+// ---------------------------------------------------------------------------
+// The Parquet reader: raw input (preprocess) and processed parts (trainers).
+
+/// Limits of the Parquet target: what one fuzzed file may make the reader allocate.
+const PARQUET_LIMITS: dataset::ReadLimits =
+    dataset::ReadLimits { max_rows: 100_000, max_columns: 64, max_decoded_bytes: 16 * 1024 * 1024 };
+
+/// A raw and a processed Parquet file (60 rows of the generator's traffic).
+fn parquet_seeds() -> Vec<Vec<u8>> {
+    use dataset::generate::{Spec, traffic};
+    let frame = traffic(&Spec { rows: 60, gap_every: 0, nan_every: 0, ..Default::default() });
+    let raw = dataset::write_raw_parquet(&frame, "time").expect("raw parquet");
+    let names: Vec<String> = frame.column_names().map(String::from).collect();
+    let scaler = series::Scaler::fit(series::ScalerKind::MinMax, &frame, &names, &[]).expect("scaler");
+    let meta = series::ProcessedMeta {
+        config_hash: "0f".repeat(32),
+        config: json!({"fuzz": true}),
+        scaler: scaler.clone(),
+        roles: series::Roles {
+            timestamp: "timestamp".into(),
+            features: names,
+            targets: vec!["down".into()],
+            interval_ms: 120_000,
+        },
+    };
+    let processed = dataset::write_processed(&scaler.transform(&frame).expect("scale"), &meta).expect("processed");
+    vec![raw, processed]
+}
+
+/// Both readers on `bytes`: never a panic out of them, and whatever they
+/// return stays within the limits.
+fn check_parquet_readers(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let opts = dataset::RawOptions { timestamp_column: "time".into(), limits: PARQUET_LIMITS, ..Default::default() };
+    let within = |f: &series::Frame| {
+        f.len() as u64 <= PARQUET_LIMITS.max_rows && f.columns.len() as u64 <= PARQUET_LIMITS.max_columns
+    };
+    if let Ok(f) = dataset::read_raw("fuzz.parquet", bytes, &opts) {
+        prop_assert!(within(&f), "raw read returned {} rows x {} columns", f.len(), f.columns.len());
+    }
+    if let Ok((f, _)) = dataset::read_processed_limited(bytes, &PARQUET_LIMITS) {
+        prop_assert!(within(&f), "processed read returned {} rows x {} columns", f.len(), f.columns.len());
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[test]
+#[ignore = "fuzzer: run with scripts/fuzz"]
+fn fuzz_parquet_reader() {
+    let seeds = parquet_seeds();
+    for s in &seeds {
+        check_parquet_readers(s).expect("the seeds read");
+    }
+    // Panics the readers catch (a decoder failing on corrupt pages) are
+    // counted, not printed: the property is that none escapes.
+    let caught = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = caught.clone();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }));
+    // Byte edits biased to the footer (the last 10% of the file), where the
+    // counts and sizes live; an edit may also write a 10-byte maximal varint.
+    let edit = (any::<bool>(), any::<usize>(), 0u8..4, any::<u8>());
+    fuzz("parquet/mutated-files", (0..seeds.len(), prop::collection::vec(edit, 1..8)), |(which, edits)| {
+        let mut bytes = seeds[which].clone();
+        for (tail, at, op, byte) in edits {
+            let n = bytes.len().max(1);
+            let at = if tail { n - 1 - at % (n / 10).max(1) } else { at % n };
+            match op {
+                0 if at < bytes.len() => bytes[at] ^= byte | 1,
+                1 if at < bytes.len() => bytes[at] = byte,
+                2 => {
+                    let end = (at + 10).min(bytes.len());
+                    bytes[at.min(end)..end].iter_mut().for_each(|b| *b = 0xff);
+                }
+                _ => bytes.insert(at.min(bytes.len()), byte),
+            }
+        }
+        check_parquet_readers(&bytes)
+    });
+    // Arbitrary bodies inside the magic, with a footer length that fits.
+    fuzz("parquet/arbitrary-footers", (prop::collection::vec(any::<u8>(), 0..1024), any::<u32>()), |(body, len)| {
+        let mut bytes = b"PAR1".to_vec();
+        bytes.extend_from_slice(&body);
+        let footer = len % (body.len() as u32 + 1);
+        bytes.extend_from_slice(&footer.to_le_bytes());
+        bytes.extend_from_slice(b"PAR1");
+        check_parquet_readers(&bytes)
+    });
+    std::panic::set_hook(default_hook);
+    let peak = peak_rss();
+    println!(
+        "fuzz parquet: {} decoder panics caught and reported as unreadable files; peak RSS {} MiB",
+        caught.load(std::sync::atomic::Ordering::Relaxed),
+        peak / (1024 * 1024)
+    );
+    // Limits of 16 MiB decoded per file: the whole run stays far below 1 GiB.
+    assert!(peak < 1024 * 1024 * 1024, "peak RSS {peak} bytes");
 }

@@ -237,13 +237,21 @@ fn check_pages(chunk: &[u8], limits: &ReadLimits, file: &str, at: &str) -> Resul
         r.read_struct(0, &mut |r, id, ty| match (id, ty) {
             (2, _) => r.int(ty).map(|v| h.uncompressed = Some(v)).map(|_| true),
             (3, _) => r.int(ty).map(|v| h.compressed = Some(v)).map(|_| true),
+            // Data page, dictionary page, data page v2: every integer in them
+            // is a count, a length or an enum, so none may be negative (a
+            // negative count becomes a huge usize in the decoder); fields 1-3
+            // are counts of values, nulls or rows.
             (5 | 7 | 8, STRUCT) => r
-                .read_struct(1, &mut |r, id, ty| match id {
-                    // num_values (every page kind), num_rows (data page v2).
-                    1 | 3 if matches!(ty, I32 | I64) => {
-                        r.int(ty).map(|v| h.num_values = h.num_values.max(v)).map(|_| true)
+                .read_struct(1, &mut |r, id, ty| {
+                    if !matches!(ty, I32 | I64) {
+                        return Ok(false);
                     }
-                    _ => Ok(false),
+                    let v = r.int(ty)?;
+                    h.least = h.least.min(v);
+                    if matches!(id, 1..=3) {
+                        h.num_values = h.num_values.max(v);
+                    }
+                    Ok(true)
                 })
                 .map(|_| true),
             _ => Ok(false),
@@ -260,7 +268,10 @@ fn check_pages(chunk: &[u8], limits: &ReadLimits, file: &str, at: &str) -> Resul
                 unc.unsigned_abs(),
             ));
         }
-        if h.num_values < 0 || h.num_values as u64 > limits.max_rows {
+        if h.least < 0 {
+            return Err(bad(format!("{at}, page {pages}: header holds the negative count or length {}", h.least)));
+        }
+        if h.num_values as u64 > limits.max_rows {
             return Err(limits.over(
                 file,
                 format!("{at}, page {pages} claiming {} values", h.num_values),
@@ -282,7 +293,10 @@ fn check_pages(chunk: &[u8], limits: &ReadLimits, file: &str, at: &str) -> Resul
 struct PageHeader {
     uncompressed: Option<i64>,
     compressed: Option<i64>,
+    /// The largest count of values, nulls or rows in the page-kind header.
     num_values: i64,
+    /// The least integer in the page-kind header.
+    least: i64,
 }
 
 // Thrift compact protocol types.
