@@ -648,7 +648,7 @@ impl PredictBody {
                 }
             }
         }
-        check_range(model, &rows, args.max_scaled_input, |i| wpath(i))?;
+        check_range(model, &rows, args.max_scaled_input, wpath)?;
         let timestamps = match self.timestamps {
             None | Some(Value::Null) => None,
             Some(ts) => Some(timestamps(&ts, self.single, windows.len(), t_len, model.output_len())?),
