@@ -361,17 +361,7 @@ fn check_mutation(topic: &str, seed: &Value, m: &Mutation) -> Result<(), TestCas
     match m {
         Mutation::Bytes(edits) => {
             let mut bytes = serde_json::to_vec(&doc).expect("json");
-            for &(at, op, byte) in edits {
-                let at = at % (bytes.len() + 1);
-                match op {
-                    0 if at < bytes.len() => bytes[at] ^= byte | 1,
-                    1 => bytes.insert(at, byte),
-                    _ if at < bytes.len() => {
-                        bytes.remove(at);
-                    }
-                    _ => {}
-                }
-            }
+            edit_bytes(&mut bytes, &edits);
             if let Err(e) = decode(&bytes) {
                 error_says_where(&e)?;
             }
@@ -527,6 +517,21 @@ fn predict_router() -> axum::Router {
     http::router(Api::new(registry, args), ready)
 }
 
+/// Apply `(position, op, byte)` edits: 0 flips bits of a byte, 1 inserts one, 2 removes one.
+fn edit_bytes(bytes: &mut Vec<u8>, edits: &[(usize, u8, u8)]) {
+    for &(at, op, byte) in edits {
+        let at = at % (bytes.len() + 1);
+        match op {
+            0 if at < bytes.len() => bytes[at] ^= byte | 1,
+            1 => bytes.insert(at, byte),
+            _ if at < bytes.len() => {
+                bytes.remove(at);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// POST `body` to /predict; (status, JSON body).
 fn post(rt: &tokio::runtime::Runtime, router: &axum::Router, body: Vec<u8>) -> (StatusCode, Value) {
     let req =
@@ -605,17 +610,7 @@ fn fuzz_predict_bodies() {
     let valid_bytes = serde_json::to_vec(&valid).expect("json");
     fuzz("predict/mutated-bytes", prop::collection::vec((any::<usize>(), 0u8..3, any::<u8>()), 1..6), |edits| {
         let mut bytes = valid_bytes.clone();
-        for (at, op, byte) in edits {
-            let at = at % (bytes.len() + 1);
-            match op {
-                0 if at < bytes.len() => bytes[at] ^= byte | 1,
-                1 => bytes.insert(at, byte),
-                _ if at < bytes.len() => {
-                    bytes.remove(at);
-                }
-                _ => {}
-            }
-        }
+        edit_bytes(&mut bytes, &edits);
         let (status, body) = post(&rt, &router, bytes);
         check_response(status, &body, None)
     });
@@ -711,17 +706,7 @@ fn http_request() -> impl Strategy<Value = Vec<u8>> {
     let valid_request = [head.into_bytes(), valid].concat();
     let mutated = prop::collection::vec((any::<usize>(), 0u8..3, any::<u8>()), 1..6).prop_map(move |edits| {
         let mut bytes = valid_request.clone();
-        for (at, op, byte) in edits {
-            let at = at % (bytes.len() + 1);
-            match op {
-                0 if at < bytes.len() => bytes[at] ^= byte | 1,
-                1 => bytes.insert(at, byte),
-                _ if at < bytes.len() => {
-                    bytes.remove(at);
-                }
-                _ => {}
-            }
-        }
+        edit_bytes(&mut bytes, &edits);
         bytes
     });
     prop_oneof![4 => assembled, 4 => mutated, 1 => prop::collection::vec(any::<u8>(), 0..4096)].prop_map(|mut bytes| {
