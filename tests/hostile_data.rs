@@ -33,6 +33,10 @@ use rdkafka::message::Message as _;
 use serde_json::{Value, json};
 use series::{Column, Frame, ProcessedMeta, Roles, Scaler, ScalerKind};
 
+#[path = "support/unchecked_parquet.rs"]
+mod unchecked;
+use unchecked::unchecked_parquet;
+
 const RAW: &str = "raw-data";
 const PROCESSED: &str = "processed-data";
 const LOGS: &str = "inference-logs";
@@ -182,6 +186,21 @@ fn traffic_csv(rows: usize) -> Vec<u8> {
 /// A free loopback port for a stage's admin server.
 fn free_port() -> u16 {
     free_ports::<1>()[0]
+}
+
+/// `bin` against the stack with its admin server on `port`, quick retries,
+/// frequent commits and warnings only; the test adds its topics and limits.
+fn stage_command(bin: &str, port: u16) -> Command {
+    let mut cmd = StageProcess::command(bin);
+    cmd.env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("HANDLER_MAX_ATTEMPTS", "2")
+        .env("HANDLER_BACKOFF_MS", "50")
+        .env("KAFKA_COMMIT_INTERVAL_MS", "200")
+        .env("LOG_FORMAT", "text")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd
 }
 
 // ---------------------------------------------------------------------------
@@ -514,7 +533,7 @@ async fn preprocess_dead_letters_hostile_data_within_its_memory_budget() {
     let offsets = send_all(&requests, &key, &hostile, &good).await;
 
     let group = unique("g-hd-preprocess");
-    let mut cmd = StageProcess::command("preprocess");
+    let mut cmd = stage_command("preprocess", free_port());
     cmd.env("PREPROCESS_REQUESTS_TOPIC", &requests)
         .env("PREPROCESS_GROUP_ID", &group)
         .env("DLQ_PREPROCESS", &dlq)
@@ -523,15 +542,7 @@ async fn preprocess_dead_letters_hostile_data_within_its_memory_budget() {
         .env("TIMESTAMP_COLUMN", "time")
         .env("MAX_INPUT_BYTES", "150000")
         .env("MAX_INPUT_ROWS", "5000")
-        .env("MAX_INPUT_COLUMNS", "1000")
-        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("HANDLER_MAX_ATTEMPTS", "2")
-        .env("HANDLER_BACKOFF_MS", "50")
-        .env("KAFKA_COMMIT_INTERVAL_MS", "200")
-        .env("LOG_FORMAT", "text")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .env("MAX_INPUT_COLUMNS", "1000");
     let mut stage = Stage::spawn(cmd);
 
     check_envelopes(&dlq, &requests, "preprocess", &hostile, &offsets);
@@ -690,7 +701,7 @@ async fn trainer_dead_letters_hostile_claim_checks_within_its_memory_budget() {
 
     let group = unique("g-hd-trainer");
     let port = free_port();
-    let mut cmd = StageProcess::command("train-gru");
+    let mut cmd = stage_command("train-gru", port);
     cmd.env("TRAINING_DATA_TOPIC", &input)
         .env("MODEL_TRAINING_TOPIC", &events)
         .env("DLQ_MODEL_TRAINING", &dlq)
@@ -698,18 +709,10 @@ async fn trainer_dead_letters_hostile_claim_checks_within_its_memory_budget() {
         .env("MLFLOW_EXPERIMENT", unique("exp-hd"))
         .env("MAX_OBJECT_BYTES", (32u64 << 20).to_string())
         .env("MAX_INPUT_COLUMNS", "64")
-        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
         .env("HIDDEN_SIZE", "8")
         .env("NUM_LAYERS", "1")
         .env("EPOCHS", "1")
-        .env("BATCH_SIZE", "32")
-        .env("HANDLER_MAX_ATTEMPTS", "2")
-        .env("HANDLER_BACKOFF_MS", "50")
-        .env("KAFKA_COMMIT_INTERVAL_MS", "200")
-        .env("LOG_FORMAT", "text")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        .env("BATCH_SIZE", "32");
     let mut stage = Stage::spawn(cmd);
 
     check_envelopes(&dlq, &input, "train-gru", &hostile, &offsets);
@@ -745,30 +748,4 @@ async fn trainer_dead_letters_hostile_claim_checks_within_its_memory_budget() {
     println!("train-gru peak RSS: {} MiB (budget {} MiB)", peak >> 20, TRAINER_BUDGET >> 20);
     assert!(peak < TRAINER_BUDGET, "train-gru peak RSS {} MiB over its budget", peak >> 20);
     assert!(stage.terminate().success(), "train-gru exits cleanly on SIGTERM");
-}
-
-/// Processed Parquet without the writer's checks (a hostile producer).
-fn unchecked_parquet(frame: &Frame, meta: &ProcessedMeta) -> Vec<u8> {
-    use polars::prelude::{
-        DataFrame, Float64Chunked, Int64Chunked, IntoColumn, KeyValueMetadata, ParquetCompression, ParquetWriter,
-    };
-    let mut cols =
-        vec![Int64Chunked::from_vec(meta.roles.timestamp.as_str().into(), frame.timestamps.clone()).into_column()];
-    for c in &frame.columns {
-        cols.push(Float64Chunked::from_vec(c.name.as_str().into(), c.values.clone()).into_column());
-    }
-    let mut df = DataFrame::new(frame.len(), cols).expect("data frame");
-    let kv = vec![
-        (dataset::META_CONFIG_HASH.to_string(), meta.config_hash.clone()),
-        (dataset::META_CONFIG.to_string(), meta.config.to_string()),
-        (dataset::META_SCALER.to_string(), meta.scaler.to_json()),
-        (dataset::META_ROLES.to_string(), serde_json::to_string(&meta.roles).expect("roles")),
-    ];
-    let mut buf = Vec::new();
-    ParquetWriter::new(&mut buf)
-        .with_compression(ParquetCompression::Zstd(None))
-        .with_key_value_metadata(Some(KeyValueMetadata::from_static(kv)))
-        .finish(&mut df)
-        .expect("write parquet");
-    buf
 }

@@ -33,12 +33,13 @@ use dataset::generate::{Spec, traffic};
 use flts_tests::*;
 use kafka_utils::Producer;
 use kafka_utils::dlq::TRUNCATED_PAYLOAD_BYTES;
-use polars::prelude::{
-    DataFrame, Float64Chunked, Int64Chunked, IntoColumn, KeyValueMetadata, ParquetCompression, ParquetWriter,
-};
 use rdkafka::message::Message as _;
 use serde_json::json;
 use series::{Frame, ProcessedMeta, Roles, Scaler, ScalerKind};
+
+#[path = "support/unchecked_parquet.rs"]
+mod unchecked;
+use unchecked::unchecked_parquet;
 
 const RAW: &str = "raw-data";
 const PROCESSED: &str = "processed-data";
@@ -337,30 +338,6 @@ fn processed(identifier: &str, rows: usize) -> Processed {
         roles,
     };
     Processed { train: scaler.transform(&train).expect("scale"), test: scaler.transform(&test).expect("scale"), meta }
-}
-
-/// Encode `frame` as processed Parquet with `meta`, without the writer's
-/// checks (a hostile or buggy producer): any columns, any values.
-fn unchecked_parquet(frame: &Frame, meta: &ProcessedMeta) -> Vec<u8> {
-    let mut cols =
-        vec![Int64Chunked::from_vec(meta.roles.timestamp.as_str().into(), frame.timestamps.clone()).into_column()];
-    for c in &frame.columns {
-        cols.push(Float64Chunked::from_vec(c.name.as_str().into(), c.values.clone()).into_column());
-    }
-    let mut df = DataFrame::new(frame.len(), cols).expect("data frame");
-    let kv = vec![
-        (dataset::processed::META_CONFIG_HASH.to_string(), meta.config_hash.clone()),
-        (dataset::processed::META_CONFIG.to_string(), meta.config.to_string()),
-        (dataset::processed::META_SCALER.to_string(), meta.scaler.to_json()),
-        (dataset::processed::META_ROLES.to_string(), serde_json::to_string(&meta.roles).expect("roles")),
-    ];
-    let mut buf = Vec::new();
-    ParquetWriter::new(&mut buf)
-        .with_compression(ParquetCompression::Zstd(None))
-        .with_key_value_metadata(Some(KeyValueMetadata::from_static(kv)))
-        .finish(&mut df)
-        .expect("write parquet");
-    buf
 }
 
 /// Upload the parts of `p` under `identifier` (train part as `train_bytes`).
