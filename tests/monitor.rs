@@ -2,12 +2,15 @@
 //! forecast error grows past 1.5x its test error for the configured time
 //! raises one drift event and the drift gauge; a steady one stays quiet; a
 //! record naming an unknown MLflow run goes to the DLQ; with retraining on,
-//! the identifier's latest preprocess request is sent again, forced.
+//! the identifier's latest preprocess request is sent again, forced; and in
+//! the real pipeline, a level shift after training raises drift for the
+//! served model.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use contracts::{ClaimCheck, Metrics, ModelDrift, ModelType, PerformanceEval, PreprocessRequest, V1};
+use flts_tests::pipeline::{World, generated_csv};
 use flts_tests::{
     StageProcess, create_topic_with_dlq, envelopes, free_ports, read_topic, stack, unique, wait_for_commit,
 };
@@ -215,4 +218,80 @@ async fn with_retraining_on_drift_resends_the_latest_preprocess_request_forced()
     );
     assert!(retrain.requested_at > t0 + chrono::Duration::minutes(10));
     monitor.process.terminate();
+}
+
+/// `csv` with every value column multiplied by `factor`: the same traffic at
+/// another level.
+fn shifted(csv: &std::path::Path, factor: i64) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(csv).expect("read csv");
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut fields: Vec<String> = line.split(',').map(String::from).collect();
+        if i > 0 {
+            // Gaps (empty fields) stay gaps.
+            for f in fields.iter_mut().skip(1).filter(|f| !f.is_empty()) {
+                *f = match f.parse::<i64>() {
+                    Ok(n) => (n * factor).to_string(),
+                    Err(_) => (f.parse::<f64>().expect("numeric field") * factor as f64).to_string(),
+                };
+            }
+        }
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    let path = csv.with_file_name("shifted.csv");
+    std::fs::write(&path, out).expect("write shifted csv");
+    path
+}
+
+/// The real pipeline (preprocess, train-gru, eval, inference, monitor): the
+/// promoted model's forecasts of its own test data are steady (no event); the
+/// same identifier's traffic then arrives at three times its level, the served
+/// model forecasts it before any retraining, and the monitor raises a drift
+/// event for that model and that data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_shift_after_training_raises_drift_for_the_served_model() {
+    let w = World::new().await;
+    let gru_only = [("EXPECTED_MODEL_TYPES", "GRU")];
+    let monitor_env =
+        [("MONITOR_DRIFT_FOR_SECS", "0"), ("MONITOR_WINDOW_RECORDS", "1"), ("MONITOR_DRIFT_RATIO", "1.5")];
+    let _stages: Vec<StageProcess> = vec![
+        w.stage("preprocess"),
+        w.stage("train-gru"),
+        w.stage_with("eval", &gru_only),
+        w.stage("inference"),
+        w.stage_with("monitor", &monitor_env),
+    ];
+    let summaries = w.watch(&w.performance_eval);
+    let drifts = w.watch(&w.model_drift);
+
+    let csv = generated_csv(2400);
+    let config = r#"{"targets": ["down", "up"]}"#;
+    w.submit(&csv, config);
+    let first: PerformanceEval =
+        summaries.next_where("first summary", Duration::from_secs(600), |p: &PerformanceEval| p.identifier == w.id);
+    wait_for_commit(&format!("{}-monitor", w.id), &w.performance_eval, 0, 1, Duration::from_secs(60));
+    assert!(
+        decoded::<ModelDrift>(&w.model_drift, 1, Duration::from_secs(2)).is_empty(),
+        "the model's own test data is no drift"
+    );
+
+    w.submit(&shifted(&csv, 3), config);
+    let second: PerformanceEval =
+        summaries.next_where("summary of the shifted data", Duration::from_secs(300), |p: &PerformanceEval| {
+            p.identifier == w.id && p.config_hash != first.config_hash
+        });
+    assert_eq!(second.run_id, first.run_id, "the shifted data was forecast by the model trained before the shift");
+    let event: ModelDrift =
+        drifts.next_where("drift event", Duration::from_secs(60), |d: &ModelDrift| d.identifier == w.id);
+    assert_eq!(
+        (event.run_id.as_str(), event.config_hash.as_str()),
+        (first.run_id.as_str(), second.config_hash.as_str())
+    );
+    assert_eq!(event.source, second.source);
+    assert!(event.ratio > 1.5 && (event.rolling_rmse - second.metrics.rmse).abs() < 1e-9, "{event:?}");
+    eprintln!(
+        "level shift: served rmse {:.4} -> {:.4}, test rmse {:.4}, ratio {:.2}",
+        first.metrics.rmse, second.metrics.rmse, event.test_rmse, event.ratio
+    );
 }

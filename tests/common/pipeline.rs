@@ -30,6 +30,8 @@ pub struct World {
     pub model_training: String,
     pub model_selected: String,
     pub performance_eval: String,
+    /// Where the monitor publishes drift events.
+    pub model_drift: String,
     /// The DLQs named by flags: preprocess's, the trainers' and eval's.
     pub dlq_preprocess: String,
     pub dlq_trainers: String,
@@ -57,6 +59,7 @@ impl World {
             model_training: t("model-training"),
             model_selected: t("model-selected"),
             performance_eval: t("performance-eval"),
+            model_drift: t("model-drift"),
             dlq_preprocess: String::new(),
             dlq_trainers: String::new(),
             dlq_eval: String::new(),
@@ -73,6 +76,7 @@ impl World {
             create_topic_with_dlq_on(&w.stack.kafka, topic, 2).await;
         }
         create_topic_with_dlq_on(&w.stack.kafka, &w.performance_eval, 1).await;
+        create_topic_with_dlq_on(&w.stack.kafka, &w.model_drift, 1).await;
         w
     }
 
@@ -93,10 +97,12 @@ impl World {
             .env("MODEL_TRAINING_TOPIC", &self.model_training)
             .env("MODEL_SELECTED_TOPIC", &self.model_selected)
             .env("PERFORMANCE_EVAL_TOPIC", &self.performance_eval)
+            .env("MODEL_DRIFT_TOPIC", &self.model_drift)
             .env("PREPROCESS_GROUP_ID", format!("{}-preprocess", self.id))
             .env("TRAINER_GROUP_ID", format!("{}-{bin}", self.id))
             .env("EVAL_GROUP_ID", format!("{}-eval", self.id))
             .env("INFERENCE_GROUP_ID", format!("{}-inference", self.id))
+            .env("MONITOR_GROUP_ID", format!("{}-monitor", self.id))
             .env("INFERENCE_INSTANCE_ID", "test")
             .env("INFERENCE_IDENTIFIERS", &self.id)
             .env("HTTP_ADDR", "127.0.0.1:0")
@@ -136,6 +142,7 @@ impl World {
         cmd.envs(self.stack.vars.iter().map(|(k, v)| (k, v)))
             .env("PREPROCESS_REQUESTS_TOPIC", &self.requests)
             .env("TRAINING_DATA_TOPIC", &self.training_data)
+            .env("INFERENCE_DATA_TOPIC", &self.inference_data)
             .env("MODEL_TRAINING_TOPIC", &self.model_training)
             .env("MODEL_SELECTED_TOPIC", &self.model_selected)
             .env("PERFORMANCE_EVAL_TOPIC", &self.performance_eval)
