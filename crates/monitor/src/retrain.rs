@@ -49,10 +49,11 @@ pub fn latest_request(kafka: &KafkaArgs, topic: &str, identifier: &str) -> Resul
             continue;
         }
         // A record that is not a valid request (the preprocess DLQ has it) is skipped.
-        if let Ok(r) = contracts::decode::<PreprocessRequest>(msg.payload().unwrap_or_default()) {
-            if r.identifier == identifier && latest.as_ref().is_none_or(|l| r.requested_at >= l.requested_at) {
-                latest = Some(r);
-            }
+        if let Ok(r) = contracts::decode::<PreprocessRequest>(msg.payload().unwrap_or_default())
+            && r.identifier == identifier
+            && latest.as_ref().is_none_or(|l| r.requested_at >= l.requested_at)
+        {
+            latest = Some(r);
         }
     }
     Ok(latest)
