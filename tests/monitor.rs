@@ -62,7 +62,7 @@ struct Monitor {
 
 /// The monitor binary on `perf` -> `drift`: degraded above 1.5x for two hours, three records a window.
 fn start_monitor(perf: &str, drift: &str, requests: Option<&str>) -> Monitor {
-    let group = unique("monitor");
+    let group = unique("test-monitor");
     let [metrics_port] = free_ports();
     let mut cmd = StageProcess::command("monitor");
     cmd.env("PERFORMANCE_EVAL_TOPIC", perf)

@@ -110,27 +110,31 @@ pub fn group_lag(kafka: &KafkaArgs, group: &str, expected: &[String], scan: &[St
     Ok(out)
 }
 
-/// Every consumer group the broker lists. librdkafka's listing sends
+/// Every consumer group the brokers list. librdkafka's listing sends
 /// DescribeGroups after ListGroups, which tansu 0.6.0 (sqlite) fails on as soon
 /// as a group has members (it cannot decode its own stored group state, and
-/// drops the connection); on a plaintext listener a bare ListGroups to each
-/// bootstrap broker is asked instead when that happens.
+/// drops the connection), so on a plaintext listener a bare ListGroups goes to
+/// each bootstrap broker; librdkafka's listing is the fallback and the way
+/// over TLS or SASL.
 pub fn list_groups(kafka: &KafkaArgs) -> anyhow::Result<Vec<String>> {
     let timeout = Duration::from_secs(10);
-    let consumer = consumer(kafka, "flts-cli-status")?;
-    let names: BTreeSet<String> = match consumer.fetch_group_list(None, timeout) {
-        Ok(list) => list.groups().iter().map(|g| g.name().to_string()).collect(),
-        Err(e) if kafka.security_protocol == SecurityProtocol::Plaintext => {
-            let mut names = BTreeSet::new();
-            for broker in kafka.bootstrap()?.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-                let listed = list_groups_plaintext(broker, timeout)
-                    .with_context(|| format!("list consumer groups ({e}; then ListGroups on {broker})"))?;
-                names.extend(listed);
+    let mut names = BTreeSet::new();
+    let mut bare_failed = None;
+    if kafka.security_protocol == SecurityProtocol::Plaintext {
+        for broker in kafka.bootstrap()?.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+            match list_groups_plaintext(broker, timeout) {
+                Ok(listed) => names.extend(listed),
+                Err(e) => bare_failed = Some(format!("ListGroups on {broker}: {e:#}")),
             }
-            names
         }
-        Err(e) => return Err(e).context("list consumer groups"),
-    };
+        if bare_failed.is_none() {
+            return Ok(names.into_iter().collect());
+        }
+    }
+    let list = consumer(kafka, "flts-cli-status")?.fetch_group_list(None, timeout).with_context(|| {
+        format!("list consumer groups{}", bare_failed.map(|b| format!(" (after {b})")).unwrap_or_default())
+    })?;
+    names.extend(list.groups().iter().map(|g| g.name().to_string()));
     Ok(names.into_iter().collect())
 }
 
@@ -265,7 +269,7 @@ pub async fn run(
     }
     print!("{}", render(&rows));
     for g in silent {
-        println!("{g}: no committed offsets and no known topics");
+        println!("{g}: nothing committed on the pipeline topics");
     }
     println!("\nCurrent promotions (s3://{bucket}/<identifier>/current.json):");
     let mut found = 0;
