@@ -130,6 +130,20 @@ pub fn init_producer() {
     }
 }
 
+/// The metric families this process exposes (registered and with at least
+/// one series): what `/metrics` lists.
+pub fn exposed_families() -> Vec<String> {
+    use prometheus::Encoder as _;
+    let mut text = Vec::new();
+    if prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut text).is_err() {
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ").and_then(|t| t.split(' ').next()).map(String::from))
+        .collect()
+}
+
 /// The lag gauge's value for `group`'s `topic`/`partition` in this process,
 /// if librdkafka reported it (the series is not created by asking).
 pub fn consumer_lag(group: &str, topic: &str, partition: i32) -> Option<i64> {
