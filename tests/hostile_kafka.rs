@@ -128,6 +128,9 @@ async fn send_raw(
     p.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("broker acknowledged").offset
 }
 
+/// A record to send as it is: key, payload, headers.
+type RawRecord = (Option<Vec<u8>>, Vec<u8>, Option<OwnedHeaders>);
+
 /// Bad records, then a good one: every bad one is dead-lettered, the good one
 /// handled, the committed offset passes them all within 60 s (the old DLQ
 /// loop retried a too-large envelope forever and never committed).
@@ -135,7 +138,7 @@ async fn dead_letter_then_process(
     name: &str,
     kafka: KafkaArgs,
     args: ConsumerArgs,
-    bad: Vec<(Option<Vec<u8>>, Vec<u8>, Option<OwnedHeaders>)>,
+    bad: Vec<RawRecord>,
 ) -> (String, Vec<rdkafka::message::OwnedMessage>) {
     let topic = unique(&format!("t-hostile-{name}"));
     create_topic_with_dlq(&topic, 1).await;
