@@ -1,7 +1,8 @@
 //! The Prometheus alert rules and the Grafana dashboard stay true to the code:
-//! `promtool check rules` and `promtool test rules` pass on
-//! deploy/prometheus/alerts*.yml, and every `flts_*` metric an alert or a
-//! dashboard panel queries is one a crate registers (`crates/*/src/**/*.rs`).
+//! `promtool check rules` passes on deploy/prometheus/alerts*.yml (every file
+//! Prometheus loads) and `promtool test rules` on deploy/prometheus/tests/,
+//! and every `flts_*` metric an alert or a dashboard panel queries is one a
+//! crate registers (`crates/*/src/**/*.rs`).
 //! promtool comes with Debian's `prometheus` package (`scripts/stack install`).
 
 use std::collections::BTreeSet;
@@ -15,21 +16,26 @@ fn prometheus_dir() -> PathBuf {
     repo_root().join("deploy/prometheus")
 }
 
-/// `(rule files, rule test files)` in deploy/prometheus.
+/// `*.yml` files in `dir`, sorted.
+fn yml_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `(rule files, rule test files)`: the `alerts*.yml` that prometheus.yml
+/// loads from deploy/prometheus, and the unit tests in deploy/prometheus/tests.
 fn rule_files() -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let mut rules = Vec::new();
-    let mut tests = Vec::new();
-    for entry in std::fs::read_dir(prometheus_dir()).expect("read deploy/prometheus") {
-        let path = entry.expect("dir entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        if !name.starts_with("alerts") || !name.ends_with(".yml") {
-            continue;
-        }
-        if name.ends_with("_test.yml") { tests.push(path) } else { rules.push(path) }
-    }
-    rules.sort();
-    tests.sort();
-    assert!(!rules.is_empty() && !tests.is_empty(), "no alerts*.yml rule files or *_test.yml tests");
+    let rules: Vec<PathBuf> = yml_in(&prometheus_dir())
+        .into_iter()
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("alerts")))
+        .collect();
+    let tests = yml_in(&prometheus_dir().join("tests"));
+    assert!(!rules.is_empty() && !tests.is_empty(), "no alerts*.yml rule files or rule tests");
     (rules, tests)
 }
 
@@ -51,6 +57,8 @@ fn promtool(args: &[&str], files: &[PathBuf]) {
 #[test]
 fn promtool_checks_the_rules_and_runs_their_unit_tests() {
     let (rules, tests) = rule_files();
+    // Every file prometheus.yml's `alerts*.yml` glob loads must be a rule
+    // file: a rule test there would stop Prometheus from starting.
     promtool(&["check", "rules"], &rules);
     promtool(&["test", "rules"], &tests);
 }
