@@ -361,7 +361,7 @@ fn check_mutation(topic: &str, seed: &Value, m: &Mutation) -> Result<(), TestCas
     match m {
         Mutation::Bytes(edits) => {
             let mut bytes = serde_json::to_vec(&doc).expect("json");
-            edit_bytes(&mut bytes, &edits);
+            edit_bytes(&mut bytes, edits);
             if let Err(e) = decode(&bytes) {
                 error_says_where(&e)?;
             }
