@@ -58,6 +58,7 @@ fn every_service_env_var_is_read_by_its_binary_and_required_ones_are_set() {
         ("prophet", ("prophet", vec![])),
         ("eval", ("eval", vec![])),
         ("inference", ("inference", vec![])),
+        ("monitor", ("monitor", vec![])),
         ("kafka-init", ("flts", vec!["topics", "create"])),
     ]
     .into_iter()
@@ -78,10 +79,14 @@ fn every_service_env_var_is_read_by_its_binary_and_required_ones_are_set() {
             );
         }
         let mut required = vec!["KAFKA_BOOTSTRAP_SERVERS"];
-        if *binary != "flts" {
-            required.extend(["S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "METRICS_ADDR"]);
+        if let Some(stage) = contracts::topology::stage(binary) {
+            required.push("METRICS_ADDR");
+            // A stage that touches a bucket (the topology says which) needs S3.
+            if !stage.reads.is_empty() || !stage.writes.is_empty() {
+                required.extend(["S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]);
+            }
         }
-        if ["train-gru", "train-lstm", "prophet", "eval"].contains(service) {
+        if ["train-gru", "train-lstm", "prophet", "eval", "monitor"].contains(service) {
             required.push("MLFLOW_TRACKING_URI");
         }
         for var in required {
@@ -126,7 +131,7 @@ fn every_service_named_exists() {
             }
         }
     }
-    assert_eq!(scraped, 6, "Prometheus scrapes every stage");
+    assert_eq!(scraped, contracts::topology::STAGES.len(), "Prometheus scrapes every stage");
 }
 
 /// Every document of every YAML file under deploy/k8s (recursively).
