@@ -435,6 +435,30 @@ async fn flts_dlq_list_and_show_print_no_control_character_from_a_record() {
     let shown = String::from_utf8_lossy(&show.stdout);
     assert!(shown.contains("\\u202egnp.exe\\u200b"), "payload and key escaped:\n{shown}");
     assert!(shown.contains("original key (") && shown.contains("key\\u001b[2J"), "{shown}");
+
+    // Class 8 on the CLI: record metadata at the edges of its types.
+    let mut extreme: DlqEnvelope = serde_json::from_slice(&forged_envelope(&topic, i64::MAX, "")).expect("json");
+    extreme.partition = i32::MIN;
+    extreme.attempts = u32::MAX;
+    extreme.payload_truncated_from = Some(u64::MAX);
+    extreme.key_truncated_from = Some(u64::MAX);
+    extreme.failed_at = "9999-12-31T23:59:59Z".parse().expect("time");
+    send_raw(&bare_producer(), &dlq, Some(b"k"), &serde_json::to_vec(&extreme).expect("encodes"), None).await;
+    for args in [
+        vec!["dlq", "list", "--topic", &dlq, "--from-offset", "1"],
+        vec!["dlq", "show", "--topic", &dlq, "--partition", "0", "--offset", "1"],
+        vec!["dlq", "replay", "--topic", &dlq, "--from-offset", "1"],
+    ] {
+        let out = flts(&[("PREPROCESS_REQUESTS_TOPIC", topic.as_str())], &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        assert_terminal_safe("flts dlq with extreme metadata", &out);
+        if args[1] == "replay" {
+            assert!(!out.status.success() && stderr.contains("keeps only the first bytes"), "{stderr}");
+        } else {
+            assert!(out.status.success(), "{args:?}: {stderr}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
