@@ -203,11 +203,8 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 /// Serve `router` on `listener` until `cancel` fires; requests in flight finish.
-///
-/// HTTP/1.1 through hyper's connection builder rather than `axum::serve`,
-/// which sets no timer and therefore no header timeout: a connection whose
-/// request line and headers are not complete within `header_timeout` is
-/// closed (a slow or stalled client cannot hold a connection open).
+/// A connection whose request line and headers are not complete within
+/// `header_timeout` is closed (see [`admin::serve_http`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -215,44 +212,7 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
-    // Every connection task holds a receiver; `closed()` waits for the last one.
-    let (open, held) = tokio::sync::watch::channel(());
-    loop {
-        let stream = tokio::select! {
-            _ = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let (cancel, held) = (cancel.clone(), held.clone());
-        tokio::spawn(async move {
-            let _held = held;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                done = conn.as_mut() => {
-                    if let Err(e) = done {
-                        tracing::debug!(error = %e, "HTTP connection ended");
-                    }
-                    return;
-                }
-                _ = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
-            }
-            let _ = conn.await;
-        });
-    }
-    drop(held);
-    open.closed().await;
-    Ok(())
+    admin::serve_http(listener, router, header_timeout, cancel).await
 }
 
 async fn track(req: Request, next: Next) -> Response {

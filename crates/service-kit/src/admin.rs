@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -69,9 +70,71 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     Ok(listener)
 }
 
-/// Serve `router` on a bound `listener` until `cancel` fires.
-pub async fn serve_on(listener: tokio::net::TcpListener, router: Router, cancel: CancellationToken) -> anyhow::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await?;
+/// How long a client of the admin server has to send its request line and headers.
+pub const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve `router` on a bound `listener` until `cancel` fires, with
+/// [`ADMIN_HEADER_TIMEOUT`].
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    serve_http(listener, router, ADMIN_HEADER_TIMEOUT, cancel).await
+}
+
+/// Serve `router` over HTTP/1.1 on `listener` until `cancel` fires; requests
+/// in flight finish. Every HTTP server of the pipeline (admin and inference)
+/// runs on this.
+///
+/// hyper's connection builder rather than `axum::serve`, which sets no timer
+/// and therefore no header timeout: a connection whose request line and
+/// headers are not complete within `header_timeout` (idle keep-alive
+/// connections included) is closed, so slow or stalled clients cannot hold
+/// connections open (issue 17).
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    // Every connection task holds a receiver; `closed()` waits for the last one.
+    let (open, held) = tokio::sync::watch::channel(());
+    loop {
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let (cancel, held) = (cancel.clone(), held.clone());
+        tokio::spawn(async move {
+            let _held = held;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                done = conn.as_mut() => {
+                    if let Err(e) = done {
+                        tracing::debug!(error = %e, "HTTP connection ended");
+                    }
+                    return;
+                }
+                _ = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(held);
+    open.closed().await;
     Ok(())
 }
 
