@@ -42,6 +42,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 struct Decoder {
     seen: Mutex<Vec<i64>>,
     gate_closed: AtomicBool,
+    header_names: Mutex<Vec<String>>,
 }
 
 impl Handler for Decoder {
@@ -51,6 +52,7 @@ impl Handler for Decoder {
         }
         record.decode::<contracts::TrainingData>()?;
         self.seen.lock().await.push(record.offset);
+        self.header_names.lock().await.extend(record.headers.iter().map(|(name, _)| name.clone()));
         Ok(())
     }
 }
@@ -508,4 +510,41 @@ async fn flts_dlq_replay_refuses_a_forged_original_topic_and_sends_the_rest_to_t
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].key(), Some(&b"key-genuine"[..]));
     assert!(read_topic(&selected, 1, Duration::from_secs(3)).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_name_that_is_not_utf8_neither_stops_the_loop_nor_is_lost() {
+    // rdkafka's header iterator unwraps every name as UTF-8: a record whose
+    // header name is not would panic the poll thread (and the stage, on every
+    // restart). rdkafka's API takes `&str` names, so add one through librdkafka.
+    let headers = OwnedHeaders::new().insert(Header { key: "ok", value: Some(b"1".as_slice()) });
+    let name: &[u8] = b"bad\xff\xfename";
+    let native = headers.as_borrowed() as *const _ as *mut rdkafka::bindings::rd_kafka_headers_t;
+    // SAFETY: `native` is the librdkafka header list `headers` owns, still alive;
+    // librdkafka copies the name and value.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_header_add(
+            native,
+            name.as_ptr().cast(),
+            name.len() as isize,
+            b"v".as_ptr().cast(),
+            1,
+        )
+    };
+    assert_eq!(err, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    let topic = unique("t-hostile-hdrname");
+    create_topic_with_dlq(&topic, 1).await;
+    let p = bare_producer();
+    let odd = send_raw(&p, &topic, Some(b"site-n"), &good_record("site-n"), Some(headers)).await;
+    let good = send_raw(&p, &topic, Some(b"site-n"), &good_record("site-n"), None).await;
+    let group = unique("g-hostile-hdrname");
+    let handler = Arc::new(Decoder::default());
+    let (stop, task) = start(stack().kafka.clone(), &topic, &group, fast_args(), handler.clone());
+    wait_for_commit(&group, &topic, 0, good + 1, Duration::from_secs(60));
+    drop(stop);
+    let summary = task.await.expect("the consumer loop survived the record");
+    assert_eq!(summary.processed, 2);
+    assert_eq!(*handler.seen.lock().await, vec![odd, good]);
+    let names = handler.header_names.lock().await.clone();
+    assert!(names.contains(&"bad\u{fffd}\u{fffd}name".to_string()), "the broker kept the name's bytes: {names:?}");
 }
