@@ -35,7 +35,8 @@ const EXAMPLE_WINDOWS: usize = 2;
 
 /// Everything `MLmodel` describes.
 pub struct ModelDescription<'a> {
-    pub run_id: &'a str,
+    /// The MLflow run (none for `--once`).
+    pub run_id: Option<&'a str>,
     pub model_type: ModelType,
     pub data: &'a Prepared,
     pub trained: &'a Trained,
@@ -119,7 +120,7 @@ pub fn model_files(d: &ModelDescription<'_>) -> Vec<(String, Vec<u8>)> {
         format!("mlflow_version: {}", quote(MLFLOW_VERSION)),
         format!("model_size_bytes: {}", bytes.len()),
         format!("model_uuid: {}", quote(&digest[..32])),
-        format!("run_id: {}", quote(d.run_id)),
+        format!("run_id: {}", d.run_id.map_or_else(|| "null".to_string(), quote)),
     ]);
     if d.trained.format == ModelFormat::Onnx {
         lines.extend([

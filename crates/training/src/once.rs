@@ -109,6 +109,17 @@ pub async fn fit_files<T: ModelTrainer>(
     for (name, bytes) in &trained.extra_files {
         write(name, bytes)?;
     }
+    // The folder is an MLflow Model too: `mlflow.pyfunc.load_model(<output>)` loads a network.
+    let description = crate::mlmodel::ModelDescription {
+        run_id: None,
+        model_type,
+        data: &data,
+        trained: &trained,
+        created: Utc::now(),
+    };
+    for (name, bytes) in crate::mlmodel::model_files(&description) {
+        write(name.trim_start_matches("model/"), &bytes)?;
+    }
     let epochs = trained.history.len();
     let summary = OnceSummary {
         model_type: model_type.to_string(),

@@ -307,7 +307,7 @@ impl<T: ModelTrainer> TrainHandler<T> {
         push_plot(&mut files, "model/forecast.png", report::forecast_png(model_type, &data, &trained));
         files.extend(trained.extra_files.iter().map(|(name, bytes)| (format!("model/{name}"), bytes.clone())));
         files.extend(crate::mlmodel::model_files(&crate::mlmodel::ModelDescription {
-            run_id,
+            run_id: Some(run_id),
             model_type,
             data: &data,
             trained: &trained,
