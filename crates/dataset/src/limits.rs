@@ -229,7 +229,7 @@ pub fn check_parquet(file: &str, bytes: &[u8], limits: &ReadLimits) -> Result<()
 /// Walk the page headers of one column chunk; the sum of their decompressed sizes.
 fn check_pages(chunk: &[u8], limits: &ReadLimits, file: &str, at: &str) -> Result<u64, DatasetError> {
     let bad = |message: String| DatasetError::Read { file: file.into(), format: "Parquet", message };
-    let mut r = Reader { b: chunk, pos: 0 };
+    let mut r = Reader { b: chunk, pos: 0, structs: 0, items: 0 };
     let mut total: u64 = 0;
     let mut pages = 0usize;
     while r.pos < chunk.len() {
@@ -314,6 +314,13 @@ const MAP: u8 = 11;
 const STRUCT: u8 = 12;
 /// Deeper nesting than any Parquet footer has.
 const MAX_DEPTH: usize = 16;
+/// List elements one footer (or page header) may hold in all. A reader keeps
+/// each struct element (row group, column chunk, schema element, key-value)
+/// in a few hundred bytes, so a footer of a million one-byte structs would
+/// cost far more memory than its size; 200,000 structs cover 1,000 columns in
+/// 100 row groups, 4,000,000 other elements their encodings and paths.
+const MAX_FOOTER_STRUCTS: u64 = 200_000;
+const MAX_FOOTER_ITEMS: u64 = 4_000_000;
 
 type Walk<T> = Result<T, String>;
 /// Called per struct field with its id and type; `Ok(true)` when it read the value.
@@ -323,6 +330,9 @@ type OnField<'f, 'a> = dyn FnMut(&mut Reader<'a>, i16, u8) -> Walk<bool> + 'f;
 struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
+    /// List elements walked so far: structs, and everything else.
+    structs: u64,
+    items: u64,
 }
 
 impl<'a> Reader<'a> {
@@ -380,7 +390,23 @@ impl<'a> Reader<'a> {
         if size > self.left() as u64 {
             return Err(format!("a list of {size} elements does not fit in the {} bytes left", self.left()));
         }
+        self.count(h & 0x0f, size)?;
         Ok((h & 0x0f, size))
+    }
+
+    /// Count `size` list elements of type `ty` against the footer's budget.
+    fn count(&mut self, ty: u8, size: u64) -> Walk<()> {
+        let (total, max, what) = if ty == STRUCT {
+            self.structs += size;
+            (self.structs, MAX_FOOTER_STRUCTS, "structs")
+        } else {
+            self.items += size;
+            (self.items, MAX_FOOTER_ITEMS, "list elements")
+        };
+        if total > max {
+            return Err(format!("more than {max} {what} in lists"));
+        }
+        Ok(())
     }
 
     fn read_struct(&mut self, depth: usize, on_field: &mut OnField<'_, 'a>) -> Walk<()> {
@@ -435,6 +461,8 @@ impl<'a> Reader<'a> {
                     return Err(format!("a map of {size} entries does not fit in the {} bytes left", self.left()));
                 }
                 let kv = self.byte()?;
+                self.count(kv >> 4, size)?;
+                self.count(kv & 0x0f, size)?;
                 for _ in 0..size {
                     self.skip_value(kv >> 4, depth + 1, true)?;
                     self.skip_value(kv & 0x0f, depth + 1, true)?;
@@ -462,9 +490,129 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The structs of a Parquet footer that readers decode field by field.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    File,
+    Schema,
+    RowGroup,
+    Chunk,
+    ColumnMeta,
+    Statistics,
+    KeyValue,
+    Sorting,
+    ColumnOrder,
+    Logical,
+    Decimal,
+    Time,
+    TimeUnit,
+    Integer,
+    Empty,
+}
+
+/// The wire type a known field must have.
+#[derive(Debug, Clone, Copy)]
+enum Want {
+    Int,
+    Byte,
+    Bool,
+    Binary,
+    IntList,
+    BinaryList,
+    StructList(Kind),
+    Struct(Kind),
+}
+
+/// What field `id` of `kind` is in parquet.thrift (as polars' footer decoder
+/// reads it); `None` for fields a reader skips by their wire type.
+fn want(kind: Kind, id: i16) -> Option<Want> {
+    use Kind::*;
+    use Want::*;
+    Some(match (kind, id) {
+        (File, 1 | 3) => Int,
+        (File, 2) => StructList(Schema),
+        (File, 4) => StructList(RowGroup),
+        (File, 5) => StructList(KeyValue),
+        (File, 6) => Binary,
+        (File, 7) => StructList(ColumnOrder),
+        (Schema, 1..=3 | 5..=9) => Int,
+        (Schema, 4) => Binary,
+        (Schema, 10) => Struct(Logical),
+        (RowGroup, 1) => StructList(Chunk),
+        (RowGroup, 2 | 3 | 5..=7) => Int,
+        (RowGroup, 4) => StructList(Sorting),
+        (Chunk, 1) => Binary,
+        (Chunk, 2 | 4..=7) => Int,
+        (Chunk, 3) => Struct(ColumnMeta),
+        (ColumnMeta, 1 | 4..=7 | 9..=11 | 14 | 15) => Int,
+        (ColumnMeta, 2) => IntList,
+        (ColumnMeta, 3) => BinaryList,
+        (ColumnMeta, 12) => Struct(Statistics),
+        (Statistics, 1 | 2 | 5 | 6) => Binary,
+        (Statistics, 3 | 4) => Int,
+        (Statistics, 7 | 8) | (Sorting, 2 | 3) | (Time, 1) | (Integer, 2) => Bool,
+        (KeyValue, 1 | 2) => Binary,
+        (Sorting, 1) | (Decimal, 1 | 2) => Int,
+        (ColumnOrder, 1 | 2) | (TimeUnit, 1..=3) | (Logical, 1..=4 | 6 | 11..=15) => Struct(Empty),
+        (Logical, 5) => Struct(Decimal),
+        (Logical, 7 | 8) => Struct(Time),
+        (Logical, 10) => Struct(Integer),
+        (Time, 2) => Struct(TimeUnit),
+        (Integer, 1) => Byte,
+        _ => return None,
+    })
+}
+
+impl Reader<'_> {
+    /// Walk a struct of `kind`, refusing a known field of another wire type.
+    /// Readers decode known fields by id whatever their wire type says, so a
+    /// mistyped field would make them read other bytes than this walk checked
+    /// (a string's bytes taken for a list header of 2^31 elements).
+    fn typed_struct(&mut self, kind: Kind, depth: usize) -> Walk<()> {
+        self.read_struct(depth, &mut |r, id, ty| {
+            let Some(w) = want(kind, id) else { return Ok(false) };
+            let int = |t: u8| matches!(t, I16 | I32 | I64);
+            let ok = match w {
+                Want::Int => int(ty),
+                Want::Byte => ty == BYTE,
+                Want::Bool => matches!(ty, BOOL_TRUE | BOOL_FALSE),
+                Want::Binary => ty == BINARY,
+                Want::IntList | Want::BinaryList | Want::StructList(_) => matches!(ty, LIST | SET),
+                Want::Struct(_) => ty == STRUCT,
+            };
+            if !ok {
+                return Err(format!("{kind:?} field {id} has wire type {ty}, not {w:?}"));
+            }
+            match w {
+                Want::Struct(k) => r.typed_struct(k, depth + 1).map(|_| true),
+                Want::IntList | Want::BinaryList | Want::StructList(_) => {
+                    let (et, size) = r.list_header()?;
+                    let elem_ok = match w {
+                        Want::IntList => int(et),
+                        Want::BinaryList => et == BINARY,
+                        _ => et == STRUCT,
+                    };
+                    if !elem_ok && size > 0 {
+                        return Err(format!("{kind:?} field {id} is a list of wire type {et}, not {w:?}"));
+                    }
+                    for _ in 0..size {
+                        match w {
+                            Want::StructList(k) => r.typed_struct(k, depth + 1)?,
+                            _ => r.skip_value(et, depth + 1, true)?,
+                        }
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
+}
+
 /// Walk the whole FileMetaData, keeping what the limits need.
 fn read_footer(bytes: &[u8]) -> Walk<Footer> {
-    let mut r = Reader { b: bytes, pos: 0 };
+    Reader { b: bytes, pos: 0, structs: 0, items: 0 }.typed_struct(Kind::File, 0)?;
+    let mut r = Reader { b: bytes, pos: 0, structs: 0, items: 0 };
     let mut f = Footer::default();
     r.read_struct(0, &mut |r, id, ty| match id {
         2 => r
@@ -644,6 +792,31 @@ mod tests {
         field(&mut o, &mut last, 6, BINARY);
         varint(&mut o, 1 << 40);
         assert!(check_parquet("x", &file(b"", &o), &ReadLimits::default()).is_err());
+        // 300,000 empty key-value structs, one byte each: they fit in the
+        // footer, but a reader would keep each in far more than a byte.
+        let mut o = Vec::new();
+        let mut last = 0;
+        field(&mut o, &mut last, 5, LIST);
+        o.push(0xF0 | STRUCT);
+        varint(&mut o, 300_000);
+        o.extend(std::iter::repeat_n(0u8, 300_000));
+        o.push(0);
+        let e = check_parquet("x", &file(b"", &o), &ReadLimits::default()).unwrap_err();
+        assert!(e.to_string().contains("more than 200000 structs in lists"), "{e}");
+    }
+
+    #[test]
+    fn a_known_field_of_another_wire_type_is_refused() {
+        // key_value_metadata (field 5) sent as a string: a reader decoding by
+        // field id would take the string's bytes for a list header.
+        let mut o = Vec::new();
+        let mut last = 0;
+        field(&mut o, &mut last, 5, BINARY);
+        varint(&mut o, 6);
+        o.extend_from_slice(&[0xFC, 0xFF, 0xFF, 0xFF, 0xFF, 0x07]);
+        o.push(0);
+        let e = check_parquet("x", &file(b"", &o), &ReadLimits::default()).unwrap_err();
+        assert!(e.to_string().contains("File field 5 has wire type 8, not StructList(KeyValue)"), "{e}");
     }
 
     #[test]
