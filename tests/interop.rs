@@ -236,8 +236,7 @@ async fn trained_models_are_mlflow_models_python_loads_and_forecasts_as_we_do() 
     assert_eq!(inputs[0]["tensor-spec"], json!({"dtype": "float32", "shape": [10, -1, 11]}), "{seen}");
     let outputs: Value = serde_json::from_str(seen["signature"]["outputs"].as_str().expect("outputs")).expect("JSON");
     assert_eq!(outputs[0]["tensor-spec"], json!({"dtype": "float32", "shape": [-1, 2]}), "{seen}");
-    let shape = seen["input_shape"].as_array().expect("input example shape");
-    assert_eq!(shape, &[json!(10), json!(2), json!(11)], "two test windows, time-major: {seen}");
+    assert_eq!(seen["input"]["shape"], json!([10, 2, 11]), "two test windows, time-major: {seen}");
     let theirs: Vec<f64> = seen["prediction"]["output"]
         .as_array()
         .expect("output")
@@ -268,10 +267,24 @@ async fn trained_models_are_mlflow_models_python_loads_and_forecasts_as_we_do() 
         assert!((a - f64::from(*b)).abs() <= 1e-5 * (1.0 + a.abs()), "onnxruntime {theirs:?} vs ours {ours:?}");
     }
 
-    // Prophet: an MLmodel that get_model_info reads (no Python flavor, see crates/training/src/mlmodel.rs).
+    // Prophet: its point forecast as ONNX, loaded the same way; equal to prophet.json's forecast.
     let seen = python_json("mlflow_model.py", &[&prophet.run_id], &mlflow_env);
-    assert_eq!(seen["flavors"], json!(["flts_prophet"]), "{seen}");
-    assert!(seen["signature"]["inputs"].as_str().is_some_and(|s| s.contains("int64")), "{seen}");
+    assert_eq!(seen["flavors"], json!(["flts_prophet", "onnx", "python_function"]), "{seen}");
+    assert_eq!(seen["input"]["name"], "timestamp", "{seen}");
+    let times: Vec<i64> = serde_json::from_value(seen["input"]["values"].clone()).expect("timestamps");
+    assert_eq!(times.len(), 5, "{seen}");
+    let TrainingStatus::Success(p) = &prophet.status else { unreachable!() };
+    let json = client.download_artifact(&p.artifact_uri, &p.model.path).await.expect("prophet.json");
+    let set = prophet_model::FittedSet::from_json(std::str::from_utf8(&json).expect("utf-8")).expect("loads");
+    let ours = set.predict(&times).expect("forecast");
+    let theirs = seen["prediction"]["yhat"].as_array().expect("yhat");
+    assert_eq!(theirs.len(), times.len(), "{seen}");
+    for (i, row) in theirs.iter().enumerate() {
+        for (k, f) in ours.iter().enumerate() {
+            let (a, b) = (row[k].as_f64().expect("number"), f.yhat[i]);
+            assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{} at {}: onnxruntime {a} vs ours {b}", f.name, times[i]);
+        }
+    }
 
     // Source, User and commit in the UI.
     let head = run(

@@ -31,10 +31,15 @@ def main(run_id: str) -> None:
         # A named tensor signature makes MLflow hand the example back as {name: array}.
         example = model.input_example
         if not isinstance(example, dict):
-            example = {"input": example}
-        example = {k: np.asarray(v, dtype=np.float32) for k, v in example.items()}
+            example = {info.signature.inputs.input_names()[0]: example}
+        # JSON numbers come back as float64 or int64; the networks take float32.
+        example = {
+            k: np.asarray(v, dtype=np.float32) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
+            for k, v in example.items()
+        }
         prediction = model.predict(example)
-        out["input_shape"] = list(example["input"].shape)
+        (name, value), = example.items()
+        out["input"] = {"name": name, "shape": list(value.shape), "values": value.ravel().tolist()}
         out["prediction"] = {name: np.asarray(v).tolist() for name, v in prediction.items()}
     print(json.dumps(out))
 

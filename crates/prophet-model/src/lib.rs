@@ -27,6 +27,7 @@
 //! - [`posterior`]: Prophet's log posterior and its gradient, [`NativeOptimizer`]; [`lbfgs`]: Stan's L-BFGS.
 //! - [`model`]: [`FittedSet`] (the saved form), [`Forecast`], the forecast formula.
 //! - [`error`]: [`ProphetError`], and whether a retry can help (never).
+//! - [`onnx`]: the point forecast as a standard ONNX graph (MLflow's `onnx` flavor).
 //!
 //! Fits are deterministic: augurs orders the seasonal columns differently from run to run, so the optimizer
 //! puts them in a canonical order first (otherwise the summation order, and with it the stopping point on
@@ -40,6 +41,7 @@ pub mod fit;
 pub mod holidays;
 mod lbfgs;
 pub mod model;
+pub mod onnx;
 pub mod posterior;
 
 pub use config::{CustomSeasonality, HolidaySpec, ProphetConfig, RegressorSpec, SeasonalityMode, SeasonalitySwitch};

@@ -39,7 +39,7 @@ pub const FORMAT_VERSION: u32 = 2;
 /// The oldest layout [`FittedSet::from_json`] reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
-const DAY_S: i64 = 86_400;
+pub(crate) const DAY_S: i64 = 86_400;
 
 /// Fitted models, one per target, with everything needed to forecast without refitting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

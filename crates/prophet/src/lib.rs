@@ -272,6 +272,10 @@ impl ModelTrainer for ProphetTrainer {
             Ok(png) => extra_files.push(("forecast_interval.png".to_string(), png)),
             Err(e) => tracing::warn!(error = %e, "could not render the interval plot"),
         }
+        // The point forecast as standard ONNX: MLflow's onnx flavor loads it without this project.
+        if let Some(onnx) = prophet_model::onnx::export_onnx(&fitted) {
+            extra_files.push((training::mlmodel::PROPHET_ONNX.to_string(), onnx));
+        }
         let regressor_note = if self.config.regressors.is_empty() {
             String::new()
         } else {

@@ -13,11 +13,14 @@
 //! - Prophet: our `prophet.json` is not Prophet's own serialization and
 //!   cannot be made into it faithfully (Prophet's format needs the training
 //!   history frame and has no place for our per-target set or the constant
-//!   shift of a rescale), so no Python flavor can load it without our code.
-//!   Its `MLmodel` declares the flavor `flts_prophet` with the file, the
-//!   targets and a signature (timestamps in, forecasts out), so that
-//!   `get_model_info` and the registry work; `pyfunc.load_model` refuses it
-//!   with MLflow's "no python_function flavor" error.
+//!   shift of a rescale). Instead the trainer exports the point forecast as
+//!   ONNX (`prophet.onnx`, `prophet_model::onnx`: `timestamp` int64 ms in,
+//!   `yhat` float64 `[n, n_targets]` out, the dataset's scaled units), which
+//!   gets the same `onnx` + `python_function` flavors, so
+//!   `mlflow.pyfunc.load_model` forecasts with onnxruntime alone; intervals
+//!   stay in `prophet.json`. A model with extra regressors (not a function of
+//!   time) has no export; its `MLmodel` then has only the `flts_prophet`
+//!   flavor naming the file, for `get_model_info` and the registry.
 
 use chrono::{DateTime, Utc};
 use contracts::{ModelFormat, ModelType};
@@ -30,8 +33,10 @@ use crate::{Prepared, Trained};
 pub const MLFLOW_VERSION: &str = "3.17.2";
 /// What a Python user installs to load a network (pinned as in `scripts/stack`'s interop venv).
 pub const ONNX_REQUIREMENTS: [&str; 3] = ["mlflow==3.17.2", "onnx==1.23.2", "onnxruntime==1.31.1"];
-/// Test windows in the input example.
+/// Test windows in a network's input example.
 const EXAMPLE_WINDOWS: usize = 2;
+/// Test timestamps in a Prophet model's input example.
+const EXAMPLE_TIMES: usize = 5;
 
 /// Everything `MLmodel` describes.
 pub struct ModelDescription<'a> {
@@ -43,8 +48,52 @@ pub struct ModelDescription<'a> {
     pub created: DateTime<Utc>,
 }
 
+/// The Prophet trainer's ONNX export of its point forecast, among `Trained::extra_files`.
+pub const PROPHET_ONNX: &str = "prophet.onnx";
+
+/// The `onnx` and `python_function` flavors for the ONNX file `file`.
+fn onnx_flavors(file: &str) -> Vec<String> {
+    vec![
+        "  onnx:".to_string(),
+        "    code: null".to_string(),
+        format!("    data: {}", quote(file)),
+        "    onnx_session_options: null".to_string(),
+        format!("    onnx_version: {}", quote(version_of(ONNX_REQUIREMENTS[1]))),
+        "    providers:".to_string(),
+        "    - CPUExecutionProvider".to_string(),
+        "  python_function:".to_string(),
+        format!("    data: {}", quote(file)),
+        "    env:".to_string(),
+        "      conda: conda.yaml".to_string(),
+        "      virtualenv: python_env.yaml".to_string(),
+        "    loader_module: mlflow.onnx".to_string(),
+        "    python_version: \"3.11\"".to_string(),
+    ]
+}
+
+/// The input example and the Python environment of an ONNX model.
+fn onnx_files(example: &Value) -> Vec<(String, Vec<u8>)> {
+    let pip: String = ONNX_REQUIREMENTS.iter().map(|r| format!("  - {r}\n")).collect();
+    vec![
+        ("model/input_example.json".to_string(), example.to_string().into_bytes()),
+        ("model/serving_input_example.json".to_string(), json!({ "inputs": example }).to_string().into_bytes()),
+        ("model/requirements.txt".to_string(), (ONNX_REQUIREMENTS.join("\n") + "\n").into_bytes()),
+        (
+            "model/python_env.yaml".to_string(),
+            "python: \"3.11\"\nbuild_dependencies:\n- pip\n- setuptools\n- wheel\ndependencies:\n- -r requirements.txt\n"
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "model/conda.yaml".to_string(),
+            format!("channels:\n- conda-forge\ndependencies:\n- python=3.11\n- pip\n- pip:\n{pip}name: mlflow-env\n")
+                .into_bytes(),
+        ),
+    ]
+}
+
 /// The files to upload under `model/` next to the model file: `MLmodel`,
-/// and for networks the input example and the Python environment.
+/// and for ONNX models the input example and the Python environment.
 pub fn model_files(d: &ModelDescription<'_>) -> Vec<(String, Vec<u8>)> {
     let (file, bytes) = (&d.trained.model_file.0, &d.trained.model_file.1);
     let roles = &d.data.meta.roles;
@@ -55,44 +104,8 @@ pub fn model_files(d: &ModelDescription<'_>) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     let (inputs, outputs) = match d.trained.format {
         ModelFormat::Onnx => {
-            lines.extend([
-                "  onnx:".to_string(),
-                "    code: null".to_string(),
-                format!("    data: {}", quote(file)),
-                "    onnx_session_options: null".to_string(),
-                format!("    onnx_version: {}", quote(version_of(ONNX_REQUIREMENTS[1]))),
-                "    providers:".to_string(),
-                "    - CPUExecutionProvider".to_string(),
-                "  python_function:".to_string(),
-                format!("    data: {}", quote(file)),
-                "    env:".to_string(),
-                "      conda: conda.yaml".to_string(),
-                "      virtualenv: python_env.yaml".to_string(),
-                "    loader_module: mlflow.onnx".to_string(),
-                "    python_version: \"3.11\"".to_string(),
-            ]);
-            let example = input_example(d.data);
-            files.push(("model/input_example.json".to_string(), example.to_string().into_bytes()));
-            files.push((
-                "model/serving_input_example.json".to_string(),
-                json!({ "inputs": example }).to_string().into_bytes(),
-            ));
-            let requirements = ONNX_REQUIREMENTS.join("\n") + "\n";
-            files.push(("model/requirements.txt".to_string(), requirements.into_bytes()));
-            files.push((
-                "model/python_env.yaml".to_string(),
-                "python: \"3.11\"\nbuild_dependencies:\n- pip\n- setuptools\n- wheel\ndependencies:\n- -r requirements.txt\n"
-                    .as_bytes()
-                    .to_vec(),
-            ));
-            let pip: String = ONNX_REQUIREMENTS.iter().map(|r| format!("  - {r}\n")).collect();
-            files.push((
-                "model/conda.yaml".to_string(),
-                format!(
-                    "channels:\n- conda-forge\ndependencies:\n- python=3.11\n- pip\n- pip:\n{pip}name: mlflow-env\n"
-                )
-                .into_bytes(),
-            ));
+            lines.extend(onnx_flavors(file));
+            files.extend(onnx_files(&input_example(d.data)));
             (
                 json!([{ "name": "input", "type": "tensor",
                          "tensor-spec": { "dtype": "float32", "shape": [t_len, -1, f] } }]),
@@ -101,6 +114,12 @@ pub fn model_files(d: &ModelDescription<'_>) -> Vec<(String, Vec<u8>)> {
             )
         }
         ModelFormat::ProphetJson => {
+            // The point forecast as ONNX when the trainer could export it (no extra regressors).
+            if d.trained.extra_files.iter().any(|(name, _)| name == PROPHET_ONNX) {
+                lines.extend(onnx_flavors(PROPHET_ONNX));
+                let times = &d.data.test.timestamps;
+                files.extend(onnx_files(&Value::from(times[..times.len().min(EXAMPLE_TIMES)].to_vec())));
+            }
             lines.extend([
                 "  flts_prophet:".to_string(),
                 format!("    data: {}", quote(file)),
@@ -122,7 +141,7 @@ pub fn model_files(d: &ModelDescription<'_>) -> Vec<(String, Vec<u8>)> {
         format!("model_uuid: {}", quote(&digest[..32])),
         format!("run_id: {}", d.run_id.map_or_else(|| "null".to_string(), quote)),
     ]);
-    if d.trained.format == ModelFormat::Onnx {
+    if files.iter().any(|(name, _)| name == "model/input_example.json") {
         lines.extend([
             "saved_input_example_info:".to_string(),
             "  artifact_path: input_example.json".to_string(),
