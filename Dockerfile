@@ -1,5 +1,5 @@
 # One image for every FLTS binary (preprocess, train-gru, train-lstm, prophet,
-# eval, inference, flts); docker-compose.yaml picks the binary per service.
+# eval, inference, monitor, flts); docker-compose.yaml picks the binary per service.
 #
 # The base images are build args so that a machine without a registry can
 # stand in its own (scripts/compose builds them from debootstrap). The
@@ -28,10 +28,11 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
-      -p preprocess -p train-nn -p prophet -p eval -p inference -p flts \
+      -p preprocess -p train-nn -p prophet -p eval -p inference -p monitor -p flts \
  && mkdir /out \
  && cp target/release/preprocess target/release/train-gru target/release/train-lstm \
-       target/release/prophet target/release/eval target/release/inference target/release/flts /out/
+       target/release/prophet target/release/eval target/release/inference target/release/monitor \
+       target/release/flts /out/
 
 FROM runtime
 COPY --from=build /out/ /usr/local/bin/
