@@ -345,17 +345,8 @@ async fn a_fresh_stage_lists_the_kafka_metric_families_before_any_record() {
         .env("LOG_FORMAT", "text")
         .env("RUST_LOG", "warn");
     let _stage = StageProcess::spawn(cmd);
-    let families = [
-        "flts_kafka_records_consumed_total",
-        "flts_kafka_records_processed_total",
-        "flts_kafka_handler_retries_total",
-        "flts_kafka_records_dead_lettered_total",
-        "flts_kafka_records_produced_total",
-        "flts_kafka_handler_duration_seconds",
-        "flts_kafka_producer_rebuilds_total",
-        "flts_kafka_dlq_fallbacks_total",
-        "flts_kafka_consumer_lag",
-    ];
+    let families = kafka_utils::metrics::FAMILIES;
+    assert!(families.len() >= 9 && families.contains(&"flts_kafka_consumer_lag"));
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let text = loop {
