@@ -286,28 +286,42 @@ mod tests {
     #[test]
     fn the_graph_forecasts_what_the_fitted_set_forecasts() {
         let step = 3_600_000i64;
+        // From 2023-11-14 for 60 days: Thanksgiving, Christmas, New Year; the forecasts reach MLK Day.
         let ts: Vec<i64> = (0..24 * 60).map(|i| 1_700_000_000_000 + i * step).collect();
         let wave = |i: usize, p: f64| (i as f64 / p * std::f64::consts::TAU).sin();
         let a: Vec<f64> = (0..ts.len()).map(|i| 100.0 + 0.05 * i as f64 + 10.0 * wave(i, 24.0)).collect();
         let b: Vec<f64> = (0..ts.len()).map(|i| 50.0 - 0.01 * i as f64 + 4.0 * wave(i, 168.0)).collect();
-        let config = ProphetConfig { uncertainty_samples: 0, ..ProphetConfig::default() };
-        let set = Fitter::new().fit_all(&config, &ts, &[("a".into(), a), ("b".into(), b)], &[], 2).expect("fit");
-        let onnx = export_onnx(&set).expect("no regressors");
-        let future: Vec<i64> = (0..48).map(|i| ts[ts.len() - 1] + 1_234 + i * step * 5).collect();
-        let want = set.predict(&future).expect("predict");
-        let net = tract_onnx::onnx()
-            .model_for_read(&mut &onnx[..])
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .expect("tract loads the graph");
-        let input = Tensor::from_shape(&[future.len()], &future).expect("input");
-        let out = net.run(tvec!(input.into())).expect("tract runs");
-        assert_eq!(out[0].shape(), &[future.len(), 2]);
-        let got = out[0].to_plain_array_view::<f64>().expect("f64");
-        for (k, f) in want.iter().enumerate() {
-            for (i, y) in f.yhat.iter().enumerate() {
-                let g = got[[i, k]];
-                assert!((g - y).abs() <= 1e-9 * (1.0 + y.abs()), "{} at {i}: graph {g} vs {y}", f.name);
+        let plain = ProphetConfig { uncertainty_samples: 0, ..ProphetConfig::default() };
+        let holidays = ProphetConfig {
+            seasonality_mode: SeasonalityMode::Multiplicative,
+            country_holidays: Some("US".into()),
+            ..plain.clone()
+        };
+        for config in [plain, holidays] {
+            let mut set = Fitter::new()
+                .fit_all(&config, &ts, &[("a".into(), a.clone()), ("b".into(), b.clone())], &[], 2)
+                .expect("fit");
+            let has_holidays = set.targets[0].columns.iter().any(|c| matches!(c.feature, Feature::Holiday { .. }));
+            assert_eq!(has_holidays, config.country_holidays.is_some());
+            // Into a dataset's scaled units, as the trainer saves it (a constant column).
+            set.rescale("a", 90.0, 40.0).expect("rescale");
+            let onnx = export_onnx(&set).expect("no regressors");
+            let future: Vec<i64> = (0..48).map(|i| ts[ts.len() - 1] + 1_234 + i * step * 5).collect();
+            let want = set.predict(&future).expect("predict");
+            let net = tract_onnx::onnx()
+                .model_for_read(&mut &onnx[..])
+                .and_then(|m| m.into_optimized())
+                .and_then(|m| m.into_runnable())
+                .expect("tract loads the graph");
+            let input = Tensor::from_shape(&[future.len()], &future).expect("input");
+            let out = net.run(tvec!(input.into())).expect("tract runs");
+            assert_eq!(out[0].shape(), &[future.len(), 2]);
+            let got = out[0].to_plain_array_view::<f64>().expect("f64");
+            for (k, f) in want.iter().enumerate() {
+                for (i, y) in f.yhat.iter().enumerate() {
+                    let g = got[[i, k]];
+                    assert!((g - y).abs() <= 1e-9 * (1.0 + y.abs()), "{} at {i}: graph {g} vs {y}", f.name);
+                }
             }
         }
     }
