@@ -20,6 +20,12 @@
 //!   the magic, under limits of 100,000 rows, 64 columns and 16 MiB decoded:
 //!   never a panic out of a reader (nor an abort), nothing returned over the
 //!   limits, and the process's peak RSS under 1 GiB.
+//! - `fuzz_model_selected_decoder`: model-selected records with hostile sizes
+//!   (`input_len`/`output_len` across and beyond u32, up to 2,000 column names,
+//!   any sequence and promotion time), whole and byte-edited, through the
+//!   decoder, inference's size check and the pointer confirmation: never a
+//!   panic, nothing accepted beyond the limits, refusals are `bad_data`,
+//!   confirmation ignores time.
 //!
 //! Budget: `FUZZ_SECONDS` per target (default 10) in batches of `FUZZ_CASES`
 //! cases (default 500), each batch with a fresh seed that a failure prints
@@ -493,6 +499,8 @@ fn predict_router() -> axum::Router {
         },
         source: ModelSource::Promotion,
         promotion_time: Some(chrono::Utc::now()),
+        sequence: 1,
+        model_sha256: None,
         trained_at: None,
         test_rmse: 0.1,
         test_mae: 0.08,
@@ -884,4 +892,88 @@ fn fuzz_parquet_reader() {
     );
     // Limits of 16 MiB decoded per file: the whole run stays far below 1 GiB.
     assert!(peak < 1024 * 1024 * 1024, "peak RSS {peak} bytes");
+}
+
+// ---------------------------------------------------------------------------
+// model-selected records: sizes (issue 17, classes 4 and 8).
+
+/// A model-selected record with hostile sizes: `input_len` and `output_len`
+/// from anywhere in (and beyond) u32, up to 2,000 feature and target names of
+/// up to 300 bytes, a sequence from anywhere in u64, any promotion time.
+/// Bounded: at most ~1.2 MB of names per case.
+fn hostile_selected() -> impl Strategy<Value = Value> {
+    let len = prop_oneof![0u64..64, Just(u64::from(u32::MAX)), any::<u32>().prop_map(u64::from), any::<u64>()];
+    let names = prop_oneof![
+        prop::collection::vec("[a-z]{0,3}", 0..4).boxed(),
+        (0usize..2_000, 0usize..300)
+            .prop_map(|(n, l)| (0..n).map(|i| format!("{i}{}", "x".repeat(l))).collect::<Vec<String>>())
+            .boxed(),
+    ];
+    let time = prop_oneof![Just("2026-11-22T01:00:00Z"), Just("9999-12-31T23:59:59Z"), Just("0001-01-01T00:00:00Z")];
+    (len.clone(), len, names.clone(), names, any::<u64>(), time).prop_map(|(i, o, f, t, seq, at)| {
+        let mut v = seeds().into_iter().find(|(t, _)| *t == "model-selected").expect("seed").1;
+        v["model"]["input_len"] = json!(i);
+        v["model"]["output_len"] = json!(o);
+        v["model"]["features"] = json!(f);
+        v["model"]["targets"] = json!(t);
+        v["sequence"] = json!(seq);
+        v["promotion_time"] = json!(at);
+        v
+    })
+}
+
+/// What inference does with a model-selected record before it allocates
+/// anything: decode, check the sizes, confirm against a pointer. Never a
+/// panic; a record the checks accept has sizes within the limits, so the
+/// first allocation (`input_len * features` floats per window) is bounded; a
+/// refused one is `bad_data`; the pointer alone decides confirmation.
+fn check_selected(value: &Value) -> Result<(), TestCaseError> {
+    let bytes = serde_json::to_vec(value).expect("json");
+    let sel: ModelSelected = match decode(&bytes) {
+        Ok(s) => s,
+        Err(e) => return error_says_where(&e),
+    };
+    let spec = inference::model::ModelSpec::from_selected(&sel);
+    let limits = promotion::ModelLimits::default();
+    match inference::loader::check_limits(&spec) {
+        Ok(()) => {
+            let a = &sel.model;
+            let per_window = u64::from(a.input_len) * a.features.len() as u64;
+            prop_assert!(per_window <= limits.max_window_values, "accepted {per_window} values per window");
+            prop_assert!(u64::from(a.output_len) * a.targets.len() as u64 <= limits.max_window_values);
+            prop_assert!(a.input_len > 0 && a.output_len > 0 && !a.features.is_empty() && !a.targets.is_empty());
+        }
+        Err(e) => prop_assert_eq!(e.code(), "bad_data", "{}", e),
+    }
+    // Confirmation compares with the pointer, never with a time.
+    let mut pointer = sel.clone();
+    pointer.promotion_time = "2000-01-01T00:00:00Z".parse().expect("time");
+    prop_assert_eq!(promotion::confirm(&sel, Some(&pointer)), promotion::Confirmation::Current);
+    if sel.sequence > 0 {
+        pointer.sequence = sel.sequence - 1;
+        prop_assert!(matches!(promotion::confirm(&sel, Some(&pointer)), promotion::Confirmation::Unconfirmed(_)));
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "fuzzer: run with scripts/fuzz"]
+fn fuzz_model_selected_decoder() {
+    fuzz("model-selected/hostile-sizes", hostile_selected(), |v| check_selected(&v));
+    // The same records with a few bytes edited.
+    let edited = (hostile_selected(), prop::collection::vec((any::<usize>(), any::<u8>()), 1..6));
+    fuzz("model-selected/mutated-bytes", edited, |(v, edits)| {
+        let mut bytes = serde_json::to_vec(&v).expect("json");
+        for (at, byte) in edits {
+            let at = at % bytes.len().max(1);
+            bytes[at] = byte;
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(v) => check_selected(&v),
+            Err(_) => match decode::<ModelSelected>(&bytes) {
+                Ok(_) => Err(TestCaseError::fail("bytes that are not JSON decoded")),
+                Err(e) => error_says_where(&e),
+            },
+        }
+    });
 }

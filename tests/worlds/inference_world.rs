@@ -243,7 +243,13 @@ impl World {
     /// results where the contract says, verified by their claim checks, and
     /// metrics that the test recomputes (the scaled ones from the reference
     /// forward pass, the per-target ones from the JSONL lines).
-    pub async fn check_results(&self, ev: &PerformanceEval, data: &InferenceData, sel: &ModelSelected, net: &SyntheticNet) {
+    pub async fn check_results(
+        &self,
+        ev: &PerformanceEval,
+        data: &InferenceData,
+        sel: &ModelSelected,
+        net: &SyntheticNet,
+    ) {
         let n_windows = ROWS - INPUT_LEN - OUTPUT_LEN + 1;
         assert_eq!(
             (ev.identifier.as_str(), ev.config_hash.as_str()),
@@ -353,4 +359,3 @@ pub fn raw_window(offset: usize) -> Vec<Vec<f64>> {
 pub fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-12)
 }
-

@@ -190,6 +190,10 @@ pub struct TrainingSuccess {
     /// MLflow artifact root of the run.
     pub artifact_uri: String,
     pub model: ModelArtifact,
+    /// Lower-case hex SHA-256 of the model file (`model.path`), also tagged on
+    /// the run as `flts.model_sha256`; inference refuses a file that differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_sha256: Option<String>,
     /// The protocol the test metrics and baselines were computed under.
     pub protocol: EvalProtocol,
     pub baselines: Baselines,
@@ -247,14 +251,23 @@ pub struct ModelSelected {
     pub test_rmse: f64,
     pub test_mae: f64,
     pub test_mse: f64,
+    /// When eval promoted it, for people; never used to order promotions.
     pub promotion_time: DateTime<Utc>,
     pub artifact_uri: String,
     pub model: ModelArtifact,
+    /// Lower-case hex SHA-256 of the model file, from the MLflow run; inference
+    /// verifies the file against it before serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_sha256: Option<String>,
     /// Model types that never reported before the timeout (empty when complete).
     #[serde(default)]
     pub missing: Vec<ModelType>,
     /// Object key of the decision record in the model-promotion bucket.
     pub decision_object: String,
+    /// Eval's promotion number for this identifier, strictly increasing on
+    /// every promotion (see [`crate::promotion`]); inference orders by it.
+    #[serde(default)]
+    pub sequence: u64,
 }
 
 impl Message for ModelSelected {

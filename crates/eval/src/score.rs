@@ -10,53 +10,8 @@
 use std::collections::BTreeMap;
 
 use contracts::{Metrics, ModelTraining, ModelType, TrainingStatus};
-use serde::{Deserialize, Serialize};
 
-/// Weights of the composite score.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Weights {
-    pub rmse: f64,
-    pub mae: f64,
-    pub mse: f64,
-}
-
-impl Default for Weights {
-    fn default() -> Self {
-        Weights { rmse: 0.5, mae: 0.3, mse: 0.2 }
-    }
-}
-
-impl Weights {
-    pub fn score(&self, m: &Metrics) -> f64 {
-        self.rmse * m.rmse + self.mae * m.mae + self.mse * m.mse
-    }
-}
-
-/// One reported model in a decision record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    pub model_type: ModelType,
-    pub run_id: String,
-    /// SUCCESS or FAILED.
-    pub status: String,
-    pub metrics: Option<Metrics>,
-    pub score: Option<f64>,
-    /// The best naive baseline of this candidate's trainer: (name, score).
-    pub baseline: Option<(String, f64)>,
-    /// Whether it beat that baseline (always true when the gate is off).
-    pub passed_gate: Option<bool>,
-    pub note: String,
-}
-
-/// The result of applying the rules to a set of reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
-    pub candidates: Vec<Candidate>,
-    /// Index into `candidates`.
-    pub winner: Option<usize>,
-    /// Why this winner, or why none.
-    pub reason: String,
-}
+pub use contracts::promotion::{Candidate, Outcome, Weights};
 
 /// Apply the rules to the final report of each model type.
 pub fn decide(reports: &BTreeMap<ModelType, ModelTraining>, weights: &Weights, gate: bool) -> Outcome {
@@ -155,6 +110,7 @@ pub(crate) mod tests {
                 train_start: at(0),
                 train_end: at(end_hour),
                 artifact_uri: format!("mlflow-artifacts:/1/run-{model_type}/artifacts"),
+                model_sha256: Some("a".repeat(64)),
                 model: ModelArtifact {
                     format: ModelFormat::Onnx,
                     path: "model/model.onnx".into(),

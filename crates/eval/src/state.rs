@@ -7,10 +7,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use contracts::{ModelSelected, ModelTraining, ModelType, TrainingStatus};
+use contracts::{ModelTraining, ModelType, TrainingStatus};
 use serde::{Deserialize, Serialize};
-
-use crate::score::{Outcome, Weights};
 
 /// What eval knows about one set of trainings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,17 +31,32 @@ impl SetState {
         }
     }
 
-    /// Take in an event; returns whether the state changed. RUNNING events
-    /// only start the clock; a replayed duplicate changes nothing.
+    /// Take in a verified event; returns whether the state changed. RUNNING
+    /// events only start the clock; a replayed duplicate changes nothing; a
+    /// FAILED never replaces a SUCCESS of the same model type (a success
+    /// stays a success, whatever arrives later).
     pub fn absorb(&mut self, ev: &ModelTraining) -> bool {
         if matches!(ev.status, TrainingStatus::Running { .. }) {
             return false;
         }
-        if self.reports.get(&ev.model_type) == Some(ev) {
-            return false;
+        match self.reports.get(&ev.model_type) {
+            Some(known) if known == ev => return false,
+            Some(known)
+                if matches!(known.status, TrainingStatus::Success(_))
+                    && matches!(ev.status, TrainingStatus::Failed { .. }) =>
+            {
+                return false;
+            }
+            _ => {}
         }
         self.reports.insert(ev.model_type, ev.clone());
         true
+    }
+
+    /// Whether `ev` is a SUCCESS this state does not hold yet: a reason to
+    /// decide a set again after it was decided.
+    pub fn is_new_success(&self, ev: &ModelTraining) -> bool {
+        matches!(ev.status, TrainingStatus::Success(_)) && self.reports.get(&ev.model_type) != Some(ev)
     }
 
     /// Expected model types that have not reported SUCCESS or FAILED.
@@ -61,43 +74,27 @@ pub fn state_key(identifier: &str, config_hash: &str) -> String {
     format!("{identifier}/{config_hash}/state.json")
 }
 
-/// `<identifier>/<config_hash>/decision.json`
-pub fn decision_key(identifier: &str, config_hash: &str) -> String {
-    format!("{identifier}/{config_hash}/decision.json")
-}
+pub use contracts::promotion::{Decision, GLOBAL_CURRENT_KEY, Trigger, current_key, decision_key};
 
-/// `<identifier>/current.json`: the promotion inference serves for a dataset.
-pub fn current_key(identifier: &str) -> String {
-    format!("{identifier}/current.json")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::tests::{failed, success};
 
-/// `current.json`: the latest promotion over all datasets.
-pub const GLOBAL_CURRENT_KEY: &str = "current.json";
-
-/// Why a decision was taken now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// Every expected model type reported.
-    Complete,
-    /// The timeout ran out; the rest are listed in `missing`.
-    Timeout,
-}
-
-/// One promotion decision, kept forever in the history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Decision {
-    pub identifier: String,
-    pub config_hash: String,
-    pub decided_at: DateTime<Utc>,
-    pub trigger: Trigger,
-    pub expected: Vec<ModelType>,
-    pub missing: Vec<ModelType>,
-    pub weights: Weights,
-    pub baseline_gate: bool,
-    pub outcome: Outcome,
-    /// The promotion event, when a model was promoted.
-    pub promotion: Option<ModelSelected>,
-    /// Set once model-selected was acknowledged (or when there was nothing to publish).
-    pub published: bool,
+    #[test]
+    fn a_failure_never_replaces_a_success_and_replays_change_nothing() {
+        let mut s = SetState::new("site-1", "h");
+        let ok = success(ModelType::Gru, 0.2, 1.0, 1);
+        assert!(s.absorb(&ok));
+        assert!(!s.absorb(&ok), "a replay changes nothing");
+        assert!(!s.absorb(&failed(ModelType::Gru)), "a later FAILED does not erase the SUCCESS");
+        assert!(matches!(s.reports[&ModelType::Gru].status, TrainingStatus::Success(_)));
+        assert!(s.absorb(&failed(ModelType::Lstm)));
+        let mut lstm = success(ModelType::Lstm, 0.1, 1.0, 2);
+        assert!(s.is_new_success(&lstm), "a SUCCESS after a FAILED is new");
+        assert!(s.absorb(&lstm), "and replaces it");
+        assert!(!s.is_new_success(&lstm));
+        lstm.run_id = "another-run".into();
+        assert!(s.is_new_success(&lstm), "a SUCCESS of another run is new");
+    }
 }

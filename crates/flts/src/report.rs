@@ -10,7 +10,7 @@ use claim_check::ClaimCheckStore;
 use contracts::{
     ModelSelected, ModelTraining, ModelType, PerformanceEval, PreprocessRequest, TrainingData, TrainingStatus,
 };
-use eval::state::Decision;
+use contracts::promotion::Decision;
 use kafka_utils::KafkaArgs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use claim_check::{ClaimCheckStore, StoreError};
+use contracts::promotion::{self, ModelLimits};
 use contracts::{ModelFormat, ModelSelected};
 use series::Scaler;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::metrics;
 use crate::model::{Model, ModelInfo, ModelSpec};
@@ -23,6 +24,12 @@ pub enum LoadError {
     /// The artifacts cannot make a model (bad URI, file, scaler or shapes).
     #[error("{0}")]
     Invalid(String),
+    /// A size the promotion states is outside the limits ([`ModelLimits`]).
+    #[error("{0}")]
+    BadData(String),
+    /// The model file is not the one recorded at training (or none was recorded).
+    #[error("{0}")]
+    Digest(String),
 }
 
 impl LoadError {
@@ -34,6 +41,8 @@ impl LoadError {
         match self {
             LoadError::Store(e) => e.code(),
             LoadError::Invalid(_) => "invalid_model",
+            LoadError::BadData(_) => "bad_data",
+            LoadError::Digest(_) => "digest_mismatch",
         }
     }
 }
@@ -126,10 +135,12 @@ impl Loader {
     }
 
     async fn load_inner(&self, spec: &ModelSpec) -> Result<Arc<Model>, LoadError> {
+        check_limits(spec)?;
         let (model_bytes, scaler_bytes) = tokio::try_join!(
             self.artifact(spec, &spec.artifact.path),
             self.artifact(spec, &spec.artifact.scaler_path)
         )?;
+        verify_digest(spec, &model_bytes)?;
         let scaler_text = std::str::from_utf8(&scaler_bytes)
             .map_err(|e| LoadError::Invalid(format!("scaler {} is not UTF-8: {e}", spec.artifact.scaler_path)))?;
         let scaler = Scaler::from_json(scaler_text)
@@ -143,7 +154,7 @@ impl Loader {
 
     /// The promotion recorded in `<identifier>/current.json`, if any.
     pub async fn current(&self, identifier: &str) -> Result<Option<ModelSelected>, LoadError> {
-        let key = format!("{identifier}/current.json");
+        let key = promotion::current_key(identifier);
         match self.store.get_object(&self.promotion_bucket, &key).await {
             Ok(bytes) => contracts::decode(&bytes).map(Some).map_err(|e| {
                 LoadError::Invalid(format!("s3://{}/{key} is not a model-selected record: {e}", self.promotion_bucket))
@@ -158,14 +169,41 @@ impl Loader {
         let keys = self.store.list(&self.promotion_bucket, "").await?;
         let mut ids: Vec<String> = keys
             .iter()
-            .filter_map(|(k, _)| k.strip_suffix("/current.json"))
-            .filter(|id| !id.contains('/') && contracts::topics::validate_identifier(id).is_ok())
+            .filter_map(|(k, _)| promotion::identifier_of_current_key(k))
             .map(str::to_string)
             .collect();
         ids.dedup();
         info!(count = ids.len(), "promoted identifiers found");
         Ok(ids)
     }
+}
+
+/// Check every size `spec` states against [`ModelLimits`] before anything is
+/// downloaded or allocated from it.
+pub fn check_limits(spec: &ModelSpec) -> Result<(), LoadError> {
+    ModelLimits::default().check(&spec.artifact).map_err(|e| {
+        metrics::ERRORS.with_label_values(&["bad_data"]).inc();
+        LoadError::BadData(format!("{} {}: {e}", spec.identifier, spec.version()))
+    })
+}
+
+/// The model file must be the one whose digest was recorded at training.
+pub fn verify_digest(spec: &ModelSpec, model_bytes: &[u8]) -> Result<(), LoadError> {
+    let actual = claim_check::sha256_hex(model_bytes);
+    let problem = match &spec.model_sha256 {
+        Some(expected) if *expected == actual => return Ok(()),
+        Some(expected) => format!("has SHA-256 {actual}, but {expected} was recorded at training"),
+        None => "has no SHA-256 recorded at training, so it cannot be checked".to_string(),
+    };
+    metrics::DIGEST_FAILURES.inc();
+    let message = format!(
+        "refusing to serve {} {}: model file {} {problem} (the file was replaced or the promotion is forged)",
+        spec.identifier,
+        spec.version(),
+        spec.artifact.path
+    );
+    error!(identifier = %spec.identifier, version = %spec.version(), "{message}");
+    Err(LoadError::Digest(message))
 }
 
 /// Build a model from its bytes (blocking: parses and optimises ONNX).

@@ -41,8 +41,13 @@ pub struct ModelSpec {
     pub artifact_uri: String,
     pub artifact: ModelArtifact,
     pub source: ModelSource,
-    /// When eval promoted it (promotions only).
+    /// When eval promoted it (promotions only; shown, never compared).
     pub promotion_time: Option<DateTime<Utc>>,
+    /// Eval's promotion number for the identifier (promotions only; 0 otherwise):
+    /// what orders promotions.
+    pub sequence: u64,
+    /// SHA-256 of the model file recorded at training; the loaded file must match.
+    pub model_sha256: Option<String>,
     /// When training finished (fast-path models only).
     pub trained_at: Option<DateTime<Utc>>,
     /// Test metrics the producer reported (scaled units).
@@ -63,6 +68,8 @@ impl ModelSpec {
             artifact: ev.model.clone(),
             source: ModelSource::Promotion,
             promotion_time: Some(ev.promotion_time),
+            sequence: ev.sequence,
+            model_sha256: ev.model_sha256.clone(),
             trained_at: None,
             test_rmse: ev.test_rmse,
             test_mae: ev.test_mae,
@@ -82,6 +89,8 @@ impl ModelSpec {
             artifact: s.model.clone(),
             source: ModelSource::Training,
             promotion_time: None,
+            sequence: 0,
+            model_sha256: s.model_sha256.clone(),
             trained_at: Some(s.train_end),
             test_rmse: s.test_rmse,
             test_mae: s.test_mae,
@@ -110,6 +119,10 @@ pub struct ModelInfo {
     pub format: ModelFormat,
     pub source: ModelSource,
     pub promotion_time: Option<DateTime<Utc>>,
+    /// Eval's promotion number (0 for fast-path models).
+    pub sequence: u64,
+    /// SHA-256 of the served model file, verified at load.
+    pub model_sha256: Option<String>,
     pub trained_at: Option<DateTime<Utc>>,
     pub loaded_at: DateTime<Utc>,
     pub input_len: u32,
@@ -135,6 +148,8 @@ impl ModelInfo {
             format: spec.artifact.format,
             source: spec.source,
             promotion_time: spec.promotion_time,
+            sequence: spec.sequence,
+            model_sha256: spec.model_sha256.clone(),
             trained_at: spec.trained_at,
             loaded_at: Utc::now(),
             input_len: spec.artifact.input_len,
@@ -379,6 +394,8 @@ pub(crate) mod tests {
             },
             source: ModelSource::Promotion,
             promotion_time: Some(Utc::now()),
+            sequence: 1,
+            model_sha256: None,
             trained_at: None,
             test_rmse: 0.1,
             test_mae: 0.08,

@@ -107,13 +107,18 @@ impl OnnxNet {
             .with_ignore_output_shapes(true)
             .model_for_read(&mut &bytes[..])
             .map_err(invalid("cannot parse ONNX"))?;
-        let declared = model
-            .input_fact(0)
-            .map_err(invalid("model has no input"))?
-            .shape
-            .dim(2)
-            .and_then(|d| d.concretize())
-            .and_then(|d| d.to_i64().ok());
+        let input = model.input_fact(0).map_err(invalid("model has no input"))?;
+        let dim = |i: usize| input.shape.dim(i).and_then(|d| d.concretize()).and_then(|d| d.to_i64().ok());
+        let (declared_len, declared) = (dim(0), dim(2));
+        // The promotion's sizes are checked against the model itself before
+        // anything is allocated from them.
+        if let Some(len) = declared_len
+            && len != input_len as i64
+        {
+            return Err(NetError::Invalid(format!(
+                "the ONNX input takes sequences of {len} rows but the artifact says input_len {input_len}"
+            )));
+        }
         let input_width = match declared {
             None => n_features,
             Some(w) if w >= n_features as i64 => w as usize,

@@ -20,31 +20,34 @@ pub struct Skip(pub String);
 
 /// Whether `candidate` should replace `current` (`Ok`) or not (`Err` with why).
 ///
-/// - A **promotion** replaces anything, except a promotion promoted later
-///   (a replayed, stale event) or the very same promotion (nothing to do).
+/// - A **promotion** replaces anything, except a promotion with the same or a
+///   higher sequence number (eval's own counter, per identifier): a replayed
+///   or stale promotion changes nothing. Wall-clock fields are never compared,
+///   so a promotion claiming a far-future time cannot pin a model. A rollback
+///   is a new promotion with a higher number, so it replaces too.
 /// - A **fast-path** model (training SUCCESS) never replaces the promotion
 ///   of its own config hash: promotions always win. It replaces an older
-///   fast-path model, nothing, or a promotion of another config hash that was
-///   promoted before this training finished (a new dataset version was trained
-///   and eval has not decided on it yet).
+///   fast-path model, nothing, or a promotion of another config hash (a new
+///   dataset version was trained and eval has not decided on it yet; the
+///   fast path follows only events that arrive while the service runs).
 pub fn supersedes(current: Option<&ModelInfo>, candidate: &ModelSpec) -> Result<(), Skip> {
     let Some(cur) = current else { return Ok(()) };
     let same_model = cur.run_id == candidate.run_id && cur.source == candidate.source;
     match candidate.source {
         ModelSource::Promotion => {
-            if cur.source == ModelSource::Promotion
-                && let (Some(c), Some(n)) = (cur.promotion_time, candidate.promotion_time)
-            {
-                if n < c {
-                    return Err(Skip(format!(
-                        "promotion of {} at {n} is older than the served one ({} at {c})",
+            if cur.source == ModelSource::Promotion && candidate.sequence <= cur.sequence {
+                let why = if candidate.sequence == cur.sequence && same_model {
+                    format!("promotion {} of {} is already served", cur.sequence, cur.version)
+                } else {
+                    format!(
+                        "promotion {} of {} is not newer than the served promotion {} of {}",
+                        candidate.sequence,
                         candidate.version(),
+                        cur.sequence,
                         cur.version
-                    )));
-                }
-                if same_model && n == c {
-                    return Err(Skip(format!("promotion of {} is already served", cur.version)));
-                }
+                    )
+                };
+                return Err(Skip(why));
             }
             Ok(())
         }
@@ -55,13 +58,7 @@ pub fn supersedes(current: Option<&ModelInfo>, candidate: &ModelSpec) -> Result<
                 "the promotion {} of config {} is served; promotions win over the fast path",
                 cur.version, cur.config_hash
             ))),
-            ModelSource::Promotion => match (cur.promotion_time, candidate.trained_at) {
-                (Some(p), Some(t)) if t > p => Ok(()),
-                _ => Err(Skip(format!(
-                    "the promotion {} is newer than this training of config {}",
-                    cur.version, candidate.config_hash
-                ))),
-            },
+            ModelSource::Promotion => Ok(()),
         },
     }
 }
@@ -161,6 +158,8 @@ fn spec_of(info: &ModelInfo) -> ModelSpec {
         },
         source: info.source,
         promotion_time: info.promotion_time,
+        sequence: info.sequence,
+        model_sha256: info.model_sha256.clone(),
         trained_at: info.trained_at,
         test_rmse: info.test_rmse,
         test_mae: info.test_mae,
@@ -170,57 +169,55 @@ fn spec_of(info: &ModelInfo) -> ModelSpec {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, Utc};
+    use chrono::Utc;
 
     use super::*;
     use crate::model::tests::spec;
 
-    fn info(source: ModelSource, run: &str, hash: &str, at: chrono::DateTime<Utc>) -> ModelInfo {
+    fn info(source: ModelSource, run: &str, hash: &str, sequence: u64) -> ModelInfo {
         let mut s = spec(&["a"], &["a"], 3, 1);
         s.source = source;
         s.run_id = run.into();
         s.config_hash = hash.into();
         match source {
-            ModelSource::Promotion => s.promotion_time = Some(at),
+            ModelSource::Promotion => s.sequence = sequence,
             ModelSource::Training => {
                 s.promotion_time = None;
-                s.trained_at = Some(at)
+                s.sequence = 0;
+                s.trained_at = Some(Utc::now())
             }
         }
         ModelInfo::new(&s)
     }
 
     #[test]
-    fn promotions_win_and_stale_ones_are_skipped() {
-        let t0 = Utc::now();
-        let promoted = info(ModelSource::Promotion, "r1", "h1", t0);
-        // A newer promotion replaces; an older one or the same one does not.
-        assert!(
-            supersedes(Some(&promoted), &spec_of(&info(ModelSource::Promotion, "r2", "h2", t0 + Duration::seconds(1))))
-                .is_ok()
-        );
-        assert!(
-            supersedes(Some(&promoted), &spec_of(&info(ModelSource::Promotion, "r0", "h0", t0 - Duration::seconds(1))))
-                .is_err()
-        );
+    fn promotions_are_ordered_by_sequence_never_by_time() {
+        let promoted = info(ModelSource::Promotion, "r1", "h1", 5);
+        assert!(supersedes(Some(&promoted), &spec_of(&info(ModelSource::Promotion, "r2", "h2", 6))).is_ok());
+        assert!(supersedes(Some(&promoted), &spec_of(&info(ModelSource::Promotion, "r0", "h0", 4))).is_err());
         assert!(supersedes(Some(&promoted), &spec_of(&promoted)).is_err());
+        // A far-future promotion time does not win, and does not block a later number.
+        let mut far = info(ModelSource::Promotion, "rf", "hf", 3);
+        far.promotion_time = Some("9999-12-31T00:00:00Z".parse().expect("time"));
+        assert!(supersedes(Some(&promoted), &spec_of(&far)).is_err());
+        assert!(supersedes(Some(&far), &spec_of(&promoted)).is_ok());
+        // A rollback re-promotes an older run under a new, higher number.
+        let rollback = info(ModelSource::Promotion, "r0", "h0", 7);
+        assert!(supersedes(Some(&promoted), &spec_of(&rollback)).is_ok());
         // A promotion replaces a fast-path model.
-        let fast = info(ModelSource::Training, "r3", "h3", t0);
+        let fast = info(ModelSource::Training, "r3", "h3", 0);
         assert!(supersedes(Some(&fast), &spec_of(&promoted)).is_ok());
     }
 
     #[test]
     fn the_fast_path_never_replaces_its_own_promotion() {
-        let t0 = Utc::now();
-        let promoted = info(ModelSource::Promotion, "r1", "h1", t0);
-        let later_same_hash = info(ModelSource::Training, "r2", "h1", t0 + Duration::hours(1));
-        let e = supersedes(Some(&promoted), &spec_of(&later_same_hash)).unwrap_err();
+        let promoted = info(ModelSource::Promotion, "r1", "h1", 1);
+        let same_hash = info(ModelSource::Training, "r2", "h1", 0);
+        let e = supersedes(Some(&promoted), &spec_of(&same_hash)).unwrap_err();
         assert!(e.0.contains("promotions win over the fast path"), "{e:?}");
-        let earlier_new_hash = info(ModelSource::Training, "r2", "h2", t0 - Duration::hours(1));
-        assert!(supersedes(Some(&promoted), &spec_of(&earlier_new_hash)).is_err());
-        let later_new_hash = info(ModelSource::Training, "r2", "h2", t0 + Duration::hours(1));
-        assert!(supersedes(Some(&promoted), &spec_of(&later_new_hash)).is_ok());
-        assert!(supersedes(None, &spec_of(&later_new_hash)).is_ok());
-        assert!(supersedes(Some(&later_new_hash), &spec_of(&later_new_hash)).is_err(), "same fast-path model");
+        let new_hash = info(ModelSource::Training, "r2", "h2", 0);
+        assert!(supersedes(Some(&promoted), &spec_of(&new_hash)).is_ok());
+        assert!(supersedes(None, &spec_of(&new_hash)).is_ok());
+        assert!(supersedes(Some(&new_hash), &spec_of(&new_hash)).is_err(), "same fast-path model");
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use claim_check::StoreError;
+use contracts::promotion::Confirmation;
 use contracts::{FailureKind, InferenceData, ModelSelected, ModelTraining};
 use kafka_utils::{HandlerError, ProduceError, Producer, Record};
 use tokio_util::sync::CancellationToken;
@@ -79,9 +80,9 @@ fn publish_err(e: ProduceError) -> HandlerError {
 }
 
 fn check_ids(identifier: &str, config_hash: &str) -> Result<(), HandlerError> {
-    for field in [identifier, config_hash] {
-        contracts::topics::validate_identifier(field).map_err(|e| HandlerError::permanent("invalid_identifier", e))?;
-    }
+    contracts::topics::validate_identifier(identifier).map_err(|e| HandlerError::permanent("invalid_identifier", e))?;
+    contracts::topics::validate_config_hash(config_hash)
+        .map_err(|e| HandlerError::permanent("invalid_config_hash", e))?;
     Ok(())
 }
 
@@ -279,10 +280,27 @@ impl Service {
         Ok(())
     }
 
+    /// A model-selected record is a notification: what is served is eval's
+    /// pointer (`<identifier>/current.json`), and a record the pointer does
+    /// not confirm is refused ([`contracts::promotion::confirm`]).
     async fn on_selected(&self, ev: ModelSelected) -> Result<(), HandlerError> {
         check_ids(&ev.identifier, &ev.config_hash)?;
-        info!(identifier = %ev.identifier, model_type = %ev.model_type, run_id = %ev.run_id, "promotion received");
-        self.offer(&ModelSpec::from_selected(&ev)).await.map_err(load_err)?;
+        crate::loader::check_limits(&ModelSpec::from_selected(&ev)).map_err(load_err)?;
+        info!(identifier = %ev.identifier, model_type = %ev.model_type, run_id = %ev.run_id, sequence = ev.sequence, "promotion received");
+        let pointer = self.loader.current(&ev.identifier).await.map_err(load_err)?;
+        match contracts::promotion::confirm(&ev, pointer.as_ref()) {
+            Confirmation::Current => {}
+            Confirmation::Superseded { record, pointer } => {
+                info!(identifier = %ev.identifier, record, pointer, "a later promotion is recorded: serving that one");
+            }
+            Confirmation::Unconfirmed(why) => {
+                metrics::UNCONFIRMED_PROMOTIONS.inc();
+                error!(identifier = %ev.identifier, run_id = %ev.run_id, "refusing an unconfirmed promotion: {why}");
+                return Err(HandlerError::permanent("unconfirmed_promotion", why));
+            }
+        }
+        let Some(pointer) = pointer else { return Ok(()) };
+        self.offer(&ModelSpec::from_selected(&pointer)).await.map_err(load_err)?;
         self.run_parked(&ev.identifier).await?;
         Ok(())
     }

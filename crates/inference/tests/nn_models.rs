@@ -29,6 +29,8 @@ fn check(cell: nn::CellKind, n_features: usize, layers: usize, output_len: usize
         },
         source: ModelSource::Promotion,
         promotion_time: Some(Utc::now()),
+        sequence: 1,
+        model_sha256: None,
         trained_at: None,
         test_rmse: 0.0,
         test_mae: 0.0,

@@ -37,6 +37,8 @@ pub enum MlflowError {
     UnsupportedArtifactUri(String),
     #[error("metric {key} has a non-finite value {value}")]
     NonFiniteMetric { key: String, value: f64 },
+    #[error("cannot put {what} {value:?} in a search filter: {reason}")]
+    UnsafeFilter { what: &'static str, value: String, reason: &'static str },
 }
 
 impl MlflowError {
@@ -166,6 +168,73 @@ impl RunStatus {
 
 fn chrono_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A search filter (`runs/search`) built from parts, each quoted so that no
+/// value can end its string and add a clause of its own. MLflow's filter
+/// grammar has no escape sequence that it un-escapes, so a value is put
+/// between single quotes, or double quotes when it holds a single one, and a
+/// value it cannot quote (both quote kinds, a backslash, a control character)
+/// is refused instead of being searched for something else. Every filter
+/// built from data must go through this type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    clauses: Vec<String>,
+}
+
+impl Filter {
+    pub fn new() -> Self {
+        Filter::default()
+    }
+
+    /// `tags.`key` = 'value'`
+    pub fn tag_eq(self, key: &str, value: &str) -> Result<Self, MlflowError> {
+        self.clause("tags", key, value)
+    }
+
+    /// `params.`key` = 'value'`
+    pub fn param_eq(self, key: &str, value: &str) -> Result<Self, MlflowError> {
+        self.clause("params", key, value)
+    }
+
+    /// `attributes.key = 'value'` (e.g. `status`, `run_id`).
+    pub fn attribute_eq(self, key: &str, value: &str) -> Result<Self, MlflowError> {
+        self.clause("attributes", key, value)
+    }
+
+    fn clause(mut self, kind: &str, key: &str, value: &str) -> Result<Self, MlflowError> {
+        let key_ok = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !key_ok {
+            return Err(MlflowError::UnsafeFilter {
+                what: "key",
+                value: key.chars().take(100).collect(),
+                reason: "keys are A-Z a-z 0-9 . _ -",
+            });
+        }
+        let value = quote(value)?;
+        // Attribute names are plain identifiers; tag and param keys may hold dots.
+        let key = if kind == "attributes" { key.to_string() } else { format!("`{key}`") };
+        self.clauses.push(format!("{kind}.{key} = {value}"));
+        Ok(self)
+    }
+
+    /// The filter text (clauses joined by `and`; empty matches every run).
+    pub fn as_str(&self) -> String {
+        self.clauses.join(" and ")
+    }
+}
+
+/// `value` as one MLflow string literal, or an error when it cannot be one.
+fn quote(value: &str) -> Result<String, MlflowError> {
+    let refuse = |reason| Err(MlflowError::UnsafeFilter { what: "value", value: value.chars().take(100).collect(), reason });
+    if value.chars().any(|c| c.is_control() || c == '\\') {
+        return refuse("control characters and backslashes cannot be quoted");
+    }
+    match (value.contains('\''), value.contains('"')) {
+        (false, _) => Ok(format!("'{value}'")),
+        (true, false) => Ok(format!("\"{value}\"")),
+        (true, true) => refuse("a value with both quote characters cannot be quoted"),
+    }
 }
 
 /// The REST client. Cheap to clone.
@@ -411,6 +480,25 @@ mod tests {
             "http://h:5000/api/2.0/mlflow-artifacts/artifacts/3/abc/artifacts/model/model.onnx"
         );
         assert!(matches!(c.proxy_url("s3://b/3/abc", "x"), Err(MlflowError::UnsupportedArtifactUri(_))));
+    }
+
+    #[test]
+    fn filter_values_cannot_add_clauses() {
+        let f = Filter::new().tag_eq("flts.identifier", "site-1").unwrap().attribute_eq("status", "FINISHED").unwrap();
+        assert_eq!(f.as_str(), "tags.`flts.identifier` = 'site-1' and attributes.status = 'FINISHED'");
+        let hostile = "x' or tags.`flts.identifier` != '";
+        assert_eq!(
+            Filter::new().tag_eq("k", hostile).unwrap().as_str(),
+            format!("tags.`k` = \"{hostile}\""),
+            "a single quote is inside double quotes, so it ends nothing"
+        );
+        for bad in ["a'b\"c", "a\\", "a\nb"] {
+            assert!(matches!(Filter::new().tag_eq("k", bad), Err(MlflowError::UnsafeFilter { .. })), "{bad:?}");
+        }
+        for bad_key in ["a`b", "", "a b"] {
+            assert!(Filter::new().tag_eq(bad_key, "v").is_err(), "{bad_key:?}");
+        }
+        assert_eq!(Filter::new().as_str(), "");
     }
 
     #[test]

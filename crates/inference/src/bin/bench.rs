@@ -189,6 +189,8 @@ fn spec(m: &ModelArgs) -> ModelSpec {
         },
         source: ModelSource::Promotion,
         promotion_time: Some(chrono::Utc::now()),
+        sequence: 1,
+        model_sha256: None,
         trained_at: None,
         test_rmse: 0.0,
         test_mae: 0.0,
