@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::Utc;
 use claim_check::{ClaimCheckStore, StoreError};
-use contracts::promotion::{self, Sequence, run_tags};
+use contracts::promotion::{self, run_tags};
 use contracts::{ModelSelected, ModelTraining, ModelType, TrainingStatus, TrainingSuccess, V1};
+use flts_promotion::{Action, CheckError, Promoter, mlflow_err};
 use kafka_utils::{HandlerError, Producer, Record};
-use mlflow_client::{MlflowClient, MlflowError, Run};
+use mlflow_client::{MlflowClient, Run};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, OnceCell};
@@ -62,9 +62,8 @@ pub struct Eval {
     args: EvalArgs,
     store: ClaimCheckStore,
     mlflow: MlflowClient,
-    producer: Producer,
-    /// Where promotions are published (model-selected).
-    selected_topic: String,
+    /// The promotion path eval shares with `flts promote` and `flts rollback`.
+    promoter: Promoter,
     /// Sets still waiting for reports; the S3 state object is the source of truth.
     pending: Mutex<BTreeMap<(String, String), SetState>>,
     /// Id of the trainers' experiment, looked up once.
@@ -79,16 +78,6 @@ fn refuse(code: &'static str, message: String) -> HandlerError {
 
 fn store_err(e: StoreError) -> HandlerError {
     HandlerError::classify(e.is_retryable(), e.code(), e)
-}
-
-fn mlflow_err(e: MlflowError) -> HandlerError {
-    if e.is_retryable() {
-        HandlerError::retryable("mlflow_unavailable", e)
-    } else if e.is_not_found() {
-        HandlerError::permanent("run_not_found", e)
-    } else {
-        HandlerError::permanent("mlflow_error", e)
-    }
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -117,11 +106,18 @@ fn compare(claimed: &TrainingSuccess, trusted: &TrainingSuccess, what: &str) -> 
     if claimed.artifact_uri != trusted.artifact_uri {
         return Err(refuse(
             "artifact_mismatch",
-            format!("{what}: event says artifact_uri {:?}, the run's is {:?}", claimed.artifact_uri, trusted.artifact_uri),
+            format!(
+                "{what}: event says artifact_uri {:?}, the run's is {:?}",
+                claimed.artifact_uri, trusted.artifact_uri
+            ),
         ));
     }
-    if claimed.model != trusted.model || claimed.baselines != trusted.baselines || claimed.protocol != trusted.protocol {
-        return Err(refuse("model_mismatch", format!("{what}: the event's model, baselines or protocol differ from the run's success.json")));
+    if claimed.model != trusted.model || claimed.baselines != trusted.baselines || claimed.protocol != trusted.protocol
+    {
+        return Err(refuse(
+            "model_mismatch",
+            format!("{what}: the event's model, baselines or protocol differ from the run's success.json"),
+        ));
     }
     if claimed.model_sha256.as_ref().is_some_and(|d| Some(d) != trusted.model_sha256.as_ref()) {
         return Err(refuse("digest_mismatch", format!("{what}: the event's model_sha256 differs from the run's tag")));
@@ -137,34 +133,17 @@ impl Eval {
         producer: Producer,
         selected_topic: String,
     ) -> Self {
-        Eval {
-            args,
-            store,
-            mlflow,
-            producer,
-            selected_topic,
-            pending: Mutex::new(BTreeMap::new()),
-            experiment_id: OnceCell::new(),
-        }
+        flts_promotion::init_metrics();
+        let promoter = Promoter::new(store.clone(), &args.promotion_bucket, mlflow.clone(), producer, selected_topic);
+        Eval { args, store, mlflow, promoter, pending: Mutex::new(BTreeMap::new()), experiment_id: OnceCell::new() }
     }
 
     async fn load<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, HandlerError> {
-        match self.store.get_object(&self.args.promotion_bucket, key).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                HandlerError::permanent("corrupt_state", format!("s3://{}/{key}: {e}", self.args.promotion_bucket))
-            }),
-            Err(StoreError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(store_err(e)),
-        }
+        self.promoter.load(key).await
     }
 
     async fn save<T: Serialize>(&self, key: &str, value: &T) -> Result<(), HandlerError> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| HandlerError::permanent("encode", e))?;
-        self.store
-            .put(&self.args.promotion_bucket, key, Bytes::from(bytes), "application/json")
-            .await
-            .map_err(store_err)?;
-        Ok(())
+        self.promoter.save(key, value).await
     }
 
     /// Handle one verified model-training event.
@@ -178,7 +157,10 @@ impl Eval {
             }
             // A decided set is decided again when a SUCCESS it has not seen
             // arrives (a set closed by failures is not closed for good).
-            let mut set = self.load::<SetState>(&state::state_key(&id, &hash)).await?.unwrap_or_else(|| SetState::new(&id, &hash));
+            let mut set = self
+                .load::<SetState>(&state::state_key(&id, &hash))
+                .await?
+                .unwrap_or_else(|| SetState::new(&id, &hash));
             if !set.is_new_success(&ev) {
                 info!(identifier = %id, config_hash = %hash, model_type = %ev.model_type, "set already decided; event changes nothing");
                 return Ok(());
@@ -214,7 +196,7 @@ impl Eval {
         self.experiment_id
             .get_or_try_init(|| self.mlflow.get_or_create_experiment(&self.args.experiment))
             .await
-            .map(Clone::clone)
+            .cloned()
             .map_err(mlflow_err)
     }
 
@@ -224,21 +206,33 @@ impl Eval {
     /// claims. An event whose run does not exist, belongs to another
     /// experiment or set, or disagrees with the run is refused.
     pub async fn verify(&self, ev: &ModelTraining) -> Result<ModelTraining, HandlerError> {
-        let what = format!("{} event for {}/{} names run {:?}", status_name(&ev.status), ev.identifier, ev.config_hash, ev.run_id);
-        let run_id_ok = !ev.run_id.is_empty() && ev.run_id.len() <= 64 && ev.run_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        let what = format!(
+            "{} event for {}/{} names run {:?}",
+            status_name(&ev.status),
+            ev.identifier,
+            ev.config_hash,
+            ev.run_id
+        );
+        let run_id_ok =
+            !ev.run_id.is_empty() && ev.run_id.len() <= 64 && ev.run_id.bytes().all(|b| b.is_ascii_alphanumeric());
         if !run_id_ok {
             return Err(refuse("unverifiable_event", format!("{what}: not an MLflow run id, so it cannot be checked")));
         }
         let run = match self.mlflow.get_run(&ev.run_id).await {
             Ok(run) => run,
-            Err(e) if e.is_not_found() => return Err(refuse("run_not_found", format!("{what}: no such run in MLflow ({e})"))),
+            Err(e) if e.is_not_found() => {
+                return Err(refuse("run_not_found", format!("{what}: no such run in MLflow ({e})")));
+            }
             Err(e) => return Err(mlflow_err(e)),
         };
         let experiment = self.experiment_id().await?;
         if run.info.experiment_id != experiment {
             return Err(refuse(
                 "run_not_in_experiment",
-                format!("{what}: the run is in experiment {}, the trainers log to {} ({})", run.info.experiment_id, experiment, self.args.experiment),
+                format!(
+                    "{what}: the run is in experiment {}, the trainers log to {} ({})",
+                    run.info.experiment_id, experiment, self.args.experiment
+                ),
             ));
         }
         for (tag, claimed) in [
@@ -271,38 +265,20 @@ impl Eval {
 
     /// The SUCCESS payload as the run records it: the trainer's `success.json`
     /// artifact, with the run's own metrics, artifact root and digest tag.
-    async fn trusted_success(&self, ev: &ModelTraining, run: &Run, what: &str) -> Result<TrainingSuccess, HandlerError> {
-        if run.info.status != "FINISHED" {
-            return Err(refuse("run_not_finished", format!("{what}: the event says SUCCESS but the run is {}", run.info.status)));
+    async fn trusted_success(
+        &self,
+        ev: &ModelTraining,
+        run: &Run,
+        what: &str,
+    ) -> Result<TrainingSuccess, HandlerError> {
+        let set = (ev.identifier.as_str(), ev.config_hash.as_str(), ev.model_type);
+        if run.info.run_id != ev.run_id {
+            return Err(refuse("run_mismatch", format!("{what}: MLflow returned run {}", run.info.run_id)));
         }
-        let digest = run.tag(run_tags::MODEL_SHA256).filter(|d| promotion::is_sha256_hex(d)).ok_or_else(|| {
-            refuse("digest_missing", format!("{what}: the run has no valid {} tag", run_tags::MODEL_SHA256))
-        })?;
-        let bytes = match self.mlflow.download_artifact(&run.info.artifact_uri, run_tags::SUCCESS_ARTIFACT).await {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => {
-                return Err(refuse("success_missing", format!("{what}: the run has no {}", run_tags::SUCCESS_ARTIFACT)));
-            }
-            Err(e) => return Err(mlflow_err(e)),
-        };
-        let stored: ModelTraining = contracts::decode(&bytes)
-            .map_err(|e| refuse("success_missing", format!("{what}: the run's {} is unreadable: {e}", run_tags::SUCCESS_ARTIFACT)))?;
-        let TrainingStatus::Success(mut s) = stored.status else {
-            return Err(refuse("success_missing", format!("{what}: the run's {} is not a SUCCESS", run_tags::SUCCESS_ARTIFACT)));
-        };
-        if (stored.identifier.as_str(), stored.config_hash.as_str(), stored.model_type, stored.run_id.as_str())
-            != (ev.identifier.as_str(), ev.config_hash.as_str(), ev.model_type, ev.run_id.as_str())
-        {
-            return Err(refuse("run_mismatch", format!("{what}: the run's {} is for another set or run", run_tags::SUCCESS_ARTIFACT)));
-        }
-        for (key, slot) in [("test_rmse", &mut s.test_rmse), ("test_mae", &mut s.test_mae), ("test_mse", &mut s.test_mse)] {
-            *slot = run.metric(key).filter(|v| v.is_finite()).ok_or_else(|| {
-                refuse("metrics_missing", format!("{} run {} has no {key} in MLflow", ev.model_type, ev.run_id))
-            })?;
-        }
-        s.artifact_uri = run.info.artifact_uri.clone();
-        s.model_sha256 = Some(digest.to_string());
-        Ok(*s)
+        flts_promotion::trusted_success(&self.mlflow, run, set, what).await.map_err(|e| match e {
+            CheckError::Refused { code, message } => refuse(code, message),
+            CheckError::Mlflow(e) => mlflow_err(e),
+        })
     }
 
     /// Score the set, record the decision, then promote.
@@ -312,9 +288,10 @@ impl Eval {
         let decision_object = state::decision_key(&set.identifier, &set.config_hash);
         let previous = self.load::<Decision>(&decision_object).await?;
         let winner_run = outcome.winner.map(|i| outcome.candidates[i].run_id.clone());
-        let unchanged = previous.as_ref().and_then(|d| d.promotion.clone()).filter(|p| Some(&p.run_id) == winner_run.as_ref());
+        let unchanged =
+            previous.as_ref().and_then(|d| d.promotion.clone()).filter(|p| Some(&p.run_id) == winner_run.as_ref());
         let sequence = match (&winner_run, &unchanged) {
-            (Some(_), None) => self.next_sequence(&set.identifier).await?,
+            (Some(_), None) => self.promoter.next_sequence(&set.identifier).await?,
             _ => 0,
         };
         let promotion = outcome.winner.and_then(|i| {
@@ -376,39 +353,13 @@ impl Eval {
         self.finish(decision).await
     }
 
-    /// The next promotion number of `identifier`, persisted before use: above
-    /// the counter and above the pointer, so it only ever grows.
-    async fn next_sequence(&self, identifier: &str) -> Result<u64, HandlerError> {
-        let key = promotion::sequence_key(identifier);
-        let mut counter = self.load::<Sequence>(&key).await?.unwrap_or_default();
-        let pointer = self.load::<ModelSelected>(&state::current_key(identifier)).await?;
-        let next = counter.next(pointer.map(|p| p.sequence).unwrap_or(0));
-        self.save(&key, &counter).await?;
-        Ok(next)
-    }
-
     /// The idempotent tail of a decision: pointers, MLflow tag, publish, mark.
     async fn finish(&self, mut decision: Decision) -> Result<(), HandlerError> {
         let outcome_label = if decision.promotion.is_some() { "promoted" } else { "not_promoted" };
         if let Some(p) = decision.promotion.clone() {
-            // The pointer only moves forward: a finish replayed after a later
-            // promotion leaves the later one in place.
-            let pointer = self.load::<ModelSelected>(&state::current_key(&p.identifier)).await?;
-            if pointer.is_none_or(|cur| cur.sequence <= p.sequence) {
-                self.save(&state::current_key(&p.identifier), &p).await?;
-                self.save(state::GLOBAL_CURRENT_KEY, &p).await?;
-            }
-            self.mlflow
-                .set_tag(&p.run_id, run_tags::PROMOTED_AT, &p.promotion_time.to_rfc3339())
-                .await
-                .map_err(mlflow_err)?;
-            self.producer.send_json(&self.selected_topic, Some(&p.identifier), &p).await.map_err(|e| {
-                if e.is_retryable() {
-                    HandlerError::retryable("publish_failed", e)
-                } else {
-                    HandlerError::permanent("publish_failed", e)
-                }
-            })?;
+            // History record, pointer (only forward), MLflow tag, model-selected,
+            // then the registry: the path `flts promote` takes too.
+            self.promoter.publish(&p, Action::Eval, &decision.outcome.reason, "eval").await?;
             info!(identifier = %p.identifier, config_hash = %p.config_hash, model_type = %p.model_type, run_id = %p.run_id,
                 sequence = p.sequence, score = p.composite_score, trigger = ?decision.trigger, missing = ?decision.missing, "model promoted");
         } else {
@@ -427,7 +378,12 @@ impl Eval {
         let names: std::collections::BTreeSet<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         let mut pending = self.pending.lock().await;
         for key in &names {
-            if let Some(prefix) = key.strip_suffix("/decision.json") {
+            if flts_promotion::is_registry_pending_key(key) {
+                // A registration that failed after its promotion is completed here.
+                if let Some(p) = self.load::<ModelSelected>(key).await? {
+                    self.promoter.ensure_registered(&p).await;
+                }
+            } else if let Some(prefix) = key.strip_suffix("/decision.json") {
                 if let Some(d) = self.load::<Decision>(key).await?.filter(|d| !d.published) {
                     info!(set = prefix, "finishing a decision interrupted before publishing");
                     self.finish(d).await?;
@@ -474,10 +430,8 @@ impl Eval {
 impl kafka_utils::Handler for Eval {
     async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
         let ev: ModelTraining = record.decode()?;
-        contracts::topics::validate_identifier(&ev.identifier)
-            .map_err(|e| refuse("invalid_identifier", e))?;
-        contracts::topics::validate_config_hash(&ev.config_hash)
-            .map_err(|e| refuse("invalid_config_hash", e))?;
+        contracts::topics::validate_identifier(&ev.identifier).map_err(|e| refuse("invalid_identifier", e))?;
+        contracts::topics::validate_config_hash(&ev.config_hash).map_err(|e| refuse("invalid_config_hash", e))?;
         metrics::EVENTS.with_label_values(&[status_name(&ev.status)]).inc();
         // Only what MLflow confirms counts: an event that fails the check is
         // dead-lettered alone and never joins (or closes) its set.

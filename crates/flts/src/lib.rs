@@ -11,6 +11,7 @@
 //! - [`report`]: generate sample data; wait for a dataset's promotion and inference and report,
 //!   with a timeline of the stages.
 //! - [`topology`]: the stages, topics, groups and buckets (`contracts::topology`) for people and scripts.
+//! - [`promote`]: `flts promote` / `flts rollback`, through eval's promotion path (crate `promotion`).
 //! - [`read`]: read a topic to its current end (shared by `dlq` and `report`).
 
 use claim_check::{ClaimCheckStore, S3Args};
@@ -19,6 +20,7 @@ use kafka_utils::KafkaArgs;
 use kafka_utils::admin::TopicArgs;
 
 pub mod dlq;
+pub mod promote;
 pub mod read;
 pub mod report;
 pub mod status;
@@ -64,6 +66,10 @@ pub enum Command {
     Generate(report::GenerateArgs),
     /// Wait for a dataset's promotion and batch inference, then print what happened.
     Report(report::ReportArgs),
+    /// Serve a chosen FINISHED run of a dataset (a new promotion, same path as eval's).
+    Promote(promote::PromoteArgs),
+    /// Serve the previous champion of a dataset again (a new promotion of the earlier run).
+    Rollback(promote::RollbackArgs),
     /// Inspect and replay dead-lettered records.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -116,6 +122,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Submit(args) => submit::run(kafka, &ClaimCheckStore::new(&args.s3), &args).await,
         Command::Generate(args) => report::generate(&args),
         Command::Report(args) => report::report(kafka, &args).await,
+        Command::Promote(args) => promote::promote(kafka, &args).await,
+        Command::Rollback(args) => promote::rollback(kafka, &args).await,
         Command::Dlq(DlqCommand::List(filter)) => dlq::list(kafka, &filter),
         Command::Dlq(DlqCommand::Show { topic, partition, offset }) => dlq::show(kafka, &topic, partition, offset),
         Command::Dlq(DlqCommand::Replay(args)) => dlq::replay(kafka, &args).await,

@@ -13,6 +13,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+mod registry;
+pub use registry::ModelVersion;
+
 /// Where the tracking server is (`#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct MlflowArgs {
@@ -226,7 +229,8 @@ impl Filter {
 
 /// `value` as one MLflow string literal, or an error when it cannot be one.
 fn quote(value: &str) -> Result<String, MlflowError> {
-    let refuse = |reason| Err(MlflowError::UnsafeFilter { what: "value", value: value.chars().take(100).collect(), reason });
+    let refuse =
+        |reason| Err(MlflowError::UnsafeFilter { what: "value", value: value.chars().take(100).collect(), reason });
     if value.chars().any(|c| c.is_control() || c == '\\') {
         return refuse("control characters and backslashes cannot be quoted");
     }
