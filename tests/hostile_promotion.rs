@@ -88,7 +88,11 @@ async fn forged_successes_are_dead_lettered_and_the_honest_one_is_promoted() {
         ["run_mismatch", "artifact_mismatch", "model_mismatch", "run_not_in_experiment", "run_not_finished"],
         "{dead:#?}"
     );
-    assert!(dead[0].error.message.contains(&other.identifier), "names the run's real dataset: {}", dead[0].error.message);
+    assert!(
+        dead[0].error.message.contains(&other.identifier),
+        "names the run's real dataset: {}",
+        dead[0].error.message
+    );
     assert!(victim.decision().await.is_none(), "no forged event joined the set");
     assert!(victim.pointer().await.is_none(), "nothing promoted");
 
@@ -292,7 +296,9 @@ async fn quotes_in_identifiers_never_change_an_mlflow_search() {
     assert_eq!(quoted[0].tag("flts.identifier"), Some("o'brien"));
     // and a value trying to add a clause is only a value that matches nothing.
     let hostile = "site-a' and tags.`flts.identifier` != 'x";
-    assert!(search(mlflow_client::Filter::new().tag_eq("flts.identifier", hostile).expect("quotable")).await.is_empty());
+    assert!(
+        search(mlflow_client::Filter::new().tag_eq("flts.identifier", hostile).expect("quotable")).await.is_empty()
+    );
     assert_eq!(search(mlflow_client::Filter::new().tag_eq("flts.identifier", "site-a").expect("plain")).await.len(), 1);
     assert!(mlflow_client::Filter::new().tag_eq("k", "both ' and \"").is_err(), "unquotable values are refused");
 }
@@ -341,7 +347,8 @@ async fn forged_promotion_records_are_refused_and_real_ones_are_served_in_eval_o
     assert_eq!(body["models"][0]["version"], format!("GRU/{}", second.run_id), "{body}");
     assert_eq!(body["models"][0]["sequence"], second.sequence);
     // A rollback: the first run promoted again under a new number.
-    let rollback = ModelSelected { sequence: w.promotion(ModelType::Lstm, &forged_net).await.sequence, ..first.clone() };
+    let rollback =
+        ModelSelected { sequence: w.promotion(ModelType::Lstm, &forged_net).await.sequence, ..first.clone() };
     w.promote(&rollback, true).await;
     inference_world::wait_served(port, Some(&format!("LSTM/{}", first.run_id)), LONG).await;
     assert_eq!(envelopes(&read_topic(&dlq_topic(&w.selected_topic), 4, SHORT)).len(), 3, "nothing else dead-lettered");
@@ -469,14 +476,18 @@ async fn a_replaced_model_file_is_refused_and_the_previous_model_stays_served() 
         &"s3://mlflow".parse().expect("destination"),
     )
     .expect("key");
-    ClaimCheckStore::new(&stack().s3).put(&bucket, &key, Bytes::from(intruder), "application/octet-stream").await.expect("overwrite");
+    ClaimCheckStore::new(&stack().s3)
+        .put(&bucket, &key, Bytes::from(intruder), "application/octet-stream")
+        .await
+        .expect("overwrite");
     w.promote(&second, true).await;
     let dead = dlq(&w.selected_topic, 1);
     assert_eq!(dead[0].error.code, "digest_mismatch", "{:?}", dead[0].error);
     assert!(dead[0].error.message.contains("recorded at training"), "{}", dead[0].error.message);
     let body = inference_world::wait_served(port, None, LONG).await;
     assert_eq!(body["models"][0]["version"], format!("LSTM/{}", first.run_id), "the previous model stays: {body}");
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.expect("metrics").text().await.unwrap();
+    let metrics =
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.expect("metrics").text().await.unwrap();
     assert!(
         metrics.lines().any(|l| l.starts_with("flts_inference_model_digest_failures_total") && !l.ends_with(" 0")),
         "{metrics}"

@@ -60,8 +60,7 @@ pub mod run_tags {
 
 /// The identifier of a `<identifier>/current.json` key, if it is one.
 pub fn identifier_of_current_key(key: &str) -> Option<&str> {
-    key.strip_suffix("/current.json")
-        .filter(|id| !id.contains('/') && crate::topics::validate_identifier(id).is_ok())
+    key.strip_suffix("/current.json").filter(|id| !id.contains('/') && crate::topics::validate_identifier(id).is_ok())
 }
 
 /// The promotion counter of one identifier, kept in `<identifier>/sequence.json`.
@@ -198,8 +197,7 @@ impl ModelLimits {
                 None => return Err(format!("model `{what}` overflows")),
             }
         }
-        if let Some(name) = a.features.iter().chain(&a.targets).find(|n| n.is_empty() || n.len() > self.max_name_len)
-        {
+        if let Some(name) = a.features.iter().chain(&a.targets).find(|n| n.is_empty() || n.len() > self.max_name_len) {
             return Err(format!(
                 "model column name of {} bytes is outside 1..={} bytes",
                 name.len(),
@@ -361,10 +359,7 @@ mod tests {
         let mut far_future = pointer.clone();
         far_future.promotion_time = "9999-12-31T00:00:00Z".parse().expect("time");
         assert_eq!(confirm(&far_future, Some(&pointer)), Confirmation::Current, "times are not compared");
-        assert_eq!(
-            confirm(&selected(3, "r3"), Some(&pointer)),
-            Confirmation::Superseded { record: 3, pointer: 5 }
-        );
+        assert_eq!(confirm(&selected(3, "r3"), Some(&pointer)), Confirmation::Superseded { record: 3, pointer: 5 });
         assert!(matches!(confirm(&selected(u64::MAX, "rx"), Some(&pointer)), Confirmation::Unconfirmed(_)));
         assert!(matches!(confirm(&selected(1, "r1"), None), Confirmation::Unconfirmed(_)));
         let mut other_bucket = pointer.clone();

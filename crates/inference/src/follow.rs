@@ -72,7 +72,11 @@ pub fn end_offsets(kafka: &KafkaArgs, topics: &[String]) -> anyhow::Result<Start
 
 /// [`end_offsets`], retried with backoff while the broker or a topic is not
 /// there yet; `None` when `cancel` came first.
-pub async fn wait_end_offsets(kafka: &KafkaArgs, topics: &[String], cancel: &CancellationToken) -> Option<StartOffsets> {
+pub async fn wait_end_offsets(
+    kafka: &KafkaArgs,
+    topics: &[String],
+    cancel: &CancellationToken,
+) -> Option<StartOffsets> {
     let mut backoff = Duration::from_millis(500);
     loop {
         let (k, t) = (kafka.clone(), topics.to_vec());
@@ -81,7 +85,10 @@ pub async fn wait_end_offsets(kafka: &KafkaArgs, topics: &[String], cancel: &Can
             .unwrap_or_else(|e| Err(anyhow::anyhow!("end-offset task failed: {e}")));
         match result {
             Ok(start) => return Some(start),
-            Err(e) => warn!(error = format!("{e:#}"), "cannot read the model topics' end offsets yet; retrying in {backoff:?}"),
+            Err(e) => warn!(
+                error = format!("{e:#}"),
+                "cannot read the model topics' end offsets yet; retrying in {backoff:?}"
+            ),
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -134,7 +141,13 @@ pub async fn run(
 }
 
 /// One record: retry what may pass later, dead-letter the rest.
-async fn handle(record: &Record, service: &Service, producer: &Producer, args: &ConsumerArgs, cancel: &CancellationToken) {
+async fn handle(
+    record: &Record,
+    service: &Service,
+    producer: &Producer,
+    args: &ConsumerArgs,
+    cancel: &CancellationToken,
+) {
     let mut attempt = 0u32;
     loop {
         attempt += 1;

@@ -167,11 +167,8 @@ impl Loader {
     /// Every identifier with a `<identifier>/current.json` in the promotion bucket.
     pub async fn promoted_identifiers(&self) -> Result<Vec<String>, LoadError> {
         let keys = self.store.list(&self.promotion_bucket, "").await?;
-        let mut ids: Vec<String> = keys
-            .iter()
-            .filter_map(|(k, _)| promotion::identifier_of_current_key(k))
-            .map(str::to_string)
-            .collect();
+        let mut ids: Vec<String> =
+            keys.iter().filter_map(|(k, _)| promotion::identifier_of_current_key(k)).map(str::to_string).collect();
         ids.dedup();
         info!(count = ids.len(), "promoted identifiers found");
         Ok(ids)

@@ -235,7 +235,8 @@ impl Service {
             };
             if let Err((record, kind, e)) = outcome {
                 error!(identifier, key = %key, error = %e, "parked request failed for good; dead-lettering it");
-                let env = kafka_utils::dlq::envelope(&record, kind, &e, 1, "inference", self.producer.max_message_bytes());
+                let env =
+                    kafka_utils::dlq::envelope(&record, kind, &e, 1, "inference", self.producer.max_message_bytes());
                 let dlq = contracts::topics::dlq_topic(&self.topics.inference_data);
                 self.producer.send_json(&dlq, Some(identifier), &env).await.map_err(publish_err)?;
                 metrics::PARKED.with_label_values(&["dead_lettered"]).inc();
