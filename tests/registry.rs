@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use claim_check::ClaimCheckStore;
-use contracts::*;
 use contracts::promotion::run_tags;
+use contracts::*;
 use flts::promote::{PromoteArgs, PromotionPlace, RollbackArgs};
 use flts_tests::*;
 use inference::synthetic::{Cell, SyntheticNet};
@@ -247,4 +247,67 @@ async fn promote_and_rollback_move_the_champion_and_inference_follows() {
     assert_eq!(pointer(&w.identifier).await.sequence, third.sequence);
     cancel.cancel();
     task.await.expect("join").expect("inference ran cleanly");
+}
+
+/// MLflow down at promotion time: the registration fails after its retries,
+/// is counted and remembered as registry-pending, and eval's recover at its
+/// next start registers it and clears the mark.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_that_failed_is_completed_by_evals_next_start() {
+    let w = eval_world::World::new("registry-down").await;
+    let ev = w.success(ModelType::Gru, 0.2, 1.0).await;
+    let TrainingStatus::Success(s) = &ev.status else { unreachable!() };
+    let p = ModelSelected {
+        v: V1,
+        identifier: w.identifier.clone(),
+        model_uri: format!("runs:/{}/{}", ev.run_id, s.model.path),
+        model_type: ev.model_type,
+        run_id: ev.run_id.clone(),
+        config_hash: ev.config_hash.clone(),
+        composite_score: 0.2,
+        test_rmse: s.test_rmse,
+        test_mae: s.test_mae,
+        test_mse: s.test_mse,
+        promotion_time: Utc::now(),
+        artifact_uri: s.artifact_uri.clone(),
+        model: s.model.clone(),
+        model_sha256: s.model_sha256.clone(),
+        missing: vec![],
+        decision_object: flts_promotion::history_key(&w.identifier, 1),
+        sequence: 1,
+    };
+    let store = ClaimCheckStore::new(&stack().s3);
+    let down = mlflow_client::MlflowClient::new(&mlflow_client::MlflowArgs {
+        tracking_uri: format!("http://127.0.0.1:{}", inference_world::free_port()),
+        timeout_secs: 2,
+    })
+    .expect("client");
+    let promoter = flts_promotion::Promoter::new(
+        store.clone(),
+        "model-promotion",
+        down,
+        kafka_utils::Producer::new(&stack().kafka, "test").expect("producer"),
+        w.selected.clone(),
+    );
+    let failures = flts_promotion::REGISTRY_FAILURES.with_label_values(&["register"]).get();
+    assert!(promoter.ensure_registered(&p).await.is_none());
+    assert_eq!(flts_promotion::REGISTRY_FAILURES.with_label_values(&["register"]).get(), failures + 1);
+    let mark = flts_promotion::registry_pending_key(&w.identifier, 1);
+    assert!(store.head("model-promotion", &mark).await.expect("head").is_some(), "the failure is remembered");
+    assert_eq!(version_count(&w.identifier).await, 0);
+
+    let (cancel, task) = eval_world::start(w.cli("GRU,LSTM", 3600));
+    let deadline = Instant::now() + LONG;
+    while version_count(&w.identifier).await == 0 {
+        assert!(Instant::now() < deadline, "eval's recover did not register the pending promotion");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, run, sequence) = champion(&w.identifier).await;
+    assert_eq!((run, sequence), (p.run_id.clone(), "1".to_string()));
+    while store.head("model-promotion", &mark).await.expect("head").is_some() {
+        assert!(Instant::now() < deadline, "the registry-pending mark was not cleared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cancel.cancel();
+    task.await.expect("join").expect("eval ran cleanly");
 }
