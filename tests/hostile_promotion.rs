@@ -364,13 +364,8 @@ async fn every_replica_sees_every_promotion_and_leaves_no_consumer_group() {
     let (p1, p2) = (inference_world::free_port(), inference_world::free_port());
     let (c1, t1) = inference_world::start(w.cli(p1, false));
     let (c2, t2) = inference_world::start(w.cli(p2, false));
-    let client = reqwest::Client::new();
     for port in [p1, p2] {
-        let deadline = std::time::Instant::now() + LONG;
-        while !client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-            assert!(std::time::Instant::now() < deadline, "replica on {port} not alive");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        inference_world::wait_alive(port).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sel = w.promotion(ModelType::Gru, &inference_world::synthetic(Cell::Gru, 41)).await;
@@ -409,23 +404,8 @@ async fn promotions_with_huge_sizes_are_bad_data_and_never_abort_inference() {
     // The pointer itself says so (as if eval had been fooled): the start must survive it.
     w.promote(&huge, false).await;
     let port = inference_world::free_port();
-    let mut cmd = StageProcess::command("inference");
-    cmd.env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("INFERENCE_IDENTIFIERS", &w.identifier)
-        .env("INFERENCE_GROUP_ID", &w.group)
-        .env("INFERENCE_DATA_TOPIC", &w.data_topic)
-        .env("MODEL_SELECTED_TOPIC", &w.selected_topic)
-        .env("MODEL_TRAINING_TOPIC", &w.training_topic)
-        .env("PERFORMANCE_EVAL_TOPIC", &w.perf_topic)
-        .env("KAFKA_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
-        .env("RUST_LOG", "warn");
-    let process = StageProcess::spawn(cmd);
-    let client = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + LONG;
-    while !client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-        assert!(std::time::Instant::now() < deadline, "inference did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let process = inference_world::spawn_inference(&w, port, &w.selected_topic);
+    inference_world::wait_alive(port).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     w.send(&w.selected_topic, &huge).await;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use contracts::topics::dlq_topic;
@@ -105,15 +105,6 @@ fn metric(text: &str, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
 }
 
-async fn wait_alive(port: u16) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-        assert!(Instant::now() < deadline, "inference on port {port} not alive within 60 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_request_survives_a_kill_and_runs_once_after_the_restart() {
     let w = World::new("park-kill").await;
@@ -211,24 +202,6 @@ async fn model_selected_switches_the_served_model_while_requests_continue() {
     }
     cancel.cancel();
     task.await.expect("join").expect("inference ran cleanly");
-}
-
-/// The real binary, so that a restart is a new process.
-fn spawn_inference(w: &World, port: u16, selected_topic: &str) -> StageProcess {
-    let mut cmd = StageProcess::command("inference");
-    cmd.env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("INFERENCE_IDENTIFIERS", &w.identifier)
-        .env("INFERENCE_GROUP_ID", &w.group)
-        .env("INFERENCE_DATA_TOPIC", &w.data_topic)
-        .env("MODEL_SELECTED_TOPIC", selected_topic)
-        .env("MODEL_TRAINING_TOPIC", &w.training_topic)
-        .env("PERFORMANCE_EVAL_TOPIC", &w.perf_topic)
-        .env("KAFKA_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
-        // The rebalance timeout: how long a restarted member may wait for its killed predecessor.
-        .env("KAFKA_MAX_POLL_INTERVAL_MS", "10000")
-        .env("KAFKA_COMMIT_INTERVAL_MS", "200")
-        .env("RUST_LOG", "warn");
-    StageProcess::spawn(cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -359,3 +359,31 @@ pub fn raw_window(offset: usize) -> Vec<Vec<f64>> {
 pub fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-12)
 }
+
+/// Wait until inference on `port` answers /healthz (60 s at most).
+pub async fn wait_alive(port: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < deadline, "inference on port {port} not alive within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The real binary, so that a restart is a new process.
+pub fn spawn_inference(w: &World, port: u16, selected_topic: &str) -> StageProcess {
+    let mut cmd = StageProcess::command("inference");
+    cmd.env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("INFERENCE_IDENTIFIERS", &w.identifier)
+        .env("INFERENCE_GROUP_ID", &w.group)
+        .env("INFERENCE_DATA_TOPIC", &w.data_topic)
+        .env("MODEL_SELECTED_TOPIC", selected_topic)
+        .env("MODEL_TRAINING_TOPIC", &w.training_topic)
+        .env("PERFORMANCE_EVAL_TOPIC", &w.perf_topic)
+        .env("KAFKA_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
+        // The rebalance timeout: how long a restarted member may wait for its killed predecessor.
+        .env("KAFKA_MAX_POLL_INTERVAL_MS", "10000")
+        .env("KAFKA_COMMIT_INTERVAL_MS", "200")
+        .env("RUST_LOG", "warn");
+    StageProcess::spawn(cmd)
+}
