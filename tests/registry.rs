@@ -257,25 +257,14 @@ async fn a_registration_that_failed_is_completed_by_evals_next_start() {
     let w = eval_world::World::new("registry-down").await;
     let ev = w.success(ModelType::Gru, 0.2, 1.0).await;
     let TrainingStatus::Success(s) = &ev.status else { unreachable!() };
-    let p = ModelSelected {
-        v: V1,
-        identifier: w.identifier.clone(),
-        model_uri: format!("runs:/{}/{}", ev.run_id, s.model.path),
-        model_type: ev.model_type,
-        run_id: ev.run_id.clone(),
-        config_hash: ev.config_hash.clone(),
-        composite_score: 0.2,
-        test_rmse: s.test_rmse,
-        test_mae: s.test_mae,
-        test_mse: s.test_mse,
-        promotion_time: Utc::now(),
-        artifact_uri: s.artifact_uri.clone(),
-        model: s.model.clone(),
-        model_sha256: s.model_sha256.clone(),
-        missing: vec![],
-        decision_object: flts_promotion::history_key(&w.identifier, 1),
-        sequence: 1,
-    };
+    let p = flts_promotion::selection(
+        &ev.run_id,
+        (&w.identifier, &w.config_hash, ev.model_type),
+        s,
+        0.2,
+        1,
+        flts_promotion::history_key(&w.identifier, 1),
+    );
     let store = ClaimCheckStore::new(&stack().s3);
     let down = mlflow_client::MlflowClient::new(&mlflow_client::MlflowArgs {
         tracking_uri: format!("http://127.0.0.1:{}", inference_world::free_port()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use claim_check::{ClaimCheckStore, StoreError};
 use contracts::promotion::{self, run_tags};
-use contracts::{ModelSelected, ModelTraining, ModelType, TrainingStatus, TrainingSuccess, V1};
+use contracts::{ModelSelected, ModelTraining, ModelType, TrainingStatus, TrainingSuccess};
 use flts_promotion::{Action, CheckError, Promoter, mlflow_err};
 use kafka_utils::{HandlerError, Producer, Record};
 use mlflow_client::{MlflowClient, Run};
@@ -298,25 +298,15 @@ impl Eval {
             let c = &outcome.candidates[i];
             let ev = set.reports.get(&c.model_type)?;
             let TrainingStatus::Success(s) = &ev.status else { return None };
-            Some(ModelSelected {
-                v: V1,
-                identifier: set.identifier.clone(),
-                model_uri: format!("runs:/{}/{}", ev.run_id, s.model.path),
-                model_type: c.model_type,
-                run_id: ev.run_id.clone(),
-                config_hash: set.config_hash.clone(),
-                composite_score: c.score.unwrap_or_default(),
-                test_rmse: s.test_rmse,
-                test_mae: s.test_mae,
-                test_mse: s.test_mse,
-                promotion_time: Utc::now(),
-                artifact_uri: s.artifact_uri.clone(),
-                model: s.model.clone(),
-                model_sha256: s.model_sha256.clone(),
-                missing: missing.clone(),
-                decision_object: decision_object.clone(),
+            let selected = flts_promotion::selection(
+                &ev.run_id,
+                (&set.identifier, &set.config_hash, c.model_type),
+                s,
+                c.score.unwrap_or_default(),
                 sequence,
-            })
+                decision_object.clone(),
+            );
+            Some(ModelSelected { missing: missing.clone(), ..selected })
         });
         // A decision taken again that keeps the promoted run keeps its promotion.
         let (promotion, published) = match unchanged {

@@ -5,10 +5,9 @@
 //! sequence, so it follows a rollback to an older run without a restart.
 
 use anyhow::{Context, bail};
-use chrono::Utc;
 use claim_check::{ClaimCheckStore, S3Args};
 use contracts::promotion::{Weights, run_tags};
-use contracts::{Metrics, ModelSelected, ModelType, V1};
+use contracts::{Metrics, ModelType};
 use kafka_utils::{KafkaArgs, Producer};
 use mlflow_client::{MlflowArgs, MlflowClient};
 use promotion::{Action, CheckError, Promoter};
@@ -161,25 +160,9 @@ async fn promote_run(
     };
     let metrics = Metrics { mse: s.test_mse, rmse: s.test_rmse, mae: s.test_mae };
     let sequence = ctx.promoter.next_sequence(identifier).await?;
-    let p = ModelSelected {
-        v: V1,
-        identifier: identifier.to_string(),
-        model_uri: format!("runs:/{run_id}/{}", s.model.path),
-        model_type,
-        run_id: run_id.to_string(),
-        config_hash,
-        composite_score: score.unwrap_or_else(|| Weights::default().score(&metrics)),
-        test_rmse: s.test_rmse,
-        test_mae: s.test_mae,
-        test_mse: s.test_mse,
-        promotion_time: Utc::now(),
-        artifact_uri: s.artifact_uri,
-        model: s.model,
-        model_sha256: s.model_sha256,
-        missing: vec![],
-        decision_object: promotion::history_key(identifier, sequence),
-        sequence,
-    };
+    let score = score.unwrap_or_else(|| Weights::default().score(&metrics));
+    let decision_object = promotion::history_key(identifier, sequence);
+    let p = promotion::selection(run_id, (identifier, &config_hash, model_type), &s, score, sequence, decision_object);
     let version = ctx.promoter.publish(&p, action, reason, &operator()).await?;
     println!(
         "promoted run {run_id} ({model_type}) for `{identifier}` as sequence {sequence}; decision at s3://{}/{}",

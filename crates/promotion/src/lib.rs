@@ -391,6 +391,38 @@ impl Promoter {
     }
 }
 
+/// The promotion of run `run_id` of set (identifier, config_hash, model_type)
+/// whose SUCCESS is `s` (as [`trusted_success`] returns it), stamped now,
+/// with no missing model types.
+pub fn selection(
+    run_id: &str,
+    (identifier, config_hash, model_type): (&str, &str, ModelType),
+    s: &TrainingSuccess,
+    composite_score: f64,
+    sequence: u64,
+    decision_object: String,
+) -> ModelSelected {
+    ModelSelected {
+        v: contracts::V1,
+        identifier: identifier.to_string(),
+        model_uri: format!("runs:/{run_id}/{}", s.model.path),
+        model_type,
+        run_id: run_id.to_string(),
+        config_hash: config_hash.to_string(),
+        composite_score,
+        test_rmse: s.test_rmse,
+        test_mae: s.test_mae,
+        test_mse: s.test_mse,
+        promotion_time: Utc::now(),
+        artifact_uri: s.artifact_uri.clone(),
+        model: s.model.clone(),
+        model_sha256: s.model_sha256.clone(),
+        missing: vec![],
+        decision_object,
+        sequence,
+    }
+}
+
 /// Where a promoted model's files are: the folder of its model file under the
 /// run's artifact root (e.g. `<artifact_uri>/model`).
 pub fn model_source(p: &ModelSelected) -> String {
