@@ -265,14 +265,34 @@ impl Promoter {
         Ok(next)
     }
 
-    /// The recorded promotions of `identifier`, oldest first.
+    /// The recorded promotions of `identifier`, oldest first: the history
+    /// records, and the promotions of eval's decision records (current and
+    /// archived) that have none (made before the history existed).
     pub async fn history(&self, identifier: &str) -> Result<Vec<Record>, HandlerError> {
-        let keys = self.store.list(&self.bucket, &history_prefix(identifier)).await.map_err(store_err)?;
-        let mut records = Vec::new();
+        let keys = self.store.list(&self.bucket, &format!("{identifier}/")).await.map_err(store_err)?;
+        let mut records: Vec<Record> = Vec::new();
+        let mut decisions = Vec::new();
         for (key, _) in keys {
-            if let Some(r) = self.load::<Record>(&key).await? {
-                records.push(r);
+            match classify(identifier, &key) {
+                Some(HistoryKey::Record) => records.extend(self.load::<Record>(&key).await?),
+                Some(HistoryKey::Decision) => decisions.extend(self.load::<promotion::Decision>(&key).await?),
+                None => {}
             }
+        }
+        for d in decisions {
+            let Some(p) = d.promotion.filter(|p| p.sequence > 0) else { continue };
+            if records.iter().any(|r| r.promotion.sequence == p.sequence) {
+                continue;
+            }
+            let (reason, by) = (d.outcome.reason.clone(), "eval".to_string());
+            records.push(Record {
+                action: Action::Eval,
+                reason,
+                by,
+                decided_at: d.decided_at,
+                replaced: None,
+                promotion: p,
+            });
         }
         records.sort_by_key(|r| r.promotion.sequence);
         Ok(records)
@@ -431,6 +451,31 @@ pub fn model_source(p: &ModelSelected) -> String {
         Some((dir, _)) if !dir.is_empty() => format!("{root}/{dir}"),
         _ => root.to_string(),
     }
+}
+
+/// What a key under `<identifier>/` holds, for [`Promoter::history`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HistoryKey {
+    /// `<identifier>/promotions/<sequence>.json`
+    Record,
+    /// `<identifier>/<config_hash>/decision.json` or `decision-<n>.json`
+    Decision,
+}
+
+fn classify(identifier: &str, key: &str) -> Option<HistoryKey> {
+    let rest = key.strip_prefix(identifier)?.strip_prefix('/')?;
+    let (dir, name) = rest.split_once('/')?;
+    if name.contains('/') {
+        return None;
+    }
+    if dir == "promotions" {
+        return name.ends_with(".json").then_some(HistoryKey::Record);
+    }
+    let archived = name
+        .strip_prefix("decision-")
+        .and_then(|n| n.strip_suffix(".json"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    (name == "decision.json" || archived).then_some(HistoryKey::Decision)
 }
 
 /// The promotion to roll back to from `current`: the latest recorded one

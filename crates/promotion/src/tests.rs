@@ -77,6 +77,24 @@ fn rollback_goes_to_the_latest_earlier_promotion_of_another_run() {
 }
 
 #[test]
+fn history_reads_records_and_evals_decisions_only() {
+    let hash = "c".repeat(64);
+    assert_eq!(classify("s", &history_key("s", 4)), Some(HistoryKey::Record));
+    assert_eq!(classify("s", &format!("s/{hash}/decision.json")), Some(HistoryKey::Decision));
+    assert_eq!(classify("s", &format!("s/{hash}/decision-3.json")), Some(HistoryKey::Decision));
+    for other in [
+        format!("s/{hash}/state.json"),
+        format!("s/{hash}/decision-x.json"),
+        "s/current.json".to_string(),
+        "s/sequence.json".to_string(),
+        registry_pending_key("s", 1),
+        history_key("s-2", 1),
+    ] {
+        assert_eq!(classify("s", &other), None, "{other}");
+    }
+}
+
+#[test]
 fn registered_models_are_named_per_dataset() {
     assert_eq!(registered_model_name("site-1"), "flts-site-1");
 }
