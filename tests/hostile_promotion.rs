@@ -316,11 +316,7 @@ async fn quotes_in_identifiers_never_change_an_mlflow_search() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_promotion_records_are_refused_and_real_ones_are_served_in_eval_order() {
     let w = inference_world::World::new("forged-sel").await;
-    let first = w.promotion(ModelType::Lstm, &inference_world::synthetic(Cell::Lstm, 31)).await;
-    w.promote(&first, false).await;
-    let port = inference_world::free_port();
-    let (cancel, task) = inference_world::start(w.cli(port, false));
-    inference_world::wait_served(port, Some(&format!("LSTM/{}", first.run_id)), LONG).await;
+    let (first, port, cancel, task) = inference_world::serving_a_first_promotion(&w, 31).await;
 
     let forged_net = inference_world::synthetic(Cell::Gru, 32);
     let mut far_future = w.promotion(ModelType::Gru, &forged_net).await;
@@ -441,11 +437,7 @@ async fn promotions_with_huge_sizes_are_bad_data_and_never_abort_inference() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_model_file_is_refused_and_the_previous_model_stays_served() {
     let w = inference_world::World::new("digest").await;
-    let first = w.promotion(ModelType::Lstm, &inference_world::synthetic(Cell::Lstm, 61)).await;
-    w.promote(&first, false).await;
-    let port = inference_world::free_port();
-    let (cancel, task) = inference_world::start(w.cli(port, false));
-    inference_world::wait_served(port, Some(&format!("LSTM/{}", first.run_id)), LONG).await;
+    let (first, port, cancel, task) = inference_world::serving_a_first_promotion(&w, 61).await;
 
     // The second promotion's file is replaced by another model's ONNX after training.
     let second = w.promotion(ModelType::Gru, &inference_world::synthetic(Cell::Gru, 62)).await;

@@ -387,3 +387,17 @@ pub fn spawn_inference(w: &World, port: u16, selected_topic: &str) -> StageProce
         .env("RUST_LOG", "warn");
     StageProcess::spawn(cmd)
 }
+
+/// A running in-process inference serving a first promoted LSTM (from
+/// `seed`): the promotion, the HTTP port, and the service to stop.
+pub async fn serving_a_first_promotion(
+    w: &World,
+    seed: u64,
+) -> (ModelSelected, u16, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let first = w.promotion(ModelType::Lstm, &synthetic(Cell::Lstm, seed)).await;
+    w.promote(&first, false).await;
+    let port = free_port();
+    let (cancel, task) = start(w.cli(port, false));
+    wait_served(port, Some(&format!("LSTM/{}", first.run_id)), Duration::from_secs(60)).await;
+    (first, port, cancel, task)
+}
