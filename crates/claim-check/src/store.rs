@@ -133,6 +133,7 @@ impl ClaimCheckStore {
     /// Build a client. Path-style addressing and `WhenRequired` checksums make
     /// it work with MinIO and garage (streamed uploads otherwise fail there).
     pub fn new(args: &S3Args) -> Self {
+        crate::metrics::init();
         let creds = Credentials::new(&args.access_key_id, args.secret_access_key.expose(), None, None, "flts");
         let mut conf = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())

@@ -69,6 +69,7 @@ pub struct Cli {
 pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     cli.kafka.validate().context("check Kafka settings")?;
     cli.s3.validate().context("check S3 settings")?;
+    metrics::init();
     let producer = Producer::new(&cli.kafka, "eval").context("create producer")?;
     let mlflow = MlflowClient::new(&cli.mlflow).context("create MLflow client")?;
     let eval = Arc::new(Eval::new(

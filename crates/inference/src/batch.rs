@@ -129,6 +129,10 @@ async fn run_inner(
     data: &InferenceData,
     model: Arc<Model>,
 ) -> Result<PerformanceEval, BatchError> {
+    // A claim check may only name the dataset's own processed objects (issue 17, class 5).
+    for claim in [&data.test, &data.scaler] {
+        claim_check::check_dataset_claim(claim, contracts::topology::buckets::PROCESSED_DATA, &data.identifier)?;
+    }
     let (test, scaler) = tokio::try_join!(store.get(&data.test), store.get(&data.scaler))?;
     let scaler_text = std::str::from_utf8(&scaler)
         .map_err(|e| BatchError::Data(format!("{} is not UTF-8: {e}", data.scaler.uri())))?;

@@ -127,6 +127,8 @@ impl Cli {
 /// Run the service until `cancel` fires.
 pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     cli.kafka.validate().context("check Kafka settings")?;
+    cli.s3.validate().context("check S3 settings")?;
+    metrics::init();
     let producer = Producer::new(&cli.kafka, "inference").context("create producer")?;
     let ready = Readiness::default();
     let registry = Arc::new(Registry::new(ready.clone()));

@@ -185,6 +185,7 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     cli.kafka.validate().context("check Kafka settings")?;
     let s3 = cli.s3.as_ref().context("S3 settings (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) are required")?;
     s3.validate().context("check S3 settings")?;
+    metrics::init();
     let producer = Producer::new(&cli.kafka, "preprocess").context("create producer")?;
     let pre = Arc::new(Preprocessor::new(settings, ClaimCheckStore::new(s3), producer.clone()));
 

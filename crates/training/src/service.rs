@@ -79,6 +79,7 @@ pub async fn run_service<T: ModelTrainer>(
     }
     cli.kafka.validate().context("check Kafka settings")?;
     cli.s3.validate().context("check S3 settings")?;
+    metrics::init(trainer.model_type().as_str());
     let (s3, mlflow) = (&cli.s3, &cli.mlflow);
     let producer = Producer::new(&cli.kafka, service).context("create producer")?;
     let handler = Arc::new(TrainHandler {
