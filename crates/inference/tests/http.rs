@@ -488,7 +488,7 @@ async fn a_swap_lets_requests_in_flight_finish_on_the_old_model() {
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut new_spec = spec("site", "new");
-    new_spec.promotion_time = Some(Utc::now() + chrono::Duration::seconds(1));
+    new_spec.sequence = 2; // eval's next promotion of the dataset
     let net = SlowNet { delay: Duration::ZERO, value: 1.0 };
     let new = Arc::new(Model::new(ModelInfo::new(&new_spec), scaler(), Box::new(net)).unwrap());
     s.registry.install(new).expect("newer promotion installs");
