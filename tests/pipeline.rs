@@ -115,7 +115,19 @@ async fn the_pipeline_runs_end_to_end_and_every_poison_lands_in_its_dlq() {
         let copies = envs.iter().filter(|e| original(e) == *bytes).count();
         let first = envs.iter().position(|e| original(e) == *bytes).map(|i| &dead[i]).expect("the poison's envelope");
         let (offset, part) = (first.offset().to_string(), first.partition().to_string());
-        let sent = w.flts(&["dlq", "replay", "--topic", &dlq, "--partition", &part, "--from-offset", &offset, "--until-offset", &offset, "--execute"]);
+        let sent = w.flts(&[
+            "dlq",
+            "replay",
+            "--topic",
+            &dlq,
+            "--partition",
+            &part,
+            "--from-offset",
+            &offset,
+            "--until-offset",
+            &offset,
+            "--execute",
+        ]);
         assert!(sent.contains("1 records replayed") && sent.contains(*topic), "{sent}");
         let after = w.read(topic, Duration::from_secs(2)).iter().filter(|m| m.payload() == Some(&bytes[..])).count();
         assert_eq!(after, before + 1, "the replayed poison is back on {topic}");

@@ -23,7 +23,8 @@ impl Schemas {
             };
             let text = std::fs::read_to_string(&path).expect("read schema");
             let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
-            let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{name}: not a valid schema: {e}"));
+            let validator =
+                jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{name}: not a valid schema: {e}"));
             by_name.insert(name.to_string(), validator);
         }
         Schemas { by_name }
@@ -33,7 +34,8 @@ impl Schemas {
     pub fn check(&self, name: &str, payload: &[u8]) -> Result<(), String> {
         let validator = self.by_name.get(name).ok_or_else(|| format!("no schema {name}"))?;
         let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
-        let errors: Vec<String> = validator.iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
         if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 }

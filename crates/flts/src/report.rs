@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use claim_check::ClaimCheckStore;
+use contracts::promotion::Decision;
 use contracts::{
     ModelSelected, ModelTraining, ModelType, PerformanceEval, PreprocessRequest, TrainingData, TrainingStatus,
 };
-use contracts::promotion::Decision;
 use kafka_utils::KafkaArgs;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
