@@ -426,6 +426,10 @@ fn the_production_compose_file_runs_the_pipeline_survives_crashes_restarts_and_s
 
     if std::env::var_os("FLTS_COMPOSE_KEEP").is_none() {
         c.run(&["down", "-v"]);
+        // Nothing of the project outlives it, the second replica included (it
+        // would join the next stack's groups through the same host ports).
+        let left = podman(&["ps", "-a", "-q", "--filter", &format!("label=com.docker.compose.project={PROJECT}")]);
+        assert!(left.trim().is_empty(), "containers left after down -v: {left}");
         let _ = std::fs::remove_dir_all(&c.data_dir);
     }
     c.stamp("done");
