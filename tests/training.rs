@@ -407,7 +407,7 @@ async fn a_fit_longer_than_max_poll_interval_trains_once_with_two_members() {
             cmd.env("KAFKA_MAX_POLL_INTERVAL_MS", MAX_POLL_MS.to_string())
                 .env("KAFKA_SESSION_TIMEOUT_MS", MAX_POLL_MS.to_string())
                 .env("HIDDEN_SIZE", "64")
-                .env("EPOCHS", "100")
+                .env("EPOCHS", "250")
                 .env("PATIENCE", "0");
             StageProcess::spawn(cmd)
         })
