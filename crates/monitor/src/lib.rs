@@ -25,9 +25,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use kafka_utils::{ConsumerArgs, ConsumerSettings, KafkaArgs, Producer};
+use kafka_utils::{ConsumerArgs, ConsumerSettings, KafkaArgs, Producer, StageRunner};
 use mlflow_client::{MlflowArgs, MlflowClient};
-use service_kit::admin::{self, AdminArgs, Readiness};
+use service_kit::admin::AdminArgs;
 use tokio_util::sync::CancellationToken;
 
 pub mod drift;
@@ -81,9 +81,6 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     };
     let monitor = Arc::new(Monitor::new(cli.monitor.clone(), cli.kafka.clone(), mlflow, producer.clone(), topics));
 
-    let ready = Readiness::default();
-    ready.set(true);
-    let admin = tokio::spawn(admin::serve(cli.admin.metrics_addr, admin::router(ready), cancel.clone()));
     let settings = ConsumerSettings {
         service: "monitor".into(),
         group_id: cli.group_id.clone(),
@@ -92,11 +89,9 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
         dlq_topic: None,
         args: cli.consumer.clone(),
     };
-    let result = kafka_utils::consumer::run(&cli.kafka, settings, producer, monitor, cancel.clone()).await;
-    cancel.cancel();
-    admin.await.context("admin server task")?.context("admin server")?;
-    result.context("consumer loop")?;
-    Ok(())
+    let mut stage = StageRunner::start_ready(&cli.kafka, producer, &cli.admin, cancel).await?;
+    stage.consume(settings, monitor);
+    stage.run().await
 }
 
 #[cfg(test)]
