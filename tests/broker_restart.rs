@@ -70,7 +70,6 @@ async fn restart_mid_run(outage: Outage) {
         service: "test-restart".into(),
         group_id: unique("g-restart"),
         topics: vec![topic.clone()],
-        dlq_topic: None,
         args: ConsumerArgs { commit_interval_ms: 200, ..Default::default() },
     };
     let (k, h, c, p) = (kafka.clone(), ids.clone(), cancel.clone(), producer.clone());

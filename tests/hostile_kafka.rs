@@ -92,13 +92,8 @@ fn start(
     handler: Arc<Decoder>,
 ) -> (DropGuard, tokio::task::JoinHandle<RunSummary>) {
     let producer = Producer::new(&kafka, "hostile-test").expect("producer");
-    let settings = ConsumerSettings {
-        service: "hostile-test".into(),
-        group_id: group.into(),
-        topics: vec![topic.into()],
-        dlq_topic: None,
-        args,
-    };
+    let settings =
+        ConsumerSettings { service: "hostile-test".into(), group_id: group.into(), topics: vec![topic.into()], args };
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let task = tokio::spawn(async move { consumer::run(&kafka, settings, producer, handler, c).await.expect("loop") });

@@ -90,13 +90,8 @@ fn start(
 ) -> (DropGuard, tokio::task::JoinHandle<RunSummary>) {
     let kafka = stack().kafka.clone();
     let producer = Producer::new(&kafka, "test-consumer").expect("producer");
-    let settings = ConsumerSettings {
-        service: "test-consumer".into(),
-        group_id: group.into(),
-        topics: vec![topic.into()],
-        dlq_topic: None,
-        args,
-    };
+    let settings =
+        ConsumerSettings { service: "test-consumer".into(), group_id: group.into(), topics: vec![topic.into()], args };
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     let task =

@@ -47,7 +47,6 @@ async fn main() -> anyhow::Result<()> {
         service: "test-consumer".into(),
         group_id: var("TEST_GROUP")?,
         topics: vec![var("TEST_TOPIC")?],
-        dlq_topic: None,
         args: ConsumerArgs { commit_interval_ms: 200, session_timeout_ms: 6_000, ..Default::default() },
     };
     let producer = Producer::new(&kafka, "test-consumer")?;

@@ -169,7 +169,6 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
         service: "inference".into(),
         group_id: cli.group_id.clone(),
         topics: vec![cli.inference_data_topic.clone()],
-        dlq_topic: None,
         args: cli.consumer.clone(),
     };
     let (models_result, data_result) = tokio::join!(

@@ -156,8 +156,7 @@ mod tests {
     #[test]
     fn init_lists_every_family_before_first_use() {
         super::init();
-        let exposed = kafka_utils::metrics::exposed_families();
-        for family in [
+        let missing = kafka_utils::metrics::missing_families(&[
             "flts_inference_http_requests_total",
             "flts_inference_http_request_seconds",
             "flts_inference_queue_depth",
@@ -170,8 +169,7 @@ mod tests {
             "flts_inference_parked_requests_total",
             "flts_inference_model_digest_failures_total",
             "flts_inference_unconfirmed_promotions_total",
-        ] {
-            assert!(exposed.iter().any(|f| f == family), "{family} is missing");
-        }
+        ]);
+        assert!(missing.is_empty(), "missing after init: {missing:?}");
     }
 }

@@ -137,7 +137,6 @@ async fn consume_flts(kafka: &KafkaArgs, topic: &str, n: u64) -> Run {
         service: "bench".into(),
         group_id: format!("bench-flts-{}", unique()),
         topics: vec![topic.into()],
-        dlq_topic: None,
         args: ConsumerArgs::default(),
     };
     let producer = Producer::new(kafka, "bench").expect("producer");

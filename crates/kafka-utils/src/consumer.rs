@@ -301,17 +301,9 @@ pub struct ConsumerSettings {
     /// Service name: client id, DLQ envelope `service`.
     pub service: String,
     pub group_id: String,
+    /// Topics to consume; a failed record goes to `DLQ-<its topic>`.
     pub topics: Vec<String>,
-    /// Dead-letter topic for every record of this consumer; `None` means
-    /// `DLQ-<record's topic>`.
-    pub dlq_topic: Option<String>,
     pub args: ConsumerArgs,
-}
-
-impl ConsumerSettings {
-    pub(crate) fn dlq_for(&self, topic: &str) -> String {
-        self.dlq_topic.clone().unwrap_or_else(|| contracts::topics::dlq_topic(topic))
-    }
 }
 
 /// A failure that stops the consumer loop itself.
@@ -702,7 +694,7 @@ async fn dead_letter<H: Handler>(
     err: &HandlerError,
     attempts: u32,
 ) -> Outcome {
-    let dlq = settings.dlq_for(&record.topic);
+    let dlq = contracts::topics::dlq_topic(&record.topic);
     let envelope = dlq::envelope(record, kind, err, attempts, &settings.service, producer.max_message_bytes());
     // The error text may quote the record: its length is bounded like the envelope's.
     error!(topic = %record.topic, partition = record.partition, offset = record.offset, attempts, %dlq,

@@ -126,7 +126,7 @@ pub fn init_consumer(settings: &ConsumerSettings) {
         for kind in DEAD_LETTER_KINDS {
             DEAD_LETTERED.with_label_values(&[topic.as_str(), kind]);
         }
-        let dlq = settings.dlq_for(topic);
+        let dlq = contracts::topics::dlq_topic(topic);
         for outcome in ["acked", "failed"] {
             PRODUCED.with_label_values(&[dlq.as_str(), outcome]);
         }
@@ -156,6 +156,13 @@ pub fn exposed_families() -> Vec<String> {
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE ").and_then(|t| t.split(' ').next()).map(String::from))
         .collect()
+}
+
+/// The families of `expected` that the default registry does not expose (yet):
+/// what a crate's `init()` test asserts is empty.
+pub fn missing_families<'a>(expected: &[&'a str]) -> Vec<&'a str> {
+    let exposed = exposed_families();
+    expected.iter().copied().filter(|f| !exposed.iter().any(|e| e == f)).collect()
 }
 
 /// The lag gauge's value for `group`'s `topic`/`partition` in this process,
@@ -188,7 +195,6 @@ mod tests {
             service: "s".into(),
             group_id: "g".into(),
             topics: vec!["metrics-init-topic".into()],
-            dlq_topic: None,
             args: ConsumerArgs::default(),
         };
         init_consumer(&settings);

@@ -85,8 +85,6 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
         service: "monitor".into(),
         group_id: cli.group_id.clone(),
         topics: vec![cli.performance_eval_topic.clone()],
-        // DLQ-performance-eval.
-        dlq_topic: None,
         args: cli.consumer.clone(),
     };
     let mut stage = StageRunner::start_ready(&cli.kafka, producer, &cli.admin, cancel).await?;

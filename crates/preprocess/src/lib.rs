@@ -207,7 +207,6 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
         service: "preprocess".into(),
         group_id: cli.group_id.clone(),
         topics: vec![cli.requests_topic.clone()],
-        dlq_topic: None,
         args: cli.consumer.clone(),
     };
     let mut stage = StageRunner::start_ready(&cli.kafka, producer, &cli.admin, cancel).await?;

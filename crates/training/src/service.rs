@@ -100,7 +100,6 @@ pub async fn run_service<T: ModelTrainer>(
         service: service.to_string(),
         group_id: cli.group_id.clone().unwrap_or_else(|| contracts::topology::own(service).group().to_string()),
         topics: vec![cli.training_data_topic.clone()],
-        dlq_topic: None,
         args: cli.consumer.clone(),
     };
     let mut stage = StageRunner::start_ready(&cli.kafka, producer, &cli.admin, cancel).await?;
