@@ -26,7 +26,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use contracts::topics::dlq_topic;
 use contracts::{DlqEnvelope, DlqError, FailureKind, V1};
 use flts_tests::*;
-use kafka_utils::consumer::{self, ConsumerArgs, ConsumerSettings};
+use kafka_utils::consumer::ConsumerArgs;
 use kafka_utils::dlq::{self, Written};
 use kafka_utils::{Handler, HandlerError, KafkaArgs, Producer, Record, RunSummary};
 use rdkafka::ClientConfig;
@@ -91,13 +91,7 @@ fn start(
     args: ConsumerArgs,
     handler: Arc<Decoder>,
 ) -> (DropGuard, tokio::task::JoinHandle<RunSummary>) {
-    let producer = Producer::new(&kafka, "hostile-test").expect("producer");
-    let settings =
-        ConsumerSettings { service: "hostile-test".into(), group_id: group.into(), topics: vec![topic.into()], args };
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let task = tokio::spawn(async move { consumer::run(&kafka, settings, producer, handler, c).await.expect("loop") });
-    (cancel.drop_guard(), task)
+    start_consumer(kafka, "hostile-test", topic, group, args, handler)
 }
 
 /// A bare rdkafka producer (librdkafka defaults: 1,000,000-byte messages).

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use flts_tests::*;
-use kafka_utils::consumer::{self, ConsumerArgs, ConsumerSettings};
+use kafka_utils::consumer::ConsumerArgs;
 use kafka_utils::{Handler, HandlerError, Producer, Record, RunSummary};
 use rdkafka::ClientConfig;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::Mutex;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::DropGuard;
 
 /// Records what it sees; fails retryably on payloads containing `poison`
 /// (`fail_times` times, 0 = always), decodes as a contract when `decode` is set,
@@ -88,17 +88,7 @@ fn start(
     args: ConsumerArgs,
     handler: Arc<Recorder>,
 ) -> (DropGuard, tokio::task::JoinHandle<RunSummary>) {
-    let kafka = stack().kafka.clone();
-    let producer = Producer::new(&kafka, "test-consumer").expect("producer");
-    let settings =
-        ConsumerSettings { service: "test-consumer".into(), group_id: group.into(), topics: vec![topic.into()], args };
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let task =
-        tokio::spawn(
-            async move { consumer::run(&kafka, settings, producer, handler, c).await.expect("consumer loop") },
-        );
-    (cancel.drop_guard(), task)
+    start_consumer(stack().kafka.clone(), "test-consumer", topic, group, args, handler)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -392,3 +392,29 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
         (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
     std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
 }
+
+/// A consumer loop of `service` over `topic` in `group`; dropping the guard
+/// stops it (also when an assertion panics, so a failing test does not hang
+/// on a loop nobody cancels).
+pub fn start_consumer<H: kafka_utils::Handler>(
+    kafka: KafkaArgs,
+    service: &str,
+    topic: &str,
+    group: &str,
+    args: kafka_utils::ConsumerArgs,
+    handler: std::sync::Arc<H>,
+) -> (tokio_util::sync::DropGuard, tokio::task::JoinHandle<kafka_utils::RunSummary>) {
+    let producer = kafka_utils::Producer::new(&kafka, service).expect("producer");
+    let settings = kafka_utils::ConsumerSettings {
+        service: service.into(),
+        group_id: group.into(),
+        topics: vec![topic.into()],
+        args,
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let c = cancel.clone();
+    let task = tokio::spawn(async move {
+        kafka_utils::consumer::run(&kafka, settings, producer, handler, c).await.expect("consumer loop")
+    });
+    (cancel.drop_guard(), task)
+}
