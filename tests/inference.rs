@@ -264,6 +264,7 @@ async fn the_fast_path_serves_a_fresh_model_until_a_promotion_wins() {
             model_sha256: Some(claim_check::sha256_hex(&net.to_onnx())),
             protocol: EvalProtocol::OneStepAhead,
             baselines: Baselines { last_value: Metrics { mse: 1.0, rmse: 1.0, mae: 1.0 }, seasonal_naive: None },
+            validation: None,
         })),
     };
     // No promotion yet: a SUCCESS is served at once.

@@ -59,6 +59,7 @@ async fn trained_run(w: &inference_world::World, model_type: ModelType, net: &Sy
             model_sha256: Some(digest),
             protocol: EvalProtocol::OneStepAhead,
             baselines: Baselines { last_value: m(1.0), seasonal_naive: None },
+            validation: None,
         })),
     };
     let success = serde_json::to_vec(&ev).expect("json");

@@ -147,6 +147,7 @@ impl World {
                 model_sha256: Some(digest),
                 protocol: EvalProtocol::OneStepAhead,
                 baselines: Baselines { last_value: m(baseline_rmse), seasonal_naive: None },
+                validation: None,
             })),
         };
         let uri = &run.info.artifact_uri;

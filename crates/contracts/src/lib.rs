@@ -11,6 +11,9 @@
 //! - [`messages`]: one struct per topic (seed 002 fields plus what FLTS adds).
 //! - [`promotion`]: the promotion objects (decision, pointer, sequence), their
 //!   keys, how inference confirms a model-selected record, model size limits.
+//! - [`ensemble`]: the ensemble artifact manifest eval writes and inference serves.
+//! - [`error`]: the one error policy: every machine [`error::Code`] with its
+//!   retry policy and meaning, and the [`error::Classified`] trait errors implement.
 //! - [`version`]: the `v` field, which rejects any version but 1 with a clear error.
 //! - [`decode`]: [`decode`](decode::decode) turns raw bytes into a message or a
 //!   [`DecodeError`] that names the offending field.
@@ -21,6 +24,8 @@
 //! required fields and a wrong `v` are decode errors.
 
 pub mod decode;
+pub mod ensemble;
+pub mod error;
 pub mod messages;
 pub mod promotion;
 pub mod schema;

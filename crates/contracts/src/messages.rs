@@ -40,23 +40,37 @@ impl ClaimCheck {
     }
 }
 
-/// The three model families of the pipeline.
+/// The model families of the pipeline: the three trained ones (one trainer
+/// stage each, see [`crate::topology`]) and the two eval composes itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ModelType {
     Gru,
     Lstm,
     Prophet,
+    /// A weighted mean of trained models, built by eval when it beats every
+    /// single model on validation (artifact: [`crate::ensemble::EnsembleManifest`]).
+    Ensemble,
+    /// A naive forecast (last value or seasonal naive) as an ONNX model,
+    /// promoted by eval when no trained model beats the naive baselines.
+    Baseline,
 }
 
 impl ModelType {
-    /// The wire name: GRU, LSTM or PROPHET.
+    /// The wire name: GRU, LSTM, PROPHET, ENSEMBLE or BASELINE.
     pub fn as_str(self) -> &'static str {
         match self {
             ModelType::Gru => "GRU",
             ModelType::Lstm => "LSTM",
             ModelType::Prophet => "PROPHET",
+            ModelType::Ensemble => "ENSEMBLE",
+            ModelType::Baseline => "BASELINE",
         }
+    }
+
+    /// Whether a trainer stage trains this type (eval composes the others).
+    pub fn is_trained(self) -> bool {
+        matches!(self, ModelType::Gru | ModelType::Lstm | ModelType::Prophet)
     }
 }
 
@@ -73,7 +87,9 @@ impl std::str::FromStr for ModelType {
             "GRU" => Ok(ModelType::Gru),
             "LSTM" => Ok(ModelType::Lstm),
             "PROPHET" => Ok(ModelType::Prophet),
-            other => Err(format!("unknown model type `{other}` (expected GRU, LSTM or PROPHET)")),
+            "ENSEMBLE" => Ok(ModelType::Ensemble),
+            "BASELINE" => Ok(ModelType::Baseline),
+            other => Err(format!("unknown model type `{other}` (expected GRU, LSTM, PROPHET, ENSEMBLE or BASELINE)")),
         }
     }
 }
@@ -158,6 +174,8 @@ pub enum ModelFormat {
     Onnx,
     /// Fitted Prophet parameters as JSON.
     ProphetJson,
+    /// A JSON manifest of weighted member models ([`crate::ensemble::EnsembleManifest`]).
+    Ensemble,
 }
 
 /// Where a model lives and what it expects.
@@ -197,6 +215,27 @@ pub struct TrainingSuccess {
     /// The protocol the test metrics and baselines were computed under.
     pub protocol: EvalProtocol,
     pub baselines: Baselines,
+    /// How the chosen candidate scored on the validation windows: what eval
+    /// chooses by (absent from trainers older than issue 18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+}
+
+/// Scores on the validation windows (the last part of the training part, see
+/// docs/data-contract.md), against raw actuals, in the dataset scaler's units
+/// like the test metrics. Every choice (preprocessing, seed, model type,
+/// ensemble weights) is made on these; the test part is only reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Validation {
+    pub metrics: Metrics,
+    /// The naive baselines on the same validation windows.
+    pub baselines: Baselines,
+    /// Validation windows scored.
+    pub windows: u32,
+    /// Candidates of this model type trained for the submission.
+    pub candidates: u32,
+    /// What the chosen candidate was trained with, e.g. `outliers = percentile`, `seed = 1`.
+    pub choice: BTreeMap<String, String>,
 }
 
 /// The lifecycle state carried by a `model-training` event.

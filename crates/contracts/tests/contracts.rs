@@ -50,6 +50,7 @@ fn success() -> ModelTraining {
             model_sha256: Some("d".repeat(64)),
             protocol: EvalProtocol::OneStepAhead,
             baselines: Baselines { last_value: metrics(0.2), seasonal_naive: Some(metrics(0.3)) },
+            validation: None,
         })),
     }
 }

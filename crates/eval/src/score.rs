@@ -122,6 +122,7 @@ pub(crate) mod tests {
                 },
                 protocol: EvalProtocol::OneStepAhead,
                 baselines: Baselines { last_value: m(baseline_rmse), seasonal_naive: Some(m(baseline_rmse * 2.0)) },
+                validation: None,
             })),
         }
     }

@@ -216,6 +216,10 @@ pub fn build(spec: &ModelSpec, model_bytes: &[u8], scaler: Scaler) -> Result<Arc
             ProphetNet::load(model_bytes, &a.targets, output_len)
                 .map_err(|e| LoadError::Invalid(format!("{}: {e}", a.path)))?,
         ),
+        // Served once H-inf's ensemble loader lands (issue 18).
+        ModelFormat::Ensemble => {
+            return Err(LoadError::Invalid(format!("{}: ensembles are not served yet", a.path)));
+        }
     };
     Model::new(ModelInfo::new(spec), scaler, net).map(Arc::new).map_err(|e| LoadError::Invalid(e.to_string()))
 }

@@ -134,6 +134,8 @@ pub fn model_files(d: &ModelDescription<'_>) -> Vec<(String, Vec<u8>)> {
                          "tensor-spec": { "dtype": "float64", "shape": [-1, k] } }]),
             )
         }
+        // Trainers never write ensembles (eval composes them).
+        ModelFormat::Ensemble => (json!([]), json!([])),
     };
     lines.extend([
         format!("mlflow_version: {}", quote(MLFLOW_VERSION)),

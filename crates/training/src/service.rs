@@ -349,6 +349,7 @@ impl<T: ModelTrainer> TrainHandler<T> {
                 model_sha256: Some(model_sha256.clone()),
                 protocol: trained.protocol,
                 baselines: data.baselines.clone(),
+                validation: None,
             })),
         );
         files.push((SUCCESS_ARTIFACT.into(), serde_json::to_vec_pretty(&success).unwrap_or_default()));
