@@ -808,6 +808,7 @@ fn parquet_seeds() -> Vec<Vec<u8>> {
             targets: vec!["down".into()],
             interval_ms: 120_000,
         },
+        gaps: Vec::new(),
     };
     let processed = dataset::write_processed(&scaler.transform(&frame).expect("scale"), &meta).expect("processed");
     vec![raw, processed]

@@ -589,6 +589,7 @@ fn processed(identifier: &str, rows: usize, features: usize) -> (Frame, Frame, P
             targets: vec!["down".into()],
             interval_ms: 120_000,
         },
+        gaps: Vec::new(),
     };
     (scaler.transform(&train).expect("scale"), scaler.transform(&test).expect("scale"), meta)
 }

@@ -200,6 +200,7 @@ fn pyarrow_reads_the_flts_metadata_of_processed_parquet() {
             targets: vec!["down".into()],
             interval_ms: 120_000,
         },
+        gaps: Vec::new(),
     };
     let bytes = dataset::write_processed(&scaler.transform(&raw).expect("scale"), &meta).expect("parquet");
     check_pyarrow_sees(&bytes, &meta);

@@ -336,6 +336,7 @@ fn processed(identifier: &str, rows: usize) -> Processed {
         config: json!({"test": true}),
         scaler: scaler.clone(),
         roles,
+        gaps: Vec::new(),
     };
     Processed { train: scaler.transform(&train).expect("scale"), test: scaler.transform(&test).expect("scale"), meta }
 }

@@ -35,6 +35,7 @@ async fn upload_dataset(identifier: &str, rows: usize) -> TrainingData {
         config: serde_json::json!({"test": true}),
         scaler: scaler.clone(),
         roles,
+        gaps: Vec::new(),
     };
     let store = ClaimCheckStore::new(&stack().s3);
     let put = |name: &str, frame: &Frame| {

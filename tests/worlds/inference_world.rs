@@ -169,6 +169,7 @@ impl World {
             config: json!({"test": true}),
             scaler: scaler(),
             roles: roles(),
+            gaps: Vec::new(),
         };
         let scaled = scaler().transform(&raw_frame()).expect("scale");
         let parquet = dataset::write_processed(&scaled, &meta).expect("parquet");

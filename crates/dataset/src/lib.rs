@@ -25,7 +25,8 @@ pub mod timestamp;
 pub use error::{DatasetError, Row};
 pub use limits::ReadLimits;
 pub use processed::{
-    META_CONFIG, META_CONFIG_HASH, META_ROLES, META_SCALER, read_processed, read_processed_limited, write_processed,
+    META_CONFIG, META_CONFIG_HASH, META_GAPS, META_ROLES, META_SCALER, read_processed, read_processed_limited,
+    write_processed,
 };
 pub use raw::{RawFormat, RawOptions, read_raw, write_raw_csv, write_raw_parquet};
 pub use timestamp::TimestampUnit;

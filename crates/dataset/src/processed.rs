@@ -24,6 +24,23 @@ pub const META_CONFIG: &str = "flts.config";
 pub const META_SCALER: &str = "flts.scaler";
 /// The column roles JSON.
 pub const META_ROLES: &str = "flts.roles";
+/// The long-gap ranges, a JSON array of `[first, last]` timestamps in ms;
+/// absent when there are none.
+pub const META_GAPS: &str = "flts.gaps";
+
+/// Gap ranges must each be `first <= last`, sorted and not overlapping.
+fn check_gaps(gaps: &[[i64; 2]]) -> Result<(), String> {
+    if let Some(g) = gaps.iter().find(|g| g[0] > g[1]) {
+        return Err(format!("range [{}, {}] ends before it starts", g[0], g[1]));
+    }
+    if let Some(w) = gaps.windows(2).find(|w| w[1][0] <= w[0][1]) {
+        return Err(format!(
+            "ranges [{}, {}] and [{}, {}] are not sorted and apart",
+            w[0][0], w[0][1], w[1][0], w[1][1]
+        ));
+    }
+    Ok(())
+}
 
 /// Check what the contract promises about processed data.
 fn check(frame: &Frame, roles: &Roles) -> Result<(), DatasetError> {
@@ -56,6 +73,7 @@ fn check(frame: &Frame, roles: &Roles) -> Result<(), DatasetError> {
 /// of `meta.roles`, in order, finite, with strictly increasing timestamps.
 pub fn write_processed(frame: &Frame, meta: &ProcessedMeta) -> Result<Vec<u8>, DatasetError> {
     check(frame, &meta.roles)?;
+    check_gaps(&meta.gaps).map_err(|m| DatasetError::Write(format!("{META_GAPS}: {m}")))?;
     let mut cols = Vec::with_capacity(frame.columns.len() + 1);
     cols.push(Int64Chunked::from_vec(meta.roles.timestamp.as_str().into(), frame.timestamps.clone()).into_column());
     for c in &frame.columns {
@@ -63,13 +81,18 @@ pub fn write_processed(frame: &Frame, meta: &ProcessedMeta) -> Result<Vec<u8>, D
     }
     let mut df = DataFrame::new(frame.len(), cols).map_err(|e| DatasetError::Write(e.to_string()))?;
     let roles = serde_json::to_string(&meta.roles).map_err(|e| DatasetError::Write(e.to_string()))?;
-    let kv = vec![
+    let mut kv = vec![
         (META_CONFIG_HASH.to_string(), meta.config_hash.clone()),
         // Value's Display is compact JSON.
         (META_CONFIG.to_string(), meta.config.to_string()),
         (META_SCALER.to_string(), meta.scaler.to_json()),
         (META_ROLES.to_string(), roles),
     ];
+    // Absent when there are none, so files without gaps read as before.
+    if !meta.gaps.is_empty() {
+        let gaps = serde_json::to_string(&meta.gaps).map_err(|e| DatasetError::Write(e.to_string()))?;
+        kv.push((META_GAPS.to_string(), gaps));
+    }
     // The same keys inside the Arrow schema, where pyarrow and pandas look.
     let kv = [vec![arrow_schema::arrow_schema_entry(&df, &kv)], kv].concat();
     let mut buf = Vec::new();
@@ -116,6 +139,11 @@ fn decode_processed(bytes: &[u8]) -> Result<(Frame, ProcessedMeta), DatasetError
     let scaler = Scaler::from_json(&get(META_SCALER)?).map_err(|e| bad(META_SCALER)(e.to_string()))?;
     let roles: Roles = serde_json::from_str(&get(META_ROLES)?).map_err(|e| bad(META_ROLES)(e.to_string()))?;
     roles.validate().map_err(|e| bad(META_ROLES)(e.to_string()))?;
+    let gaps: Vec<[i64; 2]> = match kv.iter().find(|e| e.key == META_GAPS).and_then(|e| e.value.as_deref()) {
+        Some(text) => serde_json::from_str(text).map_err(|e| bad(META_GAPS)(e.to_string()))?,
+        None => Vec::new(),
+    };
+    check_gaps(&gaps).map_err(bad(META_GAPS))?;
     let df = reader.finish().map_err(read_err)?;
 
     let ts_col = df.column(&roles.timestamp).map_err(read_err)?;
@@ -134,7 +162,7 @@ fn decode_processed(bytes: &[u8]) -> Result<(Frame, ProcessedMeta), DatasetError
     }
     let frame = Frame::new(timestamps, columns)?;
     check(&frame, &roles)?;
-    Ok((frame, ProcessedMeta { config_hash, config, scaler, roles }))
+    Ok((frame, ProcessedMeta { config_hash, config, scaler, roles, gaps }))
 }
 
 #[cfg(test)]
@@ -160,6 +188,7 @@ mod tests {
             config: serde_json::json!({"a": 1, "b": [1, 2]}),
             scaler,
             roles,
+            gaps: Vec::new(),
         };
         (frame, meta)
     }
@@ -172,6 +201,28 @@ mod tests {
         let (back, back_meta) = read_processed(&bytes).unwrap();
         assert_eq!(back, frame);
         assert_eq!(back_meta, meta);
+    }
+
+    #[test]
+    fn gaps_round_trip_and_are_absent_when_empty() {
+        let (frame, mut meta) = sample();
+        let key = |bytes: &[u8]| {
+            let mut reader = ParquetReader::new(Cursor::new(bytes));
+            let kv = reader.get_metadata().unwrap().key_value_metadata().clone().unwrap();
+            kv.iter().find(|e| e.key == META_GAPS).and_then(|e| e.value.clone())
+        };
+        let bytes = write_processed(&frame, &meta).unwrap();
+        assert_eq!(key(&bytes), None, "no gaps, no key: old readers and files agree");
+        assert!(read_processed(&bytes).unwrap().1.gaps.is_empty());
+        meta.gaps = vec![[0, 120_000], [360_000, 360_000]];
+        let bytes = write_processed(&frame, &meta).unwrap();
+        assert_eq!(key(&bytes).as_deref(), Some("[[0,120000],[360000,360000]]"));
+        assert_eq!(read_processed(&bytes).unwrap().1, meta);
+        meta.gaps = vec![[0, 240_000], [120_000, 360_000]];
+        let e = write_processed(&frame, &meta).unwrap_err();
+        assert!(e.to_string().contains("flts.gaps: ranges [0, 240000] and [120000, 360000] are not sorted"), "{e}");
+        meta.gaps = vec![[5, 4]];
+        assert!(write_processed(&frame, &meta).is_err());
     }
 
     #[test]

@@ -237,7 +237,8 @@ impl Processed {
     /// Encode both parts with their metadata, and the scaler JSON.
     pub fn encode(self, config_hash: &str, canonical: serde_json::Value) -> Result<Encoded, PreprocessError> {
         let Processed { train, test, scaler, roles, stats } = self;
-        let meta = ProcessedMeta { config_hash: config_hash.to_string(), config: canonical, scaler, roles };
+        let meta =
+            ProcessedMeta { config_hash: config_hash.to_string(), config: canonical, scaler, roles, gaps: Vec::new() };
         // Each part is dropped once encoded: peak memory is one part in two forms.
         let train_bytes = dataset::write_processed(&train, &meta)?;
         drop(train);

@@ -43,6 +43,13 @@ pub struct ProcessedMeta {
     pub scaler: Scaler,
     /// Column roles (`flts.roles`).
     pub roles: Roles,
+    /// Rows whose values preprocess invented to fill a gap longer than
+    /// `clean.fill_limit` (`flts.gaps`): inclusive `[first, last]` timestamps
+    /// (ms UTC) of each run of such rows, sorted, not overlapping, covering
+    /// both parts. No window may read or score a row inside one. Empty (and
+    /// the key absent) when there are none.
+    #[serde(default)]
+    pub gaps: Vec<[i64; 2]>,
 }
 
 impl Scaler {
@@ -276,6 +283,7 @@ mod tests {
                 targets: names(&["a"]),
                 interval_ms: 120_000,
             },
+            gaps: vec![[0, 120_000]],
         };
         let json = serde_json::to_string(&meta).unwrap();
         assert_eq!(serde_json::from_str::<ProcessedMeta>(&json).unwrap(), meta);

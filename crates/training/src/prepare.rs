@@ -91,6 +91,7 @@ mod tests {
                 targets: vec!["b".into()],
                 interval_ms: 3_600_000,
             },
+            gaps: Vec::new(),
         }
     }
 

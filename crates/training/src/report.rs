@@ -245,8 +245,13 @@ mod tests {
         let scaler = Scaler::fit(ScalerKind::MinMax, &frame(0, 100), &names, &[]).unwrap();
         let roles =
             Roles { timestamp: "timestamp".into(), features: names, targets: vec!["b".into()], interval_ms: 3_600_000 };
-        let meta =
-            ProcessedMeta { config_hash: "h".into(), config: serde_json::json!({}), scaler: scaler.clone(), roles };
+        let meta = ProcessedMeta {
+            config_hash: "h".into(),
+            config: serde_json::json!({}),
+            scaler: scaler.clone(),
+            roles,
+            gaps: Vec::new(),
+        };
         let (train, test) = (scaler.transform(&frame(0, 60)).unwrap(), scaler.transform(&frame(60, 14)).unwrap());
         let args = WindowArgs { input_seq_len: 10, output_seq_len: 2, validation_fraction: 0.2 };
         Prepared::new(train, test, meta, &args).unwrap()
