@@ -425,3 +425,54 @@ async fn one_shot_cli_with_a_test_file_and_local_once_mode() {
     assert_eq!(Scaler::from_json(&scaler).expect("scaler"), meta.scaler);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+/// A real-looking file submitted with no config at all: the `time` column is
+/// found, the first column is the one target, a 195-row hole in 8 of 11
+/// columns is filled and listed in `flts.gaps`, outlier settings change only
+/// the recorded config (never the data), and a mostly-gap file fails clearly.
+#[tokio::test]
+async fn defaults_handle_a_real_file_with_a_long_gap() {
+    let w = World::new("pp-defaults").await;
+    let spec = Spec { rows: 4_000, gap_every: 0, spikes: 5, long_gap: Some((1_500, 195)), ..Default::default() };
+    let raw = traffic(&spec);
+    let input = upload(&w.identifier, "site.csv", dataset::write_raw_csv(&raw, "time")).await;
+    let pre = |config: Value| {
+        let producer = Producer::new(&stack().kafka, "preprocess-test").expect("producer");
+        Preprocessor::new(Settings { file: json!({}), ..w.settings(config) }, store(), producer)
+    };
+
+    let o = pre(json!({})).run_job(&w.job(&input)).await.expect("defaults process the file");
+    let (train, meta) = dataset::read_processed(&store().get(&o.training.train).await.expect("get")).expect("train");
+    let (test, _) = dataset::read_processed(&store().get(&o.training.test).await.expect("get")).expect("test");
+    assert_eq!(meta.config["settings"]["timestamp_column"], Value::Null, "found, not configured");
+    assert_eq!(meta.config["settings"]["clean"]["outliers"], json!("auto"));
+    assert_eq!(meta.config["format"], json!(preprocess::config::FORMAT_VERSION));
+    assert_eq!(meta.roles.timestamp, "timestamp");
+    assert_eq!(meta.roles.targets, ["down"], "the first numeric column");
+    assert_eq!(meta.roles.features, dataset::generate::COLUMNS);
+    assert_eq!(meta.gaps, vec![[raw.timestamps[1_500], raw.timestamps[1_694]]]);
+    assert_eq!(train.len() + test.len(), 4_000, "nothing dropped");
+    let in_gap = train.timestamps.iter().filter(|t| (raw.timestamps[1_500]..=raw.timestamps[1_694]).contains(t));
+    assert_eq!(in_gap.count(), 195);
+
+    // Outliers are the trainers' business: recorded in the config, the data as without them.
+    let pinned = pre(json!({"clean": {"outliers": "percentile"}})).run_job(&w.job(&input)).await.expect("percentile");
+    assert_ne!(pinned.config_hash, o.config_hash, "another setting, another version");
+    let (pinned_train, pinned_meta) =
+        dataset::read_processed(&store().get(&pinned.training.train).await.expect("get")).expect("train");
+    assert_eq!(pinned_meta.config["settings"]["clean"]["outliers"], json!("percentile"));
+    assert_eq!(pinned_train, train, "the spikes are not clipped");
+    assert_eq!((pinned_meta.scaler, pinned_meta.gaps), (meta.scaler, meta.gaps));
+
+    // Mostly gap: refused with the numbers, nothing written.
+    let id = unique("site-holes");
+    let holes = traffic(&Spec { rows: 1_000, gap_every: 0, long_gap: Some((100, 600)), ..Default::default() });
+    let input = upload(&id, "holes.csv", dataset::write_raw_csv(&holes, "time")).await;
+    let e = pre(json!({})).run_job(&Job { identifier: id.clone(), ..w.job(&input) }).await.expect_err("mostly gap");
+    assert_eq!(
+        e.to_string(),
+        "train part: mostly gap: 600 of 800 rows are in gaps longer than clean.fill_limit = 30; fix the input or \
+         raise fill_limit"
+    );
+    assert!(store().list(BUCKET, &format!("{id}/")).await.expect("list").is_empty());
+}

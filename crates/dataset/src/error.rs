@@ -38,6 +38,13 @@ pub enum DatasetError {
     TimestampOutOfRange { file: String, row: Row, column: String, ms: i64 },
     #[error("{file}: {row}, column `{column}`: `{value}` is not a number")]
     NotNumeric { file: String, row: Row, column: String, value: String },
+    #[error(
+        "{file}: no timestamp column: none is named time, timestamp, datetime, date or ds, and {why}; \
+         set timestamp_column (columns: {columns:?})"
+    )]
+    NoTimestampColumn { file: String, why: &'static str, columns: Vec<String> },
+    #[error("{file}: cannot tell which column is the timestamp: {candidates:?} {why}; set timestamp_column")]
+    AmbiguousTimestampColumn { file: String, why: &'static str, candidates: Vec<String> },
     #[error("{file}: column `{column}` has type {dtype}, which is not {expected}")]
     UnsupportedType { file: String, column: String, dtype: String, expected: &'static str },
     #[error("{file}: {what} is over the limit {limit} = {max}")]

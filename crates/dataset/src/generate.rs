@@ -1,7 +1,8 @@
 //! A deterministic generator of realistic base-station traffic, shaped like
 //! the Barcelona LTE (El Born) measurements: daily and weekly seasonality, a
 //! slow trend, noise, bursts of activity, a few gaps in time and a few blank
-//! cells. Same spec, same bytes, on every machine.
+//! cells; optionally traffic spikes in the training period and one long gap,
+//! as real base-station files have. Same spec, same bytes, on every machine.
 //!
 //! ```
 //! let frame = dataset::generate::traffic(&dataset::generate::Spec { rows: 1_000, ..Default::default() });
@@ -40,7 +41,22 @@ pub struct Spec {
     pub gap_every: usize,
     /// Roughly one blank cell (NaN) per this many rows; 0 = none.
     pub nan_every: usize,
+    /// Short spikes (1-6 rows at 5-20x the local level of the traffic
+    /// columns [`SPIKE_COLUMNS`]), placed in the first 80% of the rows only:
+    /// the training period of a default split. 0 = none.
+    pub spikes: usize,
+    /// `(start_row, rows)`: that many rows from `start_row` are blank in the
+    /// [`LONG_GAP_COLUMNS`] (most columns, targets included), like the 6.5 h
+    /// hole of a real El Born file. Rows past the end are ignored.
+    pub long_gap: Option<(usize, usize)>,
 }
+
+/// The load-proportional columns that [`Spec::spikes`] multiply.
+pub const SPIKE_COLUMNS: [&str; 5] = ["down", "up", "rnti_count", "rb_down", "rb_up"];
+
+/// The columns blank during [`Spec::long_gap`]: 8 of the 11.
+pub const LONG_GAP_COLUMNS: [&str; 8] =
+    ["down", "up", "rnti_count", "mcs_down", "mcs_up", "rb_down", "rb_up", "mcs_up_var"];
 
 impl Default for Spec {
     fn default() -> Self {
@@ -51,6 +67,8 @@ impl Default for Spec {
             interval_ms: 120_000,
             gap_every: 2_000,
             nan_every: 500,
+            spikes: 0,
+            long_gap: None,
         }
     }
 }
@@ -155,7 +173,51 @@ pub fn traffic(spec: &Spec) -> Frame {
             cols[c][i] = f64::NAN;
         }
     }
-    Frame { timestamps, columns: COLUMNS.iter().zip(cols).map(|(name, values)| Column::new(*name, values)).collect() }
+    let mut frame = Frame {
+        timestamps,
+        columns: COLUMNS.iter().zip(cols).map(|(name, values)| Column::new(*name, values)).collect(),
+    };
+    // Own generators, so that specs without spikes or a long gap are unchanged.
+    add_spikes(&mut frame, spec.spikes, &mut Rng(spec.seed ^ 0x5B1C_E5ED));
+    if let Some((start, rows)) = spec.long_gap {
+        for c in frame.columns.iter_mut().filter(|c| LONG_GAP_COLUMNS.contains(&c.name.as_str())) {
+            let end = start.saturating_add(rows).min(c.values.len());
+            c.values.get_mut(start.min(end)..end).into_iter().flatten().for_each(|v| *v = f64::NAN);
+        }
+    }
+    frame
+}
+
+/// `count` spikes of 1-6 rows at 5-20x the local level of [`SPIKE_COLUMNS`],
+/// starting in the first 80% of the rows and ending before it ends.
+fn add_spikes(frame: &mut Frame, count: usize, rng: &mut Rng) {
+    let train_rows = frame.len() * 4 / 5;
+    if count == 0 || train_rows < 8 {
+        return;
+    }
+    let mut taken = vec![false; train_rows];
+    for _ in 0..count {
+        let len = 1 + rng.below(6);
+        let mut start = rng.below(train_rows - len);
+        // Spikes do not overlap (a few tries; a crowded series gets fewer).
+        for _ in 0..20 {
+            if !taken[start.saturating_sub(1)..start + len + 1].contains(&true) {
+                break;
+            }
+            start = rng.below(train_rows - len);
+        }
+        if taken[start..start + len].contains(&true) {
+            continue;
+        }
+        taken[start..start + len].iter_mut().for_each(|t| *t = true);
+        let gain = 5.0 + 15.0 * rng.uniform();
+        for c in frame.columns.iter_mut().filter(|c| SPIKE_COLUMNS.contains(&c.name.as_str())) {
+            let round = c.name == "rnti_count";
+            for v in &mut c.values[start..start + len] {
+                *v = if round { (*v * gain).round() } else { *v * gain };
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +234,36 @@ mod tests {
         let spec = Spec { rows: 3_000, ..Default::default() };
         assert!(bits(&traffic(&spec)) == bits(&traffic(&spec)));
         assert!(bits(&traffic(&spec)) != bits(&traffic(&Spec { seed: 7, ..spec.clone() })));
+    }
+
+    #[test]
+    fn spikes_stay_in_training_and_the_long_gap_blanks_most_columns() {
+        let base = Spec { rows: 5_000, nan_every: 0, ..Default::default() };
+        let plain = traffic(&base);
+        assert!(bits(&plain) == bits(&traffic(&Spec { spikes: 0, long_gap: None, ..base.clone() })));
+        let spiky = traffic(&Spec { spikes: 6, ..base.clone() });
+        assert_eq!(spiky.timestamps, plain.timestamps, "spikes change values, not times");
+        let down = (plain.column("down").unwrap(), spiky.column("down").unwrap());
+        let changed: Vec<usize> = (0..5_000).filter(|&i| down.0[i] != down.1[i]).collect();
+        assert!((6..=36).contains(&changed.len()), "{} spiked rows", changed.len());
+        assert!(changed.iter().all(|&i| i < 4_000), "spikes only in the first 80%: {changed:?}");
+        for &i in &changed {
+            let gain = down.1[i] / down.0[i];
+            assert!((5.0..=20.0).contains(&gain), "row {i}: gain {gain}");
+        }
+        assert!(spiky.column("mcs_down").unwrap() == plain.column("mcs_down").unwrap(), "only traffic columns");
+
+        let holed = traffic(&Spec { long_gap: Some((1_000, 195)), ..base });
+        for c in &holed.columns {
+            let blank = c.values.iter().filter(|v| v.is_nan()).count();
+            let want = if LONG_GAP_COLUMNS.contains(&c.name.as_str()) { 195 } else { 0 };
+            assert_eq!(blank, want, "{}", c.name);
+            if want > 0 {
+                assert!(c.values[1_000..1_195].iter().all(|v| v.is_nan()), "{}", c.name);
+            }
+        }
+        let tail = traffic(&Spec { rows: 100, long_gap: Some((90, 50)), ..Default::default() });
+        assert_eq!(tail.column("down").unwrap().iter().filter(|v| v.is_nan()).count(), 10, "clipped at the end");
     }
 
     #[test]

@@ -28,5 +28,7 @@ pub use processed::{
     META_CONFIG, META_CONFIG_HASH, META_GAPS, META_ROLES, META_SCALER, read_processed, read_processed_limited,
     write_processed,
 };
-pub use raw::{RawFormat, RawOptions, read_raw, write_raw_csv, write_raw_parquet};
+pub use raw::{
+    RawFormat, RawOptions, TIMESTAMP_NAMES, find_timestamp_column, read_raw, write_raw_csv, write_raw_parquet,
+};
 pub use timestamp::TimestampUnit;

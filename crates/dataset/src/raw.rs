@@ -21,6 +21,14 @@ use crate::timestamp::{MAX_MS, MIN_MS, TimestampUnit, parse_iso, parse_with_form
 /// Rows polars looks at to infer CSV column types.
 const INFER_ROWS: usize = 10_000;
 
+/// Names that mark the timestamp column when none is given, in order of
+/// preference, compared case-insensitively.
+pub const TIMESTAMP_NAMES: [&str; 5] = ["time", "timestamp", "datetime", "date", "ds"];
+
+/// CSV rows looked at to pick the columns that may hold date-times (each
+/// such column is then checked whole).
+const DETECT_ROWS: usize = 100;
+
 /// The two input formats, told apart by Parquet's magic bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawFormat {
@@ -132,6 +140,55 @@ fn read_raw_inner(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, 
     Ok(Frame::new(timestamps, columns)?)
 }
 
+/// The timestamp column of a raw file when the user names none
+/// (`opts.timestamp_column` is ignored): the first column named (any case)
+/// as in [`TIMESTAMP_NAMES`], in that order; else the only Datetime or Date
+/// column of a Parquet file, or the only CSV column whose every value parses
+/// as a date-time (ISO 8601, or `opts.timestamp_format`; epoch numbers are
+/// never guessed). None or several candidates is an error that says to set
+/// `timestamp_column`. Limits are checked before anything is decoded.
+pub fn find_timestamp_column(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<String, DatasetError> {
+    let format = RawFormat::detect(bytes);
+    crate::limits::no_panic(file, format.name(), || {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(DatasetError::EmptyFile { file: file.into() });
+        }
+        let names = match format {
+            RawFormat::Csv => {
+                let header = csv_header(bytes, opts.separator);
+                limits::check_csv(file, &header, bytes, &opts.limits)?;
+                header
+            }
+            RawFormat::Parquet => {
+                limits::check_parquet(file, bytes, &opts.limits)?;
+                let names = parquet_columns(file, bytes)?;
+                limits::duplicate_names(file, &names)?;
+                names
+            }
+        };
+        if let Some(name) = TIMESTAMP_NAMES.iter().find_map(|t| names.iter().find(|n| n.eq_ignore_ascii_case(t))) {
+            return Ok(name.clone());
+        }
+        let reader = Reader { file, format, opts };
+        let (candidates, why) = match format {
+            RawFormat::Parquet => (reader.parquet_time_columns(bytes)?, "no column has a Datetime or Date type"),
+            RawFormat::Csv => (reader.csv_time_columns(bytes, &names)?, "no column holds only date-times"),
+        };
+        match candidates.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(DatasetError::NoTimestampColumn { file: file.into(), why, columns: names }),
+            _ => Err(DatasetError::AmbiguousTimestampColumn {
+                file: file.into(),
+                why: match format {
+                    RawFormat::Parquet => "all have a Datetime or Date type",
+                    RawFormat::Csv => "all hold only date-times",
+                },
+                candidates,
+            }),
+        }
+    })
+}
+
 /// Column names from the CSV header line (quotes and a BOM stripped).
 fn csv_header(bytes: &[u8], separator: u8) -> Vec<String> {
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -235,6 +292,58 @@ impl Reader<'_> {
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish()
             .map_err(|e| self.read_error(e))
+    }
+
+    /// Whether a text value is a date-time (by the given format, else ISO 8601).
+    fn is_datetime(&self, s: &str) -> bool {
+        match &self.opts.timestamp_format {
+            Some(f) => parse_with_format(s, f).is_some(),
+            None => parse_iso(s).is_some(),
+        }
+    }
+
+    /// CSV columns whose every value is a date-time: those whose first
+    /// [`DETECT_ROWS`] values are, each then checked whole.
+    fn csv_time_columns(&self, bytes: &[u8], names: &[String]) -> Result<Vec<String>, DatasetError> {
+        let all_datetimes = |col: &PlColumn| -> Result<bool, DatasetError> {
+            let ca = col.str().map_err(|e| self.read_error(e))?;
+            Ok(!ca.is_empty() && ca.iter().all(|v| v.map(str::trim).is_some_and(|s| self.is_datetime(s))))
+        };
+        let all: std::sync::Arc<[PlSmallStr]> = names.iter().map(|c| PlSmallStr::from(c.as_str())).collect();
+        let sample = CsvReadOptions::default()
+            .with_has_header(true)
+            .with_columns(Some(all))
+            .with_n_rows(Some(DETECT_ROWS))
+            .with_infer_schema_length(Some(0))
+            .with_parse_options(CsvParseOptions::default().with_separator(self.opts.separator))
+            .into_reader_with_file_handle(Cursor::new(bytes))
+            .finish()
+            .map_err(|e| self.read_error(e))?;
+        let mut found = Vec::new();
+        for col in sample.columns() {
+            if all_datetimes(col)? {
+                found.push(col.name().to_string());
+            }
+        }
+        let mut candidates = Vec::new();
+        for name in found {
+            let whole = self.csv(bytes, std::slice::from_ref(&name), true)?;
+            if all_datetimes(whole.column(&name).map_err(|e| self.read_error(e))?)? {
+                candidates.push(name);
+            }
+        }
+        Ok(candidates)
+    }
+
+    /// Parquet columns of a Datetime or Date type.
+    fn parquet_time_columns(&self, bytes: &[u8]) -> Result<Vec<String>, DatasetError> {
+        use polars_arrow::datatypes::ArrowDataType as A;
+        let schema = ParquetReader::new(Cursor::new(bytes)).schema().map_err(|e| self.read_error(e))?;
+        Ok(schema
+            .iter()
+            .filter(|(_, field)| matches!(field.dtype, A::Timestamp(..) | A::Date32 | A::Date64))
+            .map(|(name, _)| name.to_string())
+            .collect())
     }
 
     fn parquet(&self, bytes: &[u8], wanted: &[String]) -> Result<DataFrame, DatasetError> {
@@ -523,6 +632,61 @@ mod tests {
             e.to_string(),
             format!("in.csv: row {} (line {}), column `down`: `n/a` is not a number", INFER_ROWS + 21, INFER_ROWS + 22)
         );
+    }
+
+    #[test]
+    fn timestamp_column_is_found_by_name_then_by_values() {
+        let find = |text: &str| find_timestamp_column("in.csv", text.as_bytes(), &RawOptions::default());
+        // By name, any case, in the order time, timestamp, datetime, date, ds.
+        assert_eq!(find("v,Time\n1,2018-03-28 15:56:00\n").unwrap(), "Time");
+        assert_eq!(find("ds,v,TIMESTAMP\n2018-03-28,1,2018-03-28\n").unwrap(), "TIMESTAMP");
+        assert_eq!(find("date,ds\n2018-03-28,2018-03-28\n").unwrap(), "date");
+        // Else the only column of date-times; epoch numbers are never guessed.
+        assert_eq!(find("v,when,n\n1,2018-03-28 15:56:00,3\n2,2018-03-28T15:58:00Z,4\n").unwrap(), "when");
+        let e = find("v,epoch\n1,1522252560\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "in.csv: no timestamp column: none is named time, timestamp, datetime, date or ds, and no column \
+             holds only date-times; set timestamp_column (columns: [\"v\", \"epoch\"])"
+        );
+        let e = find("start,end,v\n2018-03-28,2018-03-29,1\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "in.csv: cannot tell which column is the timestamp: [\"start\", \"end\"] all hold only date-times; \
+             set timestamp_column"
+        );
+        // A column that is date-times only in its first rows is not one.
+        let mut text = String::from("when,v\n");
+        for i in 0..DETECT_ROWS + 5 {
+            text.push_str(if i == DETECT_ROWS + 2 { "soon,1\n" } else { "2018-03-28 15:56:00,1\n" });
+        }
+        assert!(matches!(find(&text), Err(DatasetError::NoTimestampColumn { .. })), "{:?}", find(&text));
+        // A given format finds other layouts.
+        let o = RawOptions { timestamp_format: Some("%d/%m/%Y %H:%M".into()), ..Default::default() };
+        assert_eq!(find_timestamp_column("eu.csv", b"v,when\n1,28/03/2018 15:56\n", &o).unwrap(), "when");
+        assert!(matches!(find(" \n"), Err(DatasetError::EmptyFile { .. })));
+    }
+
+    #[test]
+    fn parquet_timestamp_column_is_found_by_type() {
+        let f = traffic(&Spec { rows: 50, ..Default::default() });
+        let bytes = write_raw_parquet(&f, "measured_at").unwrap();
+        assert_eq!(find_timestamp_column("in.parquet", &bytes, &RawOptions::default()).unwrap(), "measured_at");
+        let bytes = write_raw_parquet(&f, "Date").unwrap();
+        assert_eq!(find_timestamp_column("in.parquet", &bytes, &RawOptions::default()).unwrap(), "Date");
+        // No Datetime column: the numbers are not guessed.
+        let mut df = DataFrame::new(
+            2,
+            vec![
+                Int64Chunked::from_vec("epoch".into(), vec![1, 2]).into_column(),
+                Float64Chunked::from_vec("v".into(), vec![1.0, 2.0]).into_column(),
+            ],
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        ParquetWriter::new(&mut buf).finish(&mut df).unwrap();
+        let e = find_timestamp_column("in.parquet", &buf, &RawOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("no column has a Datetime or Date type; set timestamp_column"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub struct GenerateArgs {
     /// Seed of the generator (same seed, same file).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Short traffic spikes (5-20x the local level) in the first 80% of the rows, the training period.
+    #[arg(long, default_value_t = 0)]
+    pub spikes: usize,
+    /// A long gap, START:ROWS: rows START.. blank in 8 of the 11 columns (targets included).
+    #[arg(long, value_name = "START:ROWS", value_parser = parse_long_gap)]
+    pub long_gap: Option<(usize, usize)>,
     /// CSV file to write.
     #[arg(long)]
     pub output: PathBuf,
@@ -31,12 +37,25 @@ pub struct GenerateArgs {
 
 /// `flts generate`
 pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
-    let spec = dataset::generate::Spec { rows: args.rows, seed: args.seed, ..Default::default() };
+    let spec = dataset::generate::Spec {
+        rows: args.rows,
+        seed: args.seed,
+        spikes: args.spikes,
+        long_gap: args.long_gap,
+        ..Default::default()
+    };
     let frame = dataset::generate::traffic(&spec);
     let csv = dataset::write_raw_csv(&frame, "timestamp");
     std::fs::write(&args.output, csv).with_context(|| format!("write {}", args.output.display()))?;
     println!("wrote {} rows x {} columns to {}", frame.len(), frame.columns.len(), args.output.display());
     Ok(())
+}
+
+/// `START:ROWS` of `--long-gap`.
+fn parse_long_gap(s: &str) -> Result<(usize, usize), String> {
+    let parse = |v: &str| v.trim().parse::<usize>().map_err(|e| format!("`{v}`: {e}"));
+    let (start, rows) = s.split_once(':').ok_or_else(|| format!("expected START:ROWS, got `{s}`"))?;
+    Ok((parse(start)?, parse(rows)?))
 }
 
 /// Flags of `flts report`.
@@ -310,6 +329,13 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_800_000_000 + secs, 0).single().expect("valid time")
+    }
+
+    #[test]
+    fn long_gap_flag_is_start_and_rows() {
+        assert_eq!(parse_long_gap("4000:195"), Ok((4000, 195)));
+        assert!(parse_long_gap("4000").unwrap_err().contains("START:ROWS"));
+        assert!(parse_long_gap("a:1").is_err());
     }
 
     fn request(secs: i64) -> PreprocessRequest {

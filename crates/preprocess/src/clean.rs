@@ -1,6 +1,7 @@
 //! Cleaning steps on a [`Frame`], each a plain function so it can be switched
 //! off and tested alone: order, duplicates, interval detection,
-//! regularisation, outlier bounds, gap filling, unfilled rows, sampling.
+//! regularisation, long gaps, gap filling, unfilled rows. Outliers are not
+//! handled here: the trainers clip model inputs (`series::outliers`).
 
 use series::{Column, Frame};
 
@@ -156,67 +157,66 @@ pub fn regularize(frame: Frame, interval: i64, anchor: i64, part: &str) -> Resul
     Ok((Frame { timestamps, columns }, slots - occupied))
 }
 
-/// Percentile `p` (0-100) of `sorted_or_not` with linear interpolation
-/// between closest ranks (numpy's default). NaN values must be removed first.
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    let n = values.len();
-    let pos = p / 100.0 * (n - 1) as f64;
-    let k = pos.floor() as usize;
-    let (_, at_k, right) = values.select_nth_unstable_by(k, f64::total_cmp);
-    let lo = *at_k;
-    let hi = right.iter().copied().min_by(f64::total_cmp).unwrap_or(lo);
-    lo + (hi - lo) * (pos - k as f64)
-}
+/// A part with more than this share of its rows inside gaps longer than
+/// `clean.fill_limit` fails ("mostly gap"): too little of it was measured.
+pub const MAX_LONG_GAP_SHARE: f64 = 0.5;
 
-/// Per-column clip bounds fitted on the training part.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Bounds(pub Vec<(String, f64, f64)>);
-
-/// Fit bounds for every column of `frame`: percentiles or Q1/Q3 ± k·IQR.
-pub fn fit_bounds(frame: &Frame, method: crate::config::OutlierMethod, c: &crate::config::CleanConfig) -> Bounds {
-    use crate::config::OutlierMethod;
-    let mut out = Vec::new();
-    for col in &frame.columns {
-        let mut v: Vec<f64> = col.values.iter().copied().filter(|x| !x.is_nan()).collect();
-        if v.is_empty() {
-            continue;
-        }
-        let (lo, hi) = match method {
-            OutlierMethod::None => continue,
-            OutlierMethod::Percentile => {
-                (percentile(&mut v, c.outlier_lower_pct), percentile(&mut v, c.outlier_upper_pct))
-            }
-            OutlierMethod::Iqr => {
-                let (q1, q3) = (percentile(&mut v, 25.0), percentile(&mut v, 75.0));
-                (q1 - c.outlier_iqr_k * (q3 - q1), q3 + c.outlier_iqr_k * (q3 - q1))
-            }
-        };
-        out.push((col.name.clone(), lo, hi));
+/// Rows inside a run of missing values longer than `limit` rows in any
+/// column (`limit` 0: no run is too long).
+pub fn long_gap_rows(frame: &Frame, limit: usize) -> Vec<bool> {
+    let mut mask = vec![false; frame.len()];
+    if limit == 0 {
+        return mask;
     }
-    Bounds(out)
-}
-
-/// Clip to `bounds`; returns the number of values changed.
-pub fn clip(frame: &mut Frame, bounds: &Bounds) -> usize {
-    let mut changed = 0;
-    for (name, lo, hi) in &bounds.0 {
-        if let Some(c) = frame.columns.iter_mut().find(|c| &c.name == name) {
-            for v in c.values.iter_mut().filter(|v| !v.is_nan()) {
-                let clipped = v.clamp(*lo, *hi);
-                if clipped != *v {
-                    *v = clipped;
-                    changed += 1;
-                }
+    for c in &frame.columns {
+        let mut i = 0;
+        while i < c.values.len() {
+            let run = c.values[i..].iter().take_while(|v| v.is_nan()).count();
+            if run > limit {
+                mask[i..i + run].iter_mut().for_each(|m| *m = true);
             }
+            i += run.max(1);
         }
     }
-    changed
+    mask
 }
 
-/// Fill runs of NaN no longer than `limit` rows (0: any length). Forward
-/// fill needs a value before the run, linear one on both sides; constant
-/// fills any run. Returns the number of values filled.
-pub fn fill(frame: &mut Frame, method: crate::config::FillMethod, value: f64, limit: usize) -> usize {
+/// Runs of `true` in `mask` as inclusive `[first, last]` timestamps.
+pub fn ranges(timestamps: &[i64], mask: &[bool]) -> Vec<[i64; 2]> {
+    let mut out: Vec<[i64; 2]> = Vec::new();
+    let mut open = false;
+    for (&t, &m) in timestamps.iter().zip(mask) {
+        match (m, open, out.last_mut()) {
+            (true, true, Some(r)) => r[1] = t,
+            (true, _, _) => out.push([t, t]),
+            _ => {}
+        }
+        open = m;
+    }
+    out
+}
+
+/// Whether each row of `timestamps` lies inside one of `ranges` (sorted).
+pub fn in_ranges(timestamps: &[i64], ranges: &[[i64; 2]]) -> Vec<bool> {
+    timestamps
+        .iter()
+        .map(|t| {
+            let i = ranges.partition_point(|r| r[1] < *t);
+            ranges.get(i).is_some_and(|r| r[0] <= *t)
+        })
+        .collect()
+}
+
+/// The rows of `frame` where `mask` is false.
+pub fn without(frame: &Frame, mask: &[bool]) -> Frame {
+    let keep: Vec<usize> = (0..frame.len()).filter(|&i| !mask[i]).collect();
+    take(frame, &keep)
+}
+
+/// Fill runs of NaN, whatever their length (long ones are recorded apart,
+/// see [`long_gap_rows`]). Forward fill needs a value before the run, linear
+/// one on both sides; constant fills any run. Returns the number of values filled.
+pub fn fill(frame: &mut Frame, method: crate::config::FillMethod, value: f64) -> usize {
     use crate::config::FillMethod;
     if method == FillMethod::None {
         return 0;
@@ -236,9 +236,6 @@ pub fn fill(frame: &mut Frame, method: crate::config::FillMethod, value: f64, li
                 i += 1;
             }
             let (len, before, after) = (i - start, start.checked_sub(1).map(|j| v[j]), (i < n).then(|| v[i]));
-            if limit > 0 && len > limit {
-                continue;
-            }
             match (method, before, after) {
                 (FillMethod::Constant, _, _) => v[start..i].iter_mut().for_each(|x| *x = value),
                 (FillMethod::Ffill, Some(b), _) => v[start..i].iter_mut().for_each(|x| *x = b),
@@ -256,9 +253,10 @@ pub fn fill(frame: &mut Frame, method: crate::config::FillMethod, value: f64, li
 }
 
 /// Drop leading and trailing rows that miss a value; interior rows that
-/// still miss one are dropped with `drop` or are an error naming the column
-/// and the time. Returns the number of rows dropped.
-pub fn drop_unfilled(frame: &mut Frame, drop: bool, limit: usize, part: &str) -> Result<usize, PreprocessError> {
+/// still miss one (only `fill = "none"` leaves any) are dropped with `drop`
+/// or are an error naming the column and the time. Returns the number of
+/// rows dropped.
+pub fn drop_unfilled(frame: &mut Frame, drop: bool, part: &str) -> Result<usize, PreprocessError> {
     let complete = |i: usize| frame.columns.iter().all(|c| !c.values[i].is_nan());
     let n = frame.len();
     let Some(start) = (0..n).find(|&i| complete(i)) else {
@@ -285,9 +283,8 @@ pub fn drop_unfilled(frame: &mut Frame, drop: bool, limit: usize, part: &str) ->
             return Err(data_err(
                 part,
                 format!(
-                    "column `{c}` has no value at {} (row {} after cleaning): a gap of {run} rows, longer than \
-                     clean.fill_limit = {limit} or not fillable with clean.fill; raise fill_limit, set \
-                     clean.drop_unfilled, or fix the input",
+                    "column `{c}` has no value at {} (row {} after cleaning): a gap of {run} rows left unfilled \
+                     by clean.fill = none; choose a fill method, set clean.drop_unfilled, or fix the input",
                     show_ts(frame.timestamps[i]),
                     i + 1
                 ),
@@ -304,7 +301,7 @@ pub fn drop_unfilled(frame: &mut Frame, drop: bool, limit: usize, part: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CleanConfig, FillMethod, OutlierMethod};
+    use crate::config::FillMethod;
 
     fn frame(ts: &[i64], v: &[f64]) -> Frame {
         Frame::new(ts.to_vec(), vec![Column::new("v", v.to_vec())]).unwrap()
@@ -356,61 +353,67 @@ mod tests {
     fn fill_methods_and_limit() {
         let nan = f64::NAN;
         let base = [nan, 1., nan, nan, 4., nan, nan, nan, nan, 9., nan];
-        let run = |m, limit| {
+        let run = |m| {
             let mut f = frame(&(0..11).collect::<Vec<_>>(), &base);
-            let n = fill(&mut f, m, -1.0, limit);
+            let n = fill(&mut f, m, -1.0);
             (n, f.column("v").unwrap().to_vec())
         };
-        let (n, v) = run(FillMethod::Linear, 3);
-        assert_eq!(n, 2);
-        assert_eq!(&v[1..5], &[1., 2., 3., 4.]);
-        assert!(v[0].is_nan() && v[5].is_nan() && v[10].is_nan(), "edges and the 4-row gap stay");
-        let (n, v) = run(FillMethod::Linear, 0);
-        assert_eq!(n, 6);
-        assert_eq!(&v[4..10], &[4., 5., 6., 7., 8., 9.]);
-        let (n, v) = run(FillMethod::Ffill, 4);
+        let (n, v) = run(FillMethod::Linear);
+        assert_eq!(n, 6, "every interior run, however long");
+        assert_eq!(&v[1..10], &[1., 2., 3., 4., 5., 6., 7., 8., 9.]);
+        assert!(v[0].is_nan() && v[10].is_nan(), "edges stay");
+        let (n, v) = run(FillMethod::Ffill);
         assert_eq!(n, 7);
         assert_eq!(&v[1..11], &[1., 1., 1., 4., 4., 4., 4., 4., 9., 9.]);
-        let (n, v) = run(FillMethod::Constant, 2);
-        assert_eq!(n, 4);
+        let (n, v) = run(FillMethod::Constant);
+        assert_eq!(n, 8);
         assert_eq!((v[0], v[2], v[10]), (-1., -1., -1.));
-        assert_eq!(run(FillMethod::None, 0).0, 0);
+        assert_eq!(run(FillMethod::None).0, 0);
+    }
+
+    #[test]
+    fn long_gaps_are_rows_in_a_run_over_the_limit_in_any_column() {
+        let nan = f64::NAN;
+        let f = Frame::new(
+            (0..10).map(|i| i * 10).collect(),
+            vec![
+                Column::new("a", vec![1., nan, nan, nan, 5., 6., nan, nan, 9., 10.]),
+                Column::new("b", vec![1., 2., 3., 4., 5., nan, nan, nan, 9., 10.]),
+            ],
+        )
+        .unwrap();
+        let m = long_gap_rows(&f, 2);
+        let want = [false, true, true, true, false, true, true, true, false, false];
+        assert_eq!(m, want, "a: rows 1-3; b: rows 5-7; a's 2-row run is short");
+        assert_eq!(ranges(&f.timestamps, &m), vec![[10, 30], [50, 70]]);
+        assert_eq!(long_gap_rows(&f, 3), vec![false; 10]);
+        assert_eq!(long_gap_rows(&f, 0), vec![false; 10], "0: no limit");
+        assert_eq!(
+            in_ranges(&[0, 10, 30, 40, 50, 70, 80], &[[10, 30], [50, 70]]),
+            [false, true, true, false, true, true, false]
+        );
+        assert_eq!(without(&f, &m).timestamps, vec![0, 40, 80, 90]);
+        assert_eq!(ranges(&[1, 2, 3], &[true, true, true]), vec![[1, 3]]);
+        assert!(ranges(&[1, 2], &[false, false]).is_empty());
     }
 
     #[test]
     fn unfilled_rows_are_trimmed_dropped_or_reported() {
         let nan = f64::NAN;
         let mut f = frame(&[0, 1, 2, 3, 4], &[nan, 1., 2., 3., nan]);
-        assert_eq!(drop_unfilled(&mut f, false, 5, "train").unwrap(), 2);
+        assert_eq!(drop_unfilled(&mut f, false, "train").unwrap(), 2);
         assert_eq!(f.timestamps, vec![1, 2, 3]);
         let mut f = frame(&[0, 120_000, 240_000], &[1., nan, 3.]);
-        let e = drop_unfilled(&mut f.clone(), false, 0, "train").unwrap_err();
+        let e = drop_unfilled(&mut f.clone(), false, "train").unwrap_err();
         assert!(
             e.to_string().starts_with(
-                "train part: column `v` has no value at 1970-01-01 00:02:00 (row 2 after cleaning): a gap of 1 rows"
+                "train part: column `v` has no value at 1970-01-01 00:02:00 (row 2 after cleaning): a gap of 1 rows \
+                 left unfilled by clean.fill = none"
             ),
             "{e}"
         );
-        assert_eq!(drop_unfilled(&mut f, true, 0, "train").unwrap(), 1);
-        let e = drop_unfilled(&mut frame(&[0, 1], &[nan, nan]), true, 0, "test").unwrap_err();
+        assert_eq!(drop_unfilled(&mut f, true, "train").unwrap(), 1);
+        let e = drop_unfilled(&mut frame(&[0, 1], &[nan, nan]), true, "test").unwrap_err();
         assert_eq!(e.to_string(), "test part: column `v` has no values at all");
-    }
-
-    #[test]
-    fn outlier_bounds_fit_and_clip() {
-        let v: Vec<f64> = (0..=100).map(f64::from).collect();
-        let f = frame(&(0..=100).collect::<Vec<_>>(), &v);
-        let c = CleanConfig { outlier_lower_pct: 5.0, outlier_upper_pct: 95.0, ..Default::default() };
-        let b = fit_bounds(&f, OutlierMethod::Percentile, &c);
-        assert_eq!(b.0, vec![("v".to_string(), 5.0, 95.0)]);
-        let mut g = frame(&[0, 1, 2], &[-3., 50., 1000.]);
-        assert_eq!(clip(&mut g, &b), 2);
-        assert_eq!(g.column("v").unwrap(), &[5., 50., 95.]);
-        // Q1 = 25, Q3 = 75, IQR 50, k = 1.5 -> [-50, 150]
-        let b = fit_bounds(&f, OutlierMethod::Iqr, &CleanConfig::default());
-        assert_eq!(b.0, vec![("v".to_string(), -50.0, 150.0)]);
-        // Interpolated percentile: 4 values, p50 between 2 and 3.
-        assert_eq!(percentile(&mut [4., 1., 3., 2.], 50.0), 2.5);
-        assert!(fit_bounds(&f, OutlierMethod::None, &c).0.is_empty());
     }
 }

@@ -8,11 +8,12 @@ use std::path::Path;
 use dataset::TimestampUnit;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use series::ScalerKind;
+use series::{OutlierMethod, OutlierParams, ScalerKind};
 
 /// Bumped when a code change makes the same config produce different output,
-/// so old and new outputs never share a hash.
-pub const FORMAT_VERSION: u32 = 1;
+/// so old and new outputs never share a hash. 2: outliers are recorded, never
+/// clipped here; gaps longer than `fill_limit` are filled and listed in `flts.gaps`.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// How gaps (missing values, and rows added by regularisation) are filled.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,17 +27,6 @@ pub enum FillMethod {
     Constant,
     /// Leave gaps alone (they then count as unfilled).
     None,
-}
-
-/// How outlier bounds are fitted (on the training part only).
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum OutlierMethod {
-    None,
-    /// Clip to the `outlier_lower_pct` and `outlier_upper_pct` percentiles.
-    Percentile,
-    /// Clip to [Q1 - k IQR, Q3 + k IQR] with k = `outlier_iqr_k`.
-    Iqr,
 }
 
 /// The cleaning steps, each switchable.
@@ -53,15 +43,35 @@ pub struct CleanConfig {
     pub fill: FillMethod,
     /// The value `fill = "constant"` uses.
     pub fill_value: f64,
-    /// Longest run of missing rows that is filled; 0 fills any run.
+    /// Longest run of missing rows whose filled values are trusted; 0: any
+    /// length. Every interior gap is filled, but the rows of a run longer than
+    /// this (in any column) are listed in `flts.gaps`, so that no window reads
+    /// or scores them; a part with more than half of its rows in such runs is
+    /// an error ([`crate::clean::MAX_LONG_GAP_SHARE`]).
     pub fill_limit: usize,
-    /// Drop rows still missing a value after filling (otherwise an error).
-    /// Leading and trailing rows with missing values are always dropped.
+    /// With `fill = "none"` (the only method that leaves interior gaps),
+    /// drop rows that miss a value instead of failing. Leading and trailing
+    /// rows with missing values are always dropped.
     pub drop_unfilled: bool,
+    /// Outlier handling, applied by the trainers to model inputs only with
+    /// bounds fitted on the training rows; preprocess records it and never
+    /// clips. `auto` (default): the trainers try none, percentile and iqr and
+    /// keep the best on validation; `none`, `percentile` or `iqr` pins one.
     pub outliers: OutlierMethod,
     pub outlier_lower_pct: f64,
     pub outlier_upper_pct: f64,
     pub outlier_iqr_k: f64,
+}
+
+impl CleanConfig {
+    /// The parameters of the outlier methods, as the trainers read them.
+    pub fn outlier_params(&self) -> OutlierParams {
+        OutlierParams {
+            lower_pct: self.outlier_lower_pct,
+            upper_pct: self.outlier_upper_pct,
+            iqr_k: self.outlier_iqr_k,
+        }
+    }
 }
 
 impl Default for CleanConfig {
@@ -74,7 +84,7 @@ impl Default for CleanConfig {
             fill_value: 0.0,
             fill_limit: 30,
             drop_unfilled: false,
-            outliers: OutlierMethod::None,
+            outliers: OutlierMethod::Auto,
             outlier_lower_pct: 0.5,
             outlier_upper_pct: 99.5,
             outlier_iqr_k: 1.5,
@@ -87,8 +97,11 @@ impl Default for CleanConfig {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PreprocessConfig {
-    /// The timestamp column of the raw input.
-    pub timestamp_column: String,
+    /// The timestamp column of the raw input; unset finds it: the column named
+    /// (any case) time, timestamp, datetime, date or ds, in that order, else the
+    /// only Datetime/Date column (Parquet) or the only column whose every value
+    /// is a date-time (CSV). Processed data always calls it `timestamp`.
+    pub timestamp_column: Option<String>,
     /// chrono `strftime` format of text timestamps; unset accepts ISO 8601 and epoch numbers.
     pub timestamp_format: Option<String>,
     /// Unit of epoch-number timestamps (s, ms, us, ns); unset guesses from the magnitude.
@@ -97,7 +110,9 @@ pub struct PreprocessConfig {
     pub csv_separator: char,
     /// Numeric input columns, in model input order; empty takes every column but the timestamp.
     pub features: Vec<String>,
-    /// Predicted columns, a subset of the features; empty predicts every feature.
+    /// Predicted columns, a subset of the features; empty predicts one: the
+    /// column named (any case) y, target or value, in that order, else the
+    /// first feature (the first numeric column of the input).
     pub targets: Vec<String>,
     /// Sampling interval; unset detects the most common step of the training part.
     pub interval_ms: Option<i64>,
@@ -133,7 +148,7 @@ pub struct PreprocessConfig {
 impl Default for PreprocessConfig {
     fn default() -> Self {
         PreprocessConfig {
-            timestamp_column: "timestamp".into(),
+            timestamp_column: None,
             timestamp_format: None,
             timestamp_unit: None,
             csv_separator: ',',
@@ -257,15 +272,15 @@ impl PreprocessConfig {
     /// Cross-field rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.timestamp_column.trim().is_empty() {
-            return bad("timestamp_column is empty".into());
+        if self.timestamp_column.as_ref().is_some_and(|t| t.trim().is_empty()) {
+            return bad("timestamp_column is empty (leave it unset to detect the column)".into());
         }
         for (name, list) in [("features", &self.features), ("targets", &self.targets)] {
             if let Some((i, _)) = list.iter().enumerate().find(|(i, n)| list[..*i].contains(n)) {
                 return bad(format!("{name} lists `{}` twice", list[i]));
             }
-            if list.contains(&self.timestamp_column) {
-                return bad(format!("{name} must not contain the timestamp column `{}`", self.timestamp_column));
+            if let Some(ts) = self.timestamp_column.as_ref().filter(|ts| list.contains(ts)) {
+                return bad(format!("{name} must not contain the timestamp column `{ts}`"));
             }
         }
         if !self.features.is_empty()
@@ -286,15 +301,7 @@ impl PreprocessConfig {
         if !c.fill_value.is_finite() {
             return bad("clean.fill_value must be a finite number".into());
         }
-        if !(0.0 <= c.outlier_lower_pct && c.outlier_lower_pct < c.outlier_upper_pct && c.outlier_upper_pct <= 100.0) {
-            return bad(format!(
-                "clean.outlier_lower_pct ({}) and outlier_upper_pct ({}) must satisfy 0 <= lower < upper <= 100",
-                c.outlier_lower_pct, c.outlier_upper_pct
-            ));
-        }
-        if !(c.outlier_iqr_k > 0.0 && c.outlier_iqr_k.is_finite()) {
-            return bad(format!("clean.outlier_iqr_k must be positive, got {}", c.outlier_iqr_k));
-        }
+        c.outlier_params().validate().map_err(ConfigError::Invalid)?;
         if self.calendar_utc_offset_minutes.abs() > 14 * 60 {
             return bad(format!("calendar_utc_offset_minutes {} is beyond ±14 h", self.calendar_utc_offset_minutes));
         }
@@ -371,7 +378,7 @@ pub fn config_hash(canonical: &Value) -> (String, Value) {
 /// Env variables and flags over the config file (`#[command(flatten)]`).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConfigArgs {
-    /// Timestamp column of the raw input.
+    /// Timestamp column of the raw input (default: found by name or type).
     #[arg(long, env = "TIMESTAMP_COLUMN")]
     pub timestamp_column: Option<String>,
     /// chrono strftime format of text timestamps (default: ISO 8601 or epoch numbers).
@@ -386,7 +393,7 @@ pub struct ConfigArgs {
     /// Input columns in model input order, comma-separated (default: all but the timestamp).
     #[arg(long, env = "FEATURE_COLUMNS", value_delimiter = ',')]
     pub features: Option<Vec<String>>,
-    /// Predicted columns, comma-separated (default: every feature).
+    /// Predicted columns, comma-separated (default: the column y, target or value, else the first feature).
     #[arg(long, env = "TARGET_COLUMNS", value_delimiter = ',')]
     pub targets: Option<Vec<String>>,
     /// Sampling interval in ms (default: detected).
@@ -410,10 +417,10 @@ pub struct ConfigArgs {
     /// Longest run of missing rows that is filled (0: any).
     #[arg(long, env = "FILL_LIMIT")]
     pub fill_limit: Option<usize>,
-    /// Drop rows still missing values after filling instead of failing.
+    /// With FILL_METHOD=none, drop rows missing values instead of failing.
     #[arg(long, env = "DROP_UNFILLED")]
     pub drop_unfilled: Option<bool>,
-    /// Outlier clipping: none, percentile or iqr (bounds fitted on the training part).
+    /// Outlier handling of the trainers' inputs: auto, none, percentile or iqr (preprocess only records it).
     #[arg(long, env = "OUTLIER_METHOD")]
     pub outliers: Option<String>,
     /// Lower percentile for OUTLIER_METHOD=percentile.
@@ -525,7 +532,7 @@ mod tests {
         let env = json!({"clean": {"fill_limit": 7}});
         let request = json!({"salt": null, "scaler": "standard"});
         let c = PreprocessConfig::resolve(&[&file, &env, &Value::Null, &request]).unwrap();
-        assert_eq!(c.timestamp_column, "time");
+        assert_eq!(c.timestamp_column.as_deref(), Some("time"));
         assert_eq!(c.clean.fill, FillMethod::Ffill);
         assert_eq!(c.clean.fill_limit, 7);
         assert!(c.clean.sort, "untouched nested defaults stay");

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use dataset::RawOptions;
 use series::{Column, Frame, ProcessedMeta, Roles, Scaler, WindowSpec};
+use tracing::{info, warn};
 
 use crate::clean;
 use crate::config::PreprocessConfig;
@@ -11,6 +12,21 @@ use crate::error::PreprocessError;
 
 /// Calendar feature names, in the order they are appended.
 pub const CALENDAR: [&str; 4] = ["hour_sin", "hour_cos", "dow_sin", "dow_cos"];
+
+/// Column names that make a column the default target (when the config
+/// names none), in order of preference, compared case-insensitively; without
+/// one the first feature is the target.
+pub const TARGET_NAMES: [&str; 3] = ["y", "target", "value"];
+
+/// The target when the config names none: the first feature named as in
+/// [`TARGET_NAMES`], else the first feature. `features` must not be empty.
+pub fn default_target(features: &[String]) -> String {
+    TARGET_NAMES
+        .iter()
+        .find_map(|t| features.iter().find(|f| f.eq_ignore_ascii_case(t)))
+        .unwrap_or(&features[0])
+        .clone()
+}
 
 /// A raw input: its name (for errors) and bytes, dropped as soon as they are parsed.
 #[derive(Debug, Clone)]
@@ -22,12 +38,16 @@ pub struct RawInput<'a> {
 /// What happened to the data, for logs and metrics.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
+    /// The raw input's timestamp column (given, or found).
+    pub timestamp_column: String,
     pub rows_in: usize,
     pub resorted: bool,
     pub duplicates_dropped: usize,
     pub slots_added: usize,
-    pub values_clipped: usize,
     pub values_filled: usize,
+    /// Rows inside a gap longer than `clean.fill_limit` (filled, and listed
+    /// in `flts.gaps` so that no window uses them), both parts.
+    pub long_gap_rows: usize,
     pub rows_dropped: usize,
     pub train_rows: usize,
     pub test_rows: usize,
@@ -40,6 +60,8 @@ pub struct Processed {
     pub test: Frame,
     pub scaler: Scaler,
     pub roles: Roles,
+    /// Long-gap ranges of both parts (`ProcessedMeta::gaps`).
+    pub gaps: Vec<[i64; 2]>,
     pub stats: Stats,
 }
 
@@ -111,7 +133,7 @@ pub fn process(
 ) -> Result<Processed, PreprocessError> {
     let mut stats = Stats::default();
     let mut opts = RawOptions {
-        timestamp_column: config.timestamp_column.clone(),
+        timestamp_column: config.timestamp_column.clone().unwrap_or_default(),
         columns: (!config.features.is_empty()).then(|| config.features.clone()),
         timestamp_format: config.timestamp_format.clone(),
         timestamp_unit: config.timestamp_unit,
@@ -119,12 +141,17 @@ pub fn process(
         limits: config.read_limits(),
     };
     let input_name = input.name;
+    if config.timestamp_column.is_none() {
+        opts.timestamp_column = dataset::find_timestamp_column(input_name, &input.bytes, &opts)?;
+        info!(file = input_name, column = %opts.timestamp_column, "timestamp column found (timestamp_column unset)");
+    }
+    stats.timestamp_column = opts.timestamp_column.clone();
     let mut full = load(input, &opts, config, "train", &mut stats)?;
     let features: Vec<String> = full.column_names().map(str::to_string).collect();
     if features.is_empty() {
         return Err(PreprocessError::Data {
             part: "train".into(),
-            message: format!("{input_name} has no columns besides `{}`", config.timestamp_column),
+            message: format!("{input_name} has no columns besides `{}`", opts.timestamp_column),
         });
     }
     for name in CALENDAR.iter().filter(|_| config.calendar_features) {
@@ -137,7 +164,7 @@ pub fn process(
             });
         }
     }
-    let targets = if config.targets.is_empty() { features.clone() } else { config.targets.clone() };
+    let targets = if config.targets.is_empty() { vec![default_target(&features)] } else { config.targets.clone() };
     if let Some(t) = targets.iter().find(|t| !features.contains(t)) {
         return Err(PreprocessError::Data {
             part: "train".into(),
@@ -200,15 +227,34 @@ pub fn process(
         test = test.slice(0..config.sample_test_rows);
     }
 
-    let bounds = clean::fit_bounds(&train, config.clean.outliers, &config.clean);
+    // Outliers are not clipped here: the trainers clip model inputs only
+    // (config.clean.outliers is recorded in the canonical config).
     let c = &config.clean;
+    let mut part_gaps: Vec<Vec<[i64; 2]>> = Vec::with_capacity(2);
     for (part, frame) in [("train", &mut train), ("test", &mut test)] {
-        stats.values_clipped += clean::clip(frame, &bounds);
-        stats.values_filled += clean::fill(frame, c.fill, c.fill_value, c.fill_limit);
+        // Long runs are filled too, but their rows are recorded, by time
+        // (rows may still be trimmed or dropped below).
+        let long = clean::ranges(&frame.timestamps, &clean::long_gap_rows(frame, c.fill_limit));
+        stats.values_filled += clean::fill(frame, c.fill, c.fill_value);
         if frame.is_empty() {
             return Err(PreprocessError::Data { part: part.into(), message: "no rows".into() });
         }
-        stats.rows_dropped += clean::drop_unfilled(frame, c.drop_unfilled, c.fill_limit, part)?;
+        stats.rows_dropped += clean::drop_unfilled(frame, c.drop_unfilled, part)?;
+        let in_gap = clean::in_ranges(&frame.timestamps, &long);
+        let gap_rows = in_gap.iter().filter(|g| **g).count();
+        if gap_rows as f64 > clean::MAX_LONG_GAP_SHARE * frame.len() as f64 {
+            return Err(PreprocessError::Data {
+                part: part.into(),
+                message: format!(
+                    "mostly gap: {gap_rows} of {} rows are in gaps longer than clean.fill_limit = {}; \
+                     fix the input or raise fill_limit",
+                    frame.len(),
+                    c.fill_limit
+                ),
+            });
+        }
+        stats.long_gap_rows += gap_rows;
+        part_gaps.push(clean::ranges(&frame.timestamps, &in_gap));
         let spec = WindowSpec { input_len: config.input_len, output_len: config.output_len };
         spec.check_rows(frame.len())
             .map_err(|e| PreprocessError::Data { part: part.into(), message: e.to_string() })?;
@@ -217,9 +263,28 @@ pub fn process(
         }
     }
 
+    let gaps = join_gaps(part_gaps, &train, &test);
+    if stats.long_gap_rows > 0 {
+        warn!(
+            rows = stats.long_gap_rows,
+            ranges = gaps.len(),
+            fill_limit = c.fill_limit,
+            "rows inside gaps longer than clean.fill_limit were filled and are listed in flts.gaps: no window uses them"
+        );
+    }
+
     let calendar: Vec<String> = if config.calendar_features { CALENDAR.map(String::from).to_vec() } else { Vec::new() };
     let all_features: Vec<String> = features.iter().chain(&calendar).cloned().collect();
-    let scaler = Scaler::fit(config.scaler, &train, &all_features, &calendar)
+    // The scaler is fitted on measured rows, not on values invented over long gaps.
+    let train_in_gap = clean::in_ranges(&train.timestamps, &gaps);
+    let measured;
+    let fit_on = if train_in_gap.contains(&true) {
+        measured = clean::without(&train, &train_in_gap);
+        &measured
+    } else {
+        &train
+    };
+    let scaler = Scaler::fit(config.scaler, fit_on, &all_features, &calendar)
         .map_err(|e| PreprocessError::Data { part: "train".into(), message: e.to_string() })?;
     scaler
         .transform_in_place(&mut train)
@@ -230,15 +295,29 @@ pub fn process(
     stats.train_rows = train.len();
     stats.test_rows = test.len();
     let roles = Roles { timestamp: "timestamp".into(), features: all_features, targets, interval_ms: interval };
-    Ok(Processed { train, test, scaler, roles, stats })
+    Ok(Processed { train, test, scaler, roles, gaps, stats })
+}
+
+/// The gap ranges of the train and test parts as one sorted list; a range
+/// ending on the last training row and one starting on the first test row
+/// are one gap.
+fn join_gaps(parts: Vec<Vec<[i64; 2]>>, train: &Frame, test: &Frame) -> Vec<[i64; 2]> {
+    let (train_end, test_start) = (train.timestamps.last().copied(), test.timestamps.first().copied());
+    let mut out: Vec<[i64; 2]> = Vec::new();
+    for r in parts.into_iter().flatten() {
+        match out.last_mut() {
+            Some(last) if Some(last[1]) == train_end && Some(r[0]) == test_start => last[1] = r[1],
+            _ => out.push(r),
+        }
+    }
+    out
 }
 
 impl Processed {
     /// Encode both parts with their metadata, and the scaler JSON.
     pub fn encode(self, config_hash: &str, canonical: serde_json::Value) -> Result<Encoded, PreprocessError> {
-        let Processed { train, test, scaler, roles, stats } = self;
-        let meta =
-            ProcessedMeta { config_hash: config_hash.to_string(), config: canonical, scaler, roles, gaps: Vec::new() };
+        let Processed { train, test, scaler, roles, gaps, stats } = self;
+        let meta = ProcessedMeta { config_hash: config_hash.to_string(), config: canonical, scaler, roles, gaps };
         // Each part is dropped once encoded: peak memory is one part in two forms.
         let train_bytes = dataset::write_processed(&train, &meta)?;
         drop(train);
@@ -311,31 +390,111 @@ mod tests {
     }
 
     #[test]
-    fn separate_test_file_and_outliers_fitted_on_train() {
+    fn separate_test_file_and_outliers_recorded_never_applied() {
         let f = traffic(&Spec { rows: 2_000, gap_every: 0, nan_every: 0, ..Default::default() });
         let mut train = f.slice(0..1_500);
         train.columns[0].values[100] = 1e12; // a spike only in training
         let test = f.slice(1_500..2_000);
         let (a, b) =
             (Bytes::from(dataset::write_raw_csv(&train, "time")), Bytes::from(dataset::write_raw_csv(&test, "time")));
-        let cfg = config(json!({"clean": {"outliers": "percentile", "outlier_upper_pct": 99.0}}));
-        let p = process(
-            &cfg,
-            RawInput { name: "train.csv", bytes: a.clone() },
-            Some(RawInput { name: "test.csv", bytes: b.clone() }),
+        let run = |patch| {
+            process(
+                &config(patch),
+                RawInput { name: "train.csv", bytes: a.clone() },
+                Some(RawInput { name: "test.csv", bytes: b.clone() }),
+            )
+        };
+        let none = run(json!({"clean": {"outliers": "none"}})).unwrap();
+        assert_eq!((none.train.len(), none.test.len()), (1_500, 500));
+        for outliers in ["percentile", "iqr", "auto"] {
+            let p = run(json!({"clean": {"outliers": outliers, "outlier_upper_pct": 99.0}})).unwrap();
+            assert_eq!((&p.train, &p.test, &p.scaler), (&none.train, &none.test, &none.scaler), "{outliers}");
+        }
+        let down = none.scaler.columns.iter().find(|c| c.name == "down").unwrap();
+        assert_eq!(down.offset + down.scale, 1e12, "the spike is kept: trainers clip inputs, not preprocess");
+        let e = process(
+            &config(json!({})),
+            RawInput { name: "test.csv", bytes: b },
+            Some(RawInput { name: "train.csv", bytes: a }),
         )
-        .unwrap();
-        assert_eq!((p.train.len(), p.test.len()), (1_500, 500));
-        assert!(p.stats.values_clipped > 0);
-        let down = p.scaler.columns.iter().find(|c| c.name == "down").unwrap();
-        assert!(down.offset + down.scale < 1e11, "the spike was clipped before scaling: {down:?}");
-        let e = process(&cfg, RawInput { name: "test.csv", bytes: b }, Some(RawInput { name: "train.csv", bytes: a }))
-            .unwrap_err();
+        .unwrap_err();
         assert!(
             e.to_string()
                 .starts_with("test part: train.csv starts at 2018-03-28 15:56:00, not after the training part ends"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn defaults_find_the_time_column_and_predict_one_target() {
+        let bytes = csv(1_000);
+        let p = process(&PreprocessConfig::default(), input(&bytes), None).unwrap();
+        assert_eq!(p.stats.timestamp_column, "time");
+        assert_eq!(p.roles.timestamp, "timestamp");
+        assert_eq!(p.roles.targets, ["down"], "the first numeric column");
+        assert_eq!(p.roles.features.len(), 11, "every numeric column is a feature");
+        assert_eq!(default_target(&["a".into(), "Value".into(), "target".into()]), "target");
+        assert_eq!(default_target(&["a".into(), "VALUE".into()]), "VALUE");
+        assert_eq!(default_target(&["a".into(), "y".into(), "target".into()]), "y");
+        assert_eq!(default_target(&["a".into(), "b".into()]), "a");
+        // A Parquet file whose Datetime column has another name.
+        let f = traffic(&Spec { rows: 1_000, ..Default::default() });
+        let pq = dataset::write_raw_parquet(&f, "measured_at").unwrap();
+        let p = process(&PreprocessConfig::default(), RawInput { name: "g.parquet", bytes: pq.into() }, None).unwrap();
+        assert_eq!(p.stats.timestamp_column, "measured_at");
+        assert_eq!(p.roles.features.len(), 11);
+        // A given name still wins; a wrong one is an error.
+        let cfg = |ts: &str| PreprocessConfig { timestamp_column: Some(ts.into()), ..Default::default() };
+        let e = process(&cfg("when"), input(&bytes), None).unwrap_err();
+        assert!(e.to_string().starts_with("gen.csv: column `when` not found"), "{e}");
+    }
+
+    #[test]
+    fn long_gaps_are_filled_listed_and_kept_out_of_the_scaler() {
+        let spec = Spec { rows: 3_000, gap_every: 0, nan_every: 0, long_gap: Some((1_000, 195)), ..Default::default() };
+        let f = traffic(&spec);
+        let bytes = dataset::write_raw_csv(&f, "time");
+        let p = process(&config(json!({})), input(&bytes), None).unwrap();
+        let (first, last) = (f.timestamps[1_000], f.timestamps[1_194]);
+        assert_eq!(p.gaps, vec![[first, last]]);
+        assert_eq!(p.stats.long_gap_rows, 195);
+        assert_eq!(p.train.len() + p.test.len(), 3_000, "no row dropped");
+        assert!(p.train.columns.iter().all(|c| c.values.iter().all(|v| v.is_finite())));
+        // Linear fill: the rows over the gap lie between its two ends.
+        let down = p.train.column("down").unwrap();
+        let (lo, hi) = (down[999].min(down[1_195]), down[999].max(down[1_195]));
+        assert!(down[1_000..1_195].iter().all(|v| (lo - 1e-12..=hi + 1e-12).contains(v)), "[{lo}, {hi}]");
+        let e = p.encode("ab", json!({})).unwrap();
+        let (_, meta) = dataset::read_processed(&e.train).unwrap();
+        assert_eq!(meta.gaps, vec![[first, last]]);
+        // Within the limit: no gap recorded; limit 0: none either.
+        let p = process(&config(json!({"clean": {"fill_limit": 195}})), input(&bytes), None).unwrap();
+        assert!(p.gaps.is_empty() && p.stats.long_gap_rows == 0);
+        let p = process(&config(json!({"clean": {"fill_limit": 0}})), input(&bytes), None).unwrap();
+        assert!(p.gaps.is_empty());
+        // fill = none leaves the gap: an error, or its rows dropped with drop_unfilled.
+        let e = process(&config(json!({"clean": {"fill": "none"}})), input(&bytes), None).unwrap_err();
+        assert!(e.to_string().contains("a gap of 195 rows left unfilled by clean.fill = none"), "{e}");
+        let p =
+            process(&config(json!({"clean": {"fill": "none", "drop_unfilled": true}})), input(&bytes), None).unwrap();
+        assert_eq!(p.train.len() + p.test.len(), 3_000 - 195);
+        assert!(p.gaps.is_empty(), "dropped rows are no gap");
+    }
+
+    #[test]
+    fn a_mostly_gap_part_fails_clearly() {
+        let spec = Spec { rows: 3_000, gap_every: 0, nan_every: 0, long_gap: Some((500, 1_500)), ..Default::default() };
+        let bytes = dataset::write_raw_csv(&traffic(&spec), "time");
+        let e = process(&config(json!({})), input(&bytes), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "train part: mostly gap: 1500 of 2400 rows are in gaps longer than clean.fill_limit = 30; fix the \
+             input or raise fill_limit"
+        );
+        // Exactly half is not "mostly".
+        let spec = Spec { long_gap: Some((500, 1_200)), ..spec };
+        let bytes = dataset::write_raw_csv(&traffic(&spec), "time");
+        assert_eq!(process(&config(json!({})), input(&bytes), None).unwrap().stats.long_gap_rows, 1_200);
     }
 
     #[test]

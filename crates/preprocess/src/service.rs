@@ -249,10 +249,10 @@ impl Preprocessor {
 }
 
 fn log_stats(id: &str, hash: &str, s: &Stats) {
-    info!(identifier = %id, config_hash = %hash, rows_in = s.rows_in, resorted = s.resorted,
-        duplicates_dropped = s.duplicates_dropped, slots_added = s.slots_added, values_clipped = s.values_clipped,
-        values_filled = s.values_filled, rows_dropped = s.rows_dropped, train_rows = s.train_rows, test_rows = s.test_rows,
-        "processed");
+    info!(identifier = %id, config_hash = %hash, timestamp_column = %s.timestamp_column, rows_in = s.rows_in,
+        resorted = s.resorted, duplicates_dropped = s.duplicates_dropped, slots_added = s.slots_added,
+        values_filled = s.values_filled, long_gap_rows = s.long_gap_rows, rows_dropped = s.rows_dropped,
+        train_rows = s.train_rows, test_rows = s.test_rows, "processed");
 }
 
 /// Read a local input, refusing it before reading when it is over the limit.

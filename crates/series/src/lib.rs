@@ -12,6 +12,8 @@
 //! - [`windows`]: [`make_windows`] and [`Windows`] (model input and target tensors).
 //! - [`evaluate`](mod@evaluate): [`evaluate`](fn@evaluate), metrics in scaled units and per target
 //!   in original units.
+//! - [`outliers`]: [`OutlierMethod`] and [`fit_bounds`], clip bounds fitted on
+//!   training rows (the trainers apply them to model inputs only).
 //! - [`baselines`]: last-value and seasonal-naive predictions on the same windows.
 //! - [`error`]: [`SeriesError`], whose messages name the column and row.
 
@@ -19,6 +21,7 @@ pub mod baselines;
 pub mod error;
 pub mod evaluate;
 pub mod frame;
+pub mod outliers;
 pub mod roles;
 pub mod scaler;
 pub mod windows;
@@ -27,6 +30,7 @@ pub use baselines::{baselines, last_value_predictions, season_rows, seasonal_nai
 pub use error::SeriesError;
 pub use evaluate::{Evaluation, evaluate, metrics};
 pub use frame::{Column, Frame};
+pub use outliers::{OutlierMethod, OutlierParams, fit_bounds};
 pub use roles::Roles;
 pub use scaler::{ProcessedMeta, Scaler, ScalerColumn, ScalerKind};
 pub use windows::{WindowSpec, Windows, make_windows};
