@@ -76,6 +76,7 @@ impl World {
                 baseline_gate: true,
                 promotion_bucket: BUCKET.into(),
                 experiment: EXPERIMENT.into(),
+                processed_bucket: "processed-data".into(),
             },
             group_id: unique("g-eval"),
             model_training_topic: self.training.clone(),

@@ -16,6 +16,8 @@
 //! record is only a notification: inference acts on the pointer, and a record
 //! the pointer does not confirm is refused ([`confirm`]).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -233,20 +235,85 @@ impl Weights {
     }
 }
 
-/// One reported model in a decision record.
+/// Which windows a candidate's `score` and gate were computed on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoredOn {
+    /// The validation windows (the last part of training): how eval chooses.
+    Validation,
+    /// The test windows: only for events of trainers that report no
+    /// validation (older than issue 18), and decisions recorded before it.
+    #[default]
+    Test,
+}
+
+/// One reported (or composed) model in a decision record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     pub model_type: ModelType,
     pub run_id: String,
-    /// SUCCESS or FAILED.
+    /// SUCCESS or FAILED for a trainer's report; COMPOSED for a model eval
+    /// built itself (an ensemble or a naive baseline).
     pub status: String,
+    /// Test metrics (scaled units): reported, never chosen by.
     pub metrics: Option<Metrics>,
+    /// Composite score on the windows `scored_on` names: what the choice is made by.
     pub score: Option<f64>,
-    /// The best naive baseline of this candidate's trainer: (name, score).
+    /// The best naive baseline on the same windows: (name, score).
     pub baseline: Option<(String, f64)>,
     /// Whether it beat that baseline (always true when the gate is off).
     pub passed_gate: Option<bool>,
     pub note: String,
+    #[serde(default)]
+    pub scored_on: ScoredOn,
+    /// Validation metrics (scaled units), when the trainer reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Metrics>,
+    /// What the trainer chose on validation (preprocessing, seed, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub choice: BTreeMap<String, String>,
+    /// Test NRMSE per target (RMSE / mean of the actuals, original units),
+    /// when the run's test predictions could be read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub test_nrmse: BTreeMap<String, f64>,
+}
+
+/// One member of an ensemble eval built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightedMember {
+    pub model_type: ModelType,
+    pub run_id: String,
+    pub weight: f64,
+    /// The member's composite score on the joined validation rows.
+    pub validation_score: f64,
+}
+
+/// The ensemble eval tried for a set, and why it was or was not promoted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleReport {
+    pub members: Vec<WeightedMember>,
+    /// Validation rows (timestamps) every member forecast.
+    pub rows: usize,
+    /// The ensemble's validation metrics and composite score (scaled units).
+    pub validation: Metrics,
+    pub validation_score: f64,
+    /// Its test metrics (scaled units), reported only.
+    pub test: Option<Metrics>,
+    /// Whether it beat every member on validation.
+    pub beats_members: bool,
+    /// The MLflow run eval composed (when it beat its members).
+    pub run_id: Option<String>,
+    pub note: String,
+}
+
+/// The naive forecasts' test NRMSE of one target (RMSE / mean of the
+/// actuals, original units), beside the models'.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct NaiveNrmse {
+    /// The previous row's actual.
+    pub last_value: Option<f64>,
+    /// The actual one season (a day) earlier, on the rows that have one.
+    pub seasonal_naive: Option<f64>,
 }
 
 /// The result of applying the rules to a set of reports.
@@ -300,6 +367,16 @@ pub struct Decision {
     /// How many decisions of this set came before this one (archived as `decision-<n>.json`).
     #[serde(default)]
     pub revision: u32,
+    /// The ensemble eval tried, when at least two trained models succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleReport>,
+    /// Set when no model beat the naive baselines and eval promoted the best
+    /// naive forecast instead (a BASELINE run): why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// The naive forecasts' test NRMSE per target, beside the candidates' `test_nrmse`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub naive_test_nrmse: BTreeMap<String, NaiveNrmse>,
 }
 
 #[cfg(test)]

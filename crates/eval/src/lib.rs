@@ -16,7 +16,10 @@
 //! sequence (`contracts::promotion`), which inference orders by.
 //!
 //! # Layout
-//! - [`score`]: the pure rules (composite score, baseline gate, tie-break).
+//! - [`score`]: the pure rules (composite score on validation, baseline gate, tie-break).
+//! - [`compose`]: the pure rules of what eval composes (ensemble weights, the
+//!   naive-baseline fallback); [`predictions`]: the trainers' prediction files, scored.
+//! - [`composed`]: the MLflow runs of ensembles and baselines.
 //! - [`state`]: the tracking state kept in S3 (the decision record and the
 //!   pointers are the promotion contract, `contracts::promotion`).
 //! - [`service`]: the handler, the timeout sweeper, recovery at start-up.
@@ -31,7 +34,10 @@ use mlflow_client::{MlflowArgs, MlflowClient};
 use service_kit::admin::AdminArgs;
 use tokio_util::sync::CancellationToken;
 
+pub mod compose;
+pub mod composed;
 pub mod metrics;
+pub mod predictions;
 pub mod score;
 pub mod service;
 pub mod state;

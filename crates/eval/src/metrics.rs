@@ -2,7 +2,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounterVec, IntGauge, register_int_counter_vec, register_int_gauge};
+use prometheus::{
+    IntCounter, IntCounterVec, IntGauge, register_int_counter, register_int_counter_vec, register_int_gauge,
+};
 
 /// model-training events taken in, by status.
 pub static EVENTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -32,6 +34,21 @@ pub static REFUSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registered once")
 });
 
+/// Naive baselines eval promoted because no model beat them (never without forecasts).
+pub static BASELINE_PROMOTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "flts_eval_baseline_promotions_total",
+        "BASELINE models promoted because no trained model beat the naive forecasts on validation"
+    )
+    .expect("metric registered once")
+});
+
+/// Ensembles eval promoted (they beat every member on validation).
+pub static ENSEMBLE_PROMOTIONS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("flts_eval_ensemble_promotions_total", "ENSEMBLE models promoted")
+        .expect("metric registered once")
+});
+
 /// Register every family with the label sets known in advance, at zero, so a
 /// fresh eval's /metrics lists them before the first event. Call once at start
 /// (a new family here belongs in this list too).
@@ -45,6 +62,8 @@ pub fn init() {
         }
     }
     PENDING.set(0);
+    LazyLock::force(&BASELINE_PROMOTIONS);
+    LazyLock::force(&ENSEMBLE_PROMOTIONS);
     // Its codes come from the refusal reasons; the family shows with the first.
     LazyLock::force(&REFUSED);
 }
@@ -58,6 +77,8 @@ mod tests {
             "flts_eval_events_total",
             "flts_eval_decisions_total",
             "flts_eval_pending_sets",
+            "flts_eval_baseline_promotions_total",
+            "flts_eval_ensemble_promotions_total",
         ]);
         assert!(missing.is_empty(), "missing after init: {missing:?}");
     }

@@ -1,17 +1,50 @@
 //! Scoring and promotion rules, pure: no I/O, unit-tested.
 //!
-//! - The composite score is `w_rmse*rmse + w_mae*mae + w_mse*mse` on the test
-//!   metrics in scaled units (lower is better; seed 002 weights 0.5/0.3/0.2).
-//! - A candidate must beat the best naive baseline its own trainer reports
-//!   under the same protocol on the same rows (the gate; can be switched off).
+//! - The composite score is `w_rmse*rmse + w_mae*mae + w_mse*mse` in scaled
+//!   units (lower is better; seed 002 weights 0.5/0.3/0.2), on the
+//!   **validation** windows each trainer reports (`TrainingSuccess.validation`).
+//!   Test metrics are only reported: they never change a choice. An event
+//!   without validation (a trainer older than issue 18) is scored on test, and
+//!   its candidate says so (`scored_on = test`).
+//! - A candidate must beat the best naive baseline on the same windows (the
+//!   gate; can be switched off): the validation baselines when it is scored on
+//!   validation.
 //! - The winner is the lowest score among candidates that pass; a tie goes to
-//!   the newer training end time.
+//!   the newer training end time. What eval composes (an ensemble, a naive
+//!   baseline) is decided in [`crate::compose`] on the same scores.
 
 use std::collections::BTreeMap;
 
-use contracts::{Metrics, ModelTraining, ModelType, TrainingStatus};
+use contracts::promotion::ScoredOn;
+use contracts::{Baselines, Metrics, ModelTraining, ModelType, TrainingStatus, TrainingSuccess};
 
 pub use contracts::promotion::{Candidate, Outcome, Weights};
+
+/// What a SUCCESS is scored on: its validation metrics and baselines when it
+/// reports them, else its test metrics and baselines.
+pub fn basis(s: &TrainingSuccess) -> (ScoredOn, Metrics, &Baselines) {
+    match &s.validation {
+        Some(v) => (ScoredOn::Validation, v.metrics, &v.baselines),
+        None => (ScoredOn::Test, test_metrics(s), &s.baselines),
+    }
+}
+
+/// The test metrics of a SUCCESS (reported only).
+pub fn test_metrics(s: &TrainingSuccess) -> Metrics {
+    Metrics { mse: s.test_mse, rmse: s.test_rmse, mae: s.test_mae }
+}
+
+/// The best naive baseline of `baselines`: (name, composite score).
+pub fn best_baseline(baselines: &Baselines, weights: &Weights) -> (String, f64) {
+    let mut best = ("last_value".to_string(), weights.score(&baselines.last_value));
+    if let Some(sn) = &baselines.seasonal_naive {
+        let s = weights.score(sn);
+        if s < best.1 {
+            best = ("seasonal_naive".to_string(), s);
+        }
+    }
+    best
+}
 
 /// Apply the rules to the final report of each model type.
 pub fn decide(reports: &BTreeMap<ModelType, ModelTraining>, weights: &Weights, gate: bool) -> Outcome {
@@ -20,28 +53,29 @@ pub fn decide(reports: &BTreeMap<ModelType, ModelTraining>, weights: &Weights, g
     for (model_type, ev) in reports {
         match &ev.status {
             TrainingStatus::Success(s) => {
-                let metrics = Metrics { mse: s.test_mse, rmse: s.test_rmse, mae: s.test_mae };
-                let score = weights.score(&metrics);
-                let mut baselines = vec![("last_value".to_string(), weights.score(&s.baselines.last_value))];
-                if let Some(sn) = &s.baselines.seasonal_naive {
-                    baselines.push(("seasonal_naive".to_string(), weights.score(sn)));
-                }
-                let best = baselines.into_iter().min_by(|a, b| a.1.total_cmp(&b.1));
-                let passed = !gate || best.as_ref().is_none_or(|(_, b)| score < *b);
-                let note = match (&best, passed) {
-                    (Some((name, b)), false) => format!("score {score:.6} does not beat {name} baseline {b:.6}"),
-                    (Some((name, b)), true) => format!("score {score:.6} vs {name} baseline {b:.6}"),
-                    (None, _) => format!("score {score:.6}"),
+                let (scored_on, scored, baselines) = basis(s);
+                let score = weights.score(&scored);
+                let (name, b) = best_baseline(baselines, weights);
+                let passed = !gate || score < b;
+                let on = match scored_on {
+                    ScoredOn::Validation => "validation",
+                    ScoredOn::Test => "test (the trainer reported no validation)",
                 };
+                let verdict = if passed { "vs" } else { "does not beat" };
+                let note = format!("{on} score {score:.6} {verdict} {name} baseline {b:.6}");
                 candidates.push(Candidate {
                     model_type: *model_type,
                     run_id: ev.run_id.clone(),
                     status: "SUCCESS".into(),
-                    metrics: Some(metrics),
+                    metrics: Some(test_metrics(s)),
                     score: Some(score),
-                    baseline: best,
+                    baseline: Some((name, b)),
                     passed_gate: Some(passed),
                     note,
+                    scored_on,
+                    validation: s.validation.as_ref().map(|v| v.metrics),
+                    choice: s.validation.as_ref().map(|v| v.choice.clone()).unwrap_or_default(),
+                    test_nrmse: BTreeMap::new(),
                 });
                 ends.push(Some(s.train_end));
             }
@@ -55,6 +89,10 @@ pub fn decide(reports: &BTreeMap<ModelType, ModelTraining>, weights: &Weights, g
                     baseline: None,
                     passed_gate: None,
                     note: format!("training failed ({error_kind}): {reason}"),
+                    scored_on: ScoredOn::Validation,
+                    validation: None,
+                    choice: BTreeMap::new(),
+                    test_nrmse: BTreeMap::new(),
                 });
                 ends.push(None);
             }
@@ -67,16 +105,26 @@ pub fn decide(reports: &BTreeMap<ModelType, ModelTraining>, weights: &Weights, g
         sa.total_cmp(&sb).then_with(|| ends[b].cmp(&ends[a]))
     });
     let succeeded = candidates.iter().filter(|c| c.status == "SUCCESS").count();
+    let on_test: Vec<String> = candidates
+        .iter()
+        .filter(|c| c.status == "SUCCESS" && c.scored_on == ScoredOn::Test)
+        .map(|c| c.model_type.to_string())
+        .collect();
+    let basis_note = if on_test.is_empty() {
+        "on validation".to_string()
+    } else {
+        format!("on validation ({} reported none and are scored on test)", on_test.join(", "))
+    };
     let reason = match winner {
         Some(i) => format!(
-            "{} has the lowest composite score {:.6} among {} candidate(s) that beat their naive baselines",
+            "{} has the lowest composite score {:.6} {basis_note} among {} candidate(s) that beat their naive baselines",
             candidates[i].model_type,
             candidates[i].score.unwrap_or_default(),
             candidates.iter().filter(|c| c.passed_gate == Some(true)).count()
         ),
         None if succeeded == 0 => "no trainer reported SUCCESS".to_string(),
         None => format!(
-            "no candidate beat its naive baseline: {}",
+            "no candidate beat its naive baseline {basis_note}: {}",
             candidates
                 .iter()
                 .filter(|c| c.status == "SUCCESS")
@@ -122,7 +170,13 @@ pub(crate) mod tests {
                 },
                 protocol: EvalProtocol::OneStepAhead,
                 baselines: Baselines { last_value: m(baseline_rmse), seasonal_naive: Some(m(baseline_rmse * 2.0)) },
-                validation: None,
+                validation: Some(Validation {
+                    metrics: m(rmse),
+                    baselines: Baselines { last_value: m(baseline_rmse), seasonal_naive: Some(m(baseline_rmse * 2.0)) },
+                    windows: 10,
+                    candidates: 1,
+                    choice: BTreeMap::from([("seed".to_string(), "1".to_string())]),
+                }),
             })),
         }
     }
@@ -187,7 +241,7 @@ pub(crate) mod tests {
         let r = reports(vec![success(ModelType::Gru, 0.3, 0.1, 1), success(ModelType::Lstm, 0.2, 0.1, 1)]);
         let out = decide(&r, &Weights::default(), true);
         assert_eq!(out.winner, None);
-        assert!(out.reason.starts_with("no candidate beat its naive baseline"), "{}", out.reason);
+        assert!(out.reason.starts_with("no candidate beat its naive baseline on validation"), "{}", out.reason);
         assert!(out.reason.contains("last_value"), "{}", out.reason);
     }
 
@@ -202,5 +256,66 @@ pub(crate) mod tests {
         let out = decide(&reports(vec![failed(ModelType::Gru)]), &Weights::default(), true);
         assert_eq!(out.winner, None);
         assert_eq!(out.reason, "no trainer reported SUCCESS");
+    }
+
+    /// `ev` with its test metrics (and test baselines) set to `rmse`.
+    fn with_test(mut ev: ModelTraining, rmse: f64) -> ModelTraining {
+        if let TrainingStatus::Success(s) = &mut ev.status {
+            (s.test_rmse, s.test_mae, s.test_mse) = (rmse, rmse * 0.8, rmse * rmse);
+            s.baselines.last_value = Metrics { mse: 1e6, rmse: 1e3, mae: 1e3 };
+        }
+        ev
+    }
+
+    #[test]
+    fn the_choice_is_made_on_validation_and_test_metrics_cannot_change_it() {
+        let evs = || vec![success(ModelType::Gru, 0.3, 1.0, 1), success(ModelType::Lstm, 0.2, 1.0, 1)];
+        let base = decide(&reports(evs()), &Weights::default(), true);
+        assert_eq!(base.candidates[base.winner.expect("winner")].model_type, ModelType::Lstm);
+        assert!(base.reason.contains("on validation"), "{}", base.reason);
+        // Whatever the test rows say (LSTM's test far worse, GRU's perfect, the
+        // test baselines unbeatable), the choice and the scores stay.
+        for (gru_test, lstm_test) in [(0.0, 9.0), (9.0, 0.0), (0.25, 0.25)] {
+            let [gru, lstm]: [ModelTraining; 2] = evs().try_into().expect("two");
+            let out =
+                decide(&reports(vec![with_test(gru, gru_test), with_test(lstm, lstm_test)]), &Weights::default(), true);
+            assert_eq!(out.winner, base.winner);
+            let scores = |o: &Outcome| o.candidates.iter().map(|c| c.score).collect::<Vec<_>>();
+            assert_eq!(scores(&out), scores(&base));
+            assert!(out.candidates.iter().all(|c| c.scored_on == ScoredOn::Validation && c.passed_gate == Some(true)));
+            let gru = out.candidates.iter().find(|c| c.model_type == ModelType::Gru).expect("GRU");
+            assert_eq!(gru.metrics.expect("test metrics reported").rmse, gru_test, "test metrics are reported");
+        }
+    }
+
+    #[test]
+    fn the_gate_compares_against_the_validation_baselines() {
+        // Test baselines say LSTM loses to naive; validation says it wins.
+        let mut lstm = success(ModelType::Lstm, 0.2, 1.0, 1);
+        if let TrainingStatus::Success(s) = &mut lstm.status {
+            s.baselines.last_value = Metrics { mse: 0.0001, rmse: 0.01, mae: 0.01 };
+        }
+        let out = decide(&reports(vec![lstm.clone()]), &Weights::default(), true);
+        assert_eq!(out.winner, Some(0));
+        // And the other way round: a validation baseline it cannot beat.
+        if let TrainingStatus::Success(s) = &mut lstm.status {
+            s.validation.as_mut().expect("validation").baselines.last_value =
+                Metrics { mse: 0.0001, rmse: 0.01, mae: 0.01 };
+        }
+        let out = decide(&reports(vec![lstm]), &Weights::default(), true);
+        assert_eq!(out.winner, None);
+    }
+
+    #[test]
+    fn an_event_without_validation_is_scored_on_test_and_says_so() {
+        let mut gru = success(ModelType::Gru, 0.3, 1.0, 1);
+        if let TrainingStatus::Success(s) = &mut gru.status {
+            s.validation = None;
+        }
+        let out = decide(&reports(vec![gru, success(ModelType::Lstm, 0.4, 1.0, 1)]), &Weights::default(), true);
+        let c = &out.candidates[out.winner.expect("winner")];
+        assert_eq!((c.model_type, c.scored_on), (ModelType::Gru, ScoredOn::Test));
+        assert!(c.note.contains("no validation"), "{}", c.note);
+        assert!(out.reason.contains("GRU reported none and are scored on test"), "{}", out.reason);
     }
 }

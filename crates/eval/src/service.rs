@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use claim_check::{ClaimCheckStore, StoreError};
+use claim_check::ClaimCheckStore;
 use contracts::promotion::{self, run_tags};
 use contracts::{ModelSelected, ModelTraining, ModelType, TrainingStatus, TrainingSuccess};
-use flts_promotion::{Action, CheckError, Promoter, mlflow_err};
+use flts_promotion::{Action, CheckError, Promoter};
 use kafka_utils::{HandlerError, Producer, Record};
 use mlflow_client::{MlflowClient, Run};
 use serde::Serialize;
@@ -18,7 +18,15 @@ use tokio::sync::{Mutex, OnceCell};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use contracts::error::Classified as _;
+
 use crate::metrics;
+use crate::predictions::Predictions;
+use crate::{compose, composed};
+
+/// Where a trainer run keeps its prediction files (original units, see [`crate::predictions`]).
+pub const VALIDATION_PREDICTIONS: &str = "predictions/validation_predictions.parquet";
+pub const TEST_PREDICTIONS: &str = "predictions/test_predictions.parquet";
 use crate::score::{self, Weights};
 use crate::state::{self, Decision, SetState, Trigger};
 
@@ -47,8 +55,13 @@ pub struct EvalArgs {
     #[arg(long, env = "PROMOTION_BUCKET", default_value = "model-promotion")]
     pub promotion_bucket: String,
     /// MLflow experiment the trainers log to: a reported run must belong to it.
+    /// Eval's own runs (ensembles, naive baselines) go there too.
     #[arg(long = "experiment", env = "MLFLOW_EXPERIMENT", default_value = "flts")]
     pub experiment: String,
+    /// Bucket of the processed data: the dataset scaler (`<identifier>/<config_hash>/scaler.json`)
+    /// defines the scaled units ensembles are scored in and baselines are served with.
+    #[arg(long, env = "PROCESSED_BUCKET", default_value = contracts::topology::buckets::PROCESSED_DATA)]
+    pub processed_bucket: String,
 }
 
 impl EvalArgs {
@@ -74,10 +87,6 @@ pub struct Eval {
 fn refuse(code: &'static str, message: String) -> HandlerError {
     metrics::REFUSED.with_label_values(&[code]).inc();
     HandlerError::permanent(code, message)
-}
-
-fn store_err(e: StoreError) -> HandlerError {
-    HandlerError::classify(e.is_retryable(), e.code(), e)
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -197,7 +206,7 @@ impl Eval {
             .get_or_try_init(|| self.mlflow.get_or_create_experiment(&self.args.experiment))
             .await
             .cloned()
-            .map_err(mlflow_err)
+            .map_err(HandlerError::from)
     }
 
     /// Check `ev` against its MLflow run and return what eval will act on:
@@ -223,7 +232,7 @@ impl Eval {
             Err(e) if e.is_not_found() => {
                 return Err(refuse("run_not_found", format!("{what}: no such run in MLflow ({e})")));
             }
-            Err(e) => return Err(mlflow_err(e)),
+            Err(e) => return Err(e.into()),
         };
         let experiment = self.experiment_id().await?;
         if run.info.experiment_id != experiment {
@@ -276,15 +285,16 @@ impl Eval {
             return Err(refuse("run_mismatch", format!("{what}: MLflow returned run {}", run.info.run_id)));
         }
         flts_promotion::trusted_success(&self.mlflow, run, set, what).await.map_err(|e| match e {
-            CheckError::Refused { code, message } => refuse(code, message),
-            CheckError::Mlflow(e) => mlflow_err(e),
+            CheckError::Refused { code, message } => refuse(code.as_str(), message),
+            CheckError::Mlflow(e) => e.into(),
         })
     }
 
     /// Score the set, record the decision, then promote.
     async fn decide(&self, set: SetState, trigger: Trigger) -> Result<(), HandlerError> {
-        let outcome = score::decide(&set.reports, &self.args.weights(), self.args.baseline_gate);
+        let mut outcome = score::decide(&set.reports, &self.args.weights(), self.args.baseline_gate);
         let missing = set.missing(&self.args.expected_model_types);
+        let (plan, composed) = self.compose(&set, &mut outcome, missing.is_empty()).await?;
         let decision_object = state::decision_key(&set.identifier, &set.config_hash);
         let previous = self.load::<Decision>(&decision_object).await?;
         let winner_run = outcome.winner.map(|i| outcome.candidates[i].run_id.clone());
@@ -296,10 +306,14 @@ impl Eval {
         };
         let promotion = outcome.winner.and_then(|i| {
             let c = &outcome.candidates[i];
-            let ev = set.reports.get(&c.model_type)?;
-            let TrainingStatus::Success(s) = &ev.status else { return None };
+            let s = if c.status == compose::COMPOSED {
+                composed.as_ref()?
+            } else {
+                let TrainingStatus::Success(s) = &set.reports.get(&c.model_type)?.status else { return None };
+                s
+            };
             let selected = flts_promotion::selection(
-                &ev.run_id,
+                &c.run_id,
                 (&set.identifier, &set.config_hash, c.model_type),
                 s,
                 c.score.unwrap_or_default(),
@@ -334,6 +348,9 @@ impl Eval {
             promotion,
             published,
             revision,
+            ensemble: plan.ensemble,
+            fallback: plan.fallback,
+            naive_test_nrmse: plan.naive_test_nrmse,
         };
         self.save(&decision_object, &decision).await?;
         if published {
@@ -343,6 +360,118 @@ impl Eval {
         self.finish(decision).await
     }
 
+    /// Read the prediction files and the dataset scaler of `set`, plan what
+    /// to compose ([`compose::plan`]) and build the composed winner's run.
+    /// Returns the plan and the composed winner's SUCCESS payload. A composed
+    /// model that cannot be built leaves the decision as the rules alone make
+    /// it (the reason says why); only a retryable failure is returned.
+    async fn compose(
+        &self,
+        set: &SetState,
+        outcome: &mut score::Outcome,
+        complete: bool,
+    ) -> Result<(compose::Plan, Option<TrainingSuccess>), HandlerError> {
+        let scaler = self.dataset_scaler(set).await?;
+        let mut files = BTreeMap::new();
+        for (m, ev) in &set.reports {
+            if let TrainingStatus::Success(s) = &ev.status {
+                let validation = self.predictions(s, VALIDATION_PREDICTIONS).await?;
+                let test = self.predictions(s, TEST_PREDICTIONS).await?;
+                files.insert(*m, compose::Files { validation, test });
+            }
+        }
+        let original = outcome.clone();
+        let weights = self.args.weights();
+        let inputs = compose::Inputs {
+            reports: &set.reports,
+            weights: &weights,
+            gate: self.args.baseline_gate,
+            complete,
+            files: &files,
+            scales: scaler.as_ref().map(|(_, scales)| scales),
+        };
+        let mut plan = compose::plan(&inputs, outcome);
+        let Some(build) = plan.build.clone() else { return Ok((plan, None)) };
+        let built = match &scaler {
+            None => Err(composed::ComposeError::Invalid("the dataset scaler is unavailable".into())),
+            Some((bytes, _)) => {
+                let experiment = self.experiment_id().await?;
+                let set_ref = composed::SetRef {
+                    identifier: &set.identifier,
+                    config_hash: &set.config_hash,
+                    reports: &set.reports,
+                };
+                composed::build_run(&self.mlflow, &experiment, &set_ref, &build, bytes).await
+            }
+        };
+        match built {
+            Ok((run_id, success)) => {
+                if let Some(i) = outcome.winner {
+                    outcome.candidates[i].run_id = run_id.clone();
+                }
+                if let (compose::Build::Ensemble { .. }, Some(e)) = (&build, plan.ensemble.as_mut()) {
+                    e.run_id = Some(run_id);
+                }
+                Ok((plan, Some(success)))
+            }
+            Err(composed::ComposeError::Mlflow(e)) if e.is_retryable() => Err(e.into()),
+            Err(e) => {
+                warn!(identifier = %set.identifier, config_hash = %set.config_hash, error = %e, "could not build the composed model");
+                let what = outcome.winner.map(|i| outcome.candidates[i].model_type.to_string()).unwrap_or_default();
+                *outcome = original;
+                outcome.reason.push_str(&format!(" ({what} could not be built: {e})"));
+                plan.build = None;
+                plan.fallback = None;
+                Ok((plan, None))
+            }
+        }
+    }
+
+    /// The dataset scaler's bytes and each column's scale; `None` when absent or unreadable.
+    async fn dataset_scaler(&self, set: &SetState) -> Result<Option<(Vec<u8>, BTreeMap<String, f64>)>, HandlerError> {
+        let key = format!("{}/{}/scaler.json", set.identifier, set.config_hash);
+        let bytes = match self.store.get_object(&self.args.processed_bucket, &key).await {
+            Ok(b) => b.to_vec(),
+            Err(claim_check::StoreError::NotFound { .. }) => {
+                warn!(bucket = %self.args.processed_bucket, %key, "no dataset scaler: no ensemble or baseline for this set");
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let parsed = std::str::from_utf8(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|s| series::Scaler::from_json(s).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(scaler) => {
+                let scales = scaler.columns.iter().map(|c| (c.name.clone(), c.scale)).collect();
+                Ok(Some((bytes, scales)))
+            }
+            Err(e) => {
+                warn!(%key, error = %e, "unreadable dataset scaler: no ensemble or baseline for this set");
+                Ok(None)
+            }
+        }
+    }
+
+    /// A run's prediction file `path`, read; `None` when it has none or it is unreadable.
+    async fn predictions(&self, s: &TrainingSuccess, path: &str) -> Result<Option<Predictions>, HandlerError> {
+        let bytes = match self.mlflow.download_artifact(&s.artifact_uri, path).await {
+            Ok(b) => b,
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => {
+                info!(artifact_uri = %s.artifact_uri, path, error = %e, "no prediction file");
+                return Ok(None);
+            }
+        };
+        match Predictions::read(&bytes, &s.model.targets) {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                warn!(artifact_uri = %s.artifact_uri, path, error = %e, "unreadable prediction file");
+                Ok(None)
+            }
+        }
+    }
+
     /// The idempotent tail of a decision: pointers, MLflow tag, publish, mark.
     async fn finish(&self, mut decision: Decision) -> Result<(), HandlerError> {
         let outcome_label = if decision.promotion.is_some() { "promoted" } else { "not_promoted" };
@@ -350,6 +479,11 @@ impl Eval {
             // History record, pointer (only forward), MLflow tag, model-selected,
             // then the registry: the path `flts promote` takes too.
             self.promoter.publish(&p, Action::Eval, &decision.outcome.reason, "eval").await?;
+            match p.model_type {
+                ModelType::Baseline => metrics::BASELINE_PROMOTIONS.inc(),
+                ModelType::Ensemble => metrics::ENSEMBLE_PROMOTIONS.inc(),
+                _ => {}
+            }
             info!(identifier = %p.identifier, config_hash = %p.config_hash, model_type = %p.model_type, run_id = %p.run_id,
                 sequence = p.sequence, score = p.composite_score, trigger = ?decision.trigger, missing = ?decision.missing, "model promoted");
         } else {
@@ -364,7 +498,7 @@ impl Eval {
 
     /// Rebuild the pending sets from the bucket and finish half-done decisions.
     pub async fn recover(&self) -> Result<(), HandlerError> {
-        let keys = self.store.list(&self.args.promotion_bucket, "").await.map_err(store_err)?;
+        let keys = self.store.list(&self.args.promotion_bucket, "").await.map_err(HandlerError::from)?;
         let names: std::collections::BTreeSet<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         let mut pending = self.pending.lock().await;
         for key in &names {

@@ -20,10 +20,12 @@
 //! - [`network`]: [`Network`], the weights, and inference.
 //! - [`train`](mod@train): [`train`](fn@train), early stopping, [`TrainReport`].
 //! - [`onnx`]: [`export_onnx`], the model for tract, onnxruntime and the inference service.
+//! - [`naive`]: [`export_naive`], last value and seasonal naive as ONNX models (eval's fallback).
 //! - `rnn` (private): the forward and backward passes, batch-major per time step on
 //!   `matrixmultiply`'s sgemm, with buffers allocated once per call.
 
 pub mod config;
+pub mod naive;
 pub mod network;
 pub mod onnx;
 pub mod train;
@@ -38,6 +40,7 @@ mod rnn;
 mod reference;
 
 pub use config::{CellKind, ModelConfig, TrainConfig};
+pub use naive::{Naive, NaiveSpec, export_naive};
 pub use network::Network;
 pub use onnx::export_onnx;
 pub use train::{EpochReport, TrainReport, train};

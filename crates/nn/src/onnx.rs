@@ -29,8 +29,8 @@ use tract_onnx::pb;
 use crate::config::CellKind;
 use crate::network::{Network, Weights};
 
-const OPSET: i64 = 14;
-const IR_VERSION: i64 = 8;
+pub(crate) const OPSET: i64 = 14;
+pub(crate) const IR_VERSION: i64 = 8;
 const FLOAT: i32 = pb::tensor_proto::DataType::Float as i32;
 const INT64: i32 = pb::tensor_proto::DataType::Int64 as i32;
 
@@ -146,13 +146,13 @@ fn widen(m: &[f32], cols: usize, width: usize) -> Vec<f32> {
 }
 
 #[derive(Default)]
-struct GraphBuilder {
-    nodes: Vec<pb::NodeProto>,
-    initializers: Vec<pb::TensorProto>,
+pub(crate) struct GraphBuilder {
+    pub(crate) nodes: Vec<pb::NodeProto>,
+    pub(crate) initializers: Vec<pb::TensorProto>,
 }
 
 impl GraphBuilder {
-    fn node(&mut self, op: &str, name: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<pb::AttributeProto>) {
+    pub(crate) fn node(&mut self, op: &str, name: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<pb::AttributeProto>) {
         self.nodes.push(pb::NodeProto {
             op_type: op.to_string(),
             name: name.to_string(),
@@ -163,7 +163,7 @@ impl GraphBuilder {
         });
     }
 
-    fn floats(&mut self, name: &str, dims: &[usize], float_data: Vec<f32>) {
+    pub(crate) fn floats(&mut self, name: &str, dims: &[usize], float_data: Vec<f32>) {
         debug_assert_eq!(dims.iter().product::<usize>(), float_data.len(), "{name}");
         self.initializers.push(pb::TensorProto {
             name: name.to_string(),
@@ -174,7 +174,7 @@ impl GraphBuilder {
         });
     }
 
-    fn int64s(&mut self, name: &str, values: &[i64]) {
+    pub(crate) fn int64s(&mut self, name: &str, values: &[i64]) {
         self.initializers.push(pb::TensorProto {
             name: name.to_string(),
             dims: vec![values.len() as i64],
@@ -185,7 +185,7 @@ impl GraphBuilder {
     }
 }
 
-fn int_attr(name: &str, i: i64) -> pb::AttributeProto {
+pub(crate) fn int_attr(name: &str, i: i64) -> pb::AttributeProto {
     pb::AttributeProto {
         name: name.to_string(),
         r#type: pb::attribute_proto::AttributeType::Int as i32,
@@ -194,13 +194,13 @@ fn int_attr(name: &str, i: i64) -> pb::AttributeProto {
     }
 }
 
-enum Dim {
+pub(crate) enum Dim {
     Fixed(usize),
     /// The symbolic batch dimension, named `batch`.
     Batch,
 }
 
-fn value_info(name: &str, dims: &[Dim]) -> pb::ValueInfoProto {
+pub(crate) fn value_info(name: &str, dims: &[Dim]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{Dimension, dimension::Value};
     let dim = dims
         .iter()
