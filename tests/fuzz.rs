@@ -513,8 +513,8 @@ fn predict_router() -> axum::Router {
     let scaler = Scaler {
         kind: ScalerKind::MinMax,
         columns: vec![
-            ScalerColumn { name: "load".into(), offset: 100.0, scale: 50.0 },
-            ScalerColumn { name: "temp".into(), offset: -5.0, scale: 40.0 },
+            ScalerColumn::new("load".into(), 100.0, 50.0),
+            ScalerColumn::new("temp".into(), -5.0, 40.0),
         ],
     };
     let model = inference::loader::build(&spec, &net.to_onnx(), scaler).expect("model builds");

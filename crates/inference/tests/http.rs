@@ -51,8 +51,8 @@ fn scaler() -> Scaler {
     Scaler {
         kind: ScalerKind::MinMax,
         columns: vec![
-            ScalerColumn { name: "load".into(), offset: 100.0, scale: 50.0 },
-            ScalerColumn { name: "temp".into(), offset: -5.0, scale: 40.0 },
+            ScalerColumn::new("load".into(), 100.0, 50.0),
+            ScalerColumn::new("temp".into(), -5.0, 40.0),
         ],
     }
 }

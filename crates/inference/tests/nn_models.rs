@@ -38,7 +38,7 @@ fn check(cell: nn::CellKind, n_features: usize, layers: usize, output_len: usize
     };
     let scaler = Scaler {
         kind: ScalerKind::MinMax,
-        columns: features.iter().map(|f| ScalerColumn { name: f.clone(), offset: 0.0, scale: 1.0 }).collect(),
+        columns: features.iter().map(|f| ScalerColumn::new(f.clone(), 0.0, 1.0)).collect(),
     };
     let model = loader::build(&spec, &nn::export_onnx(&net), scaler).expect("the trainers' ONNX loads");
     for n in [1usize, 7, 300] {

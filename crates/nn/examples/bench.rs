@@ -258,6 +258,7 @@ fn run(d: &Data, s: &Setup, cell: CellKind, seed: u64, threads: usize) -> BoxRes
         patience: s.patience,
         clip_norm: 1.0,
         seed,
+        shuffle: true,
         threads,
     };
     let mut net = Network::new(model, seed);

@@ -98,9 +98,17 @@ pub struct TrainConfig {
     /// Seeds the shuffling of training windows. Same data, config, seed and
     /// thread count give the same weights.
     pub seed: u64,
+    /// Visit the training windows in a new random order every epoch (otherwise
+    /// in chronological order, every epoch the same).
+    #[serde(default = "shuffle_default")]
+    pub shuffle: bool,
     /// Threads sharing each batch; 0 = one per available core. Results differ in
     /// the last bits between thread counts (the gradient is summed in another order).
     pub threads: usize,
+}
+
+fn shuffle_default() -> bool {
+    true
 }
 
 impl TrainConfig {

@@ -87,7 +87,9 @@ pub fn train(
     let outcome = 'epochs: {
         for epoch in 1..=cfg.epochs {
             let started = Instant::now();
-            rng.shuffle(&mut order);
+            if cfg.shuffle {
+                rng.shuffle(&mut order);
+            }
             let mut squared_error = 0.0;
             for batch in order.chunks(cfg.batch_size) {
                 squared_error += batch_gradient(net, &mut workers, &train_set, batch, &mut grad);
@@ -249,7 +251,16 @@ mod tests {
     }
 
     fn config(epochs: usize) -> TrainConfig {
-        TrainConfig { epochs, batch_size: 16, learning_rate: 1e-2, patience: 0, clip_norm: 1.0, seed: 1, threads: 1 }
+        TrainConfig {
+            epochs,
+            batch_size: 16,
+            learning_rate: 1e-2,
+            patience: 0,
+            clip_norm: 1.0,
+            seed: 1,
+            shuffle: true,
+            threads: 1,
+        }
     }
 
     fn keep_going(_: &EpochReport) -> ControlFlow<()> {

@@ -151,6 +151,51 @@ impl ProphetTrainer {
     }
 }
 
+impl ProphetTrainer {
+    /// Forecasts of the validation windows' targets (scaled, the windows'
+    /// layout) by a fit on the training rows before the first validation
+    /// target only, forecasting from there as on the test part.
+    fn validation_predictions(&self, data: &Prepared) -> Result<Vec<f32>, TrainError> {
+        let w = &data.val_windows;
+        let Some(&cut) = w.first_target_row.first() else { return Ok(Vec::new()) };
+        let roles = &data.meta.roles;
+        let head = data.train.slice(0..cut);
+        let tail = data.train.slice(cut..data.train.len());
+        let targets = roles
+            .targets
+            .iter()
+            .map(|t| Ok((t.clone(), original_column(data, &head, t)?)))
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        let regressors = |frame: &series::Frame| {
+            self.config
+                .regressors
+                .iter()
+                .map(|r| Ok((r.name.clone(), original_column(data, frame, &r.name)?)))
+                .collect::<Result<Vec<_>, TrainError>>()
+        };
+        let mut fitted = self
+            .fitter
+            .fit_all(&self.config, &head.timestamps, &targets, &regressors(&head)?, self.threads)
+            .map_err(|e| TrainError::Data(format!("validation fit: {e}")))?;
+        for c in data.meta.scaler.columns.iter().filter(|c| roles.targets.contains(&c.name)) {
+            fitted.rescale(&c.name, c.offset, c.scale).map_err(|e| TrainError::Data(e.to_string()))?;
+        }
+        let forecasts = fitted
+            .predict_with_regressors(&tail.timestamps, &regressors(&tail)?)
+            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let mut preds = vec![0f32; w.y.len()];
+        for i in 0..w.n {
+            for s in 0..w.output_len {
+                let row = w.first_target_row[i] + s - cut;
+                for (j, f) in forecasts.iter().enumerate() {
+                    preds[(i * w.output_len + s) * w.n_targets + j] = f.yhat[row] as f32;
+                }
+            }
+        }
+        Ok(preds)
+    }
+}
+
 /// `name`'s column of `frame` back in original units.
 fn original_column(data: &Prepared, frame: &series::Frame, name: &str) -> Result<Vec<f64>, TrainError> {
     let values = frame.column(name).ok_or_else(|| TrainError::Data(format!("no column `{name}`")))?;
@@ -195,9 +240,11 @@ impl ModelTrainer for ProphetTrainer {
     fn train(
         &self,
         data: &Prepared,
+        _seed: Option<u64>,
         progress: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
     ) -> Result<Trained, TrainError> {
         let roles = &data.meta.roles;
+        let val_predictions = self.validation_predictions(data)?;
         // Prophet fits the columns in their original units, as Python Prophet on the raw data: its priors and
         // multiplicative terms are relative to the data's own scale and zero.
         let targets = roles
@@ -322,6 +369,7 @@ impl ModelTrainer for ProphetTrainer {
         Ok(Trained {
             format: ModelFormat::ProphetJson,
             model_file: ("prophet.json".into(), fitted.to_json().into_bytes()),
+            val_predictions,
             test_predictions: preds,
             protocol: EvalProtocol::FromTrainEnd,
             history: vec![],

@@ -103,10 +103,7 @@ mod tests {
     fn scaler() -> Scaler {
         Scaler {
             kind: ScalerKind::MinMax,
-            columns: vec![
-                ScalerColumn { name: "a".into(), offset: 100.0, scale: 10.0 },
-                ScalerColumn { name: "b".into(), offset: 0.0, scale: 2.0 },
-            ],
+            columns: vec![ScalerColumn::new("a".into(), 100.0, 10.0), ScalerColumn::new("b".into(), 0.0, 2.0)],
         }
     }
 

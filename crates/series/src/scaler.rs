@@ -18,11 +18,52 @@ pub enum ScalerKind {
 }
 
 /// The transform of one column.
+///
+/// A model's own scaler (`model/scaler.json`) may also carry what its
+/// preprocessing candidate chose: `clip`, applied to the model's **inputs** only
+/// (never to the actuals a forecast is scored against), and `floor`, applied to
+/// its **forecasts** (0 for a column that is never negative in training).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct ScalerColumn {
     pub name: String,
     pub offset: f64,
     pub scale: f64,
+    /// `[low, high]` in original units: model inputs are clamped to it before scaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<[f64; 2]>,
+    /// Lowest forecast in original units: forecasts are raised to it after inverse scaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<f64>,
+}
+
+impl ScalerColumn {
+    /// A plain affine column (no clip, no floor).
+    pub fn new(name: String, offset: f64, scale: f64) -> Self {
+        ScalerColumn { name, offset, scale, clip: None, floor: None }
+    }
+
+    /// `(x - offset) / scale` after clamping `x` to `clip`: a model input.
+    pub fn scale_input(&self, x: f64) -> f64 {
+        let x = match self.clip {
+            Some([lo, hi]) => x.clamp(lo, hi),
+            None => x,
+        };
+        (x - self.offset) / self.scale
+    }
+
+    /// `scaled * scale + offset`, raised to `floor`: a forecast in original units.
+    pub fn unscale_forecast(&self, scaled: f64) -> f64 {
+        let x = scaled * self.scale + self.offset;
+        match self.floor {
+            Some(floor) => x.max(floor),
+            None => x,
+        }
+    }
+
+    /// `clip` in scaled units, if any.
+    pub fn scaled_clip(&self) -> Option<(f64, f64)> {
+        self.clip.map(|[lo, hi]| ((lo - self.offset) / self.scale, (hi - self.offset) / self.scale))
+    }
 }
 
 /// A fitted scaler: one entry per feature column, in feature order.
@@ -73,7 +114,7 @@ impl Scaler {
             }
             let values = frame.require(name)?;
             if passthrough.contains(name) {
-                columns.push(ScalerColumn { name: name.clone(), offset: 0.0, scale: 1.0 });
+                columns.push(ScalerColumn::new(name.clone(), 0.0, 1.0));
                 continue;
             }
             if let Some(row) = values.iter().position(|v| !v.is_finite()) {
@@ -93,7 +134,7 @@ impl Scaler {
                 }
             };
             let scale = if spread > 0.0 && spread.is_finite() { spread } else { 1.0 };
-            columns.push(ScalerColumn { name: name.clone(), offset, scale });
+            columns.push(ScalerColumn::new(name.clone(), offset, scale));
         }
         Ok(Scaler { kind, columns })
     }
@@ -150,6 +191,36 @@ impl Scaler {
         Ok(scaled * c.scale + c.offset)
     }
 
+    /// [`ScalerColumn::scale_input`] for column `name`.
+    pub fn scale_input(&self, name: &str, x: f64) -> Result<f64, SeriesError> {
+        Ok(self.entry(name)?.scale_input(x))
+    }
+
+    /// [`ScalerColumn::unscale_forecast`] for column `name`.
+    pub fn unscale_forecast(&self, name: &str, scaled: f64) -> Result<f64, SeriesError> {
+        Ok(self.entry(name)?.unscale_forecast(scaled))
+    }
+
+    /// Clamp already-scaled model inputs laid out `[.., features.len()]` (feature
+    /// fastest, as in [`crate::Windows::x`]) to each feature's scaled `clip`.
+    pub fn clip_scaled_inputs(&self, x: &mut [f32], features: &[String]) -> Result<(), SeriesError> {
+        let bounds: Vec<Option<(f32, f32)>> = features
+            .iter()
+            .map(|f| Ok(self.entry(f)?.scaled_clip().map(|(lo, hi)| (lo as f32, hi as f32))))
+            .collect::<Result<_, SeriesError>>()?;
+        if bounds.iter().all(Option::is_none) || features.is_empty() {
+            return Ok(());
+        }
+        for row in x.chunks_mut(features.len()) {
+            for (v, b) in row.iter_mut().zip(&bounds) {
+                if let Some((lo, hi)) = b {
+                    *v = v.clamp(*lo, *hi);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The contract's JSON form, compact.
     pub fn to_json(&self) -> String {
         // A struct of strings and finite floats always serializes.
@@ -171,6 +242,10 @@ impl Scaler {
                 Some(format!("offset {} is not finite", c.offset))
             } else if !c.scale.is_finite() || c.scale == 0.0 {
                 Some(format!("scale {} is not a finite non-zero number", c.scale))
+            } else if c.clip.is_some_and(|[lo, hi]| !(lo.is_finite() && hi.is_finite() && lo <= hi)) {
+                Some(format!("clip {:?} is not a finite [low, high]", c.clip))
+            } else if c.floor.is_some_and(|f| !f.is_finite()) {
+                Some(format!("floor {:?} is not finite", c.floor))
             } else {
                 None
             };
@@ -213,9 +288,9 @@ mod tests {
         assert_eq!(
             s.columns,
             vec![
-                ScalerColumn { name: "a".into(), offset: 2.0, scale: 8.0 },
-                ScalerColumn { name: "flat".into(), offset: 5.0, scale: 1.0 },
-                ScalerColumn { name: "hour_sin".into(), offset: 0.0, scale: 1.0 },
+                ScalerColumn::new("a".into(), 2.0, 8.0),
+                ScalerColumn::new("flat".into(), 5.0, 1.0),
+                ScalerColumn::new("hour_sin".into(), 0.0, 1.0),
             ]
         );
         let t = s.transform(&frame()).unwrap();
@@ -251,6 +326,33 @@ mod tests {
         assert_eq!(Scaler::from_json(&json).unwrap(), s);
         let std = Scaler::fit(ScalerKind::Standard, &frame(), &names(&["a"]), &[]).unwrap();
         assert!(std.to_json().starts_with(r#"{"kind":"standard""#));
+    }
+
+    #[test]
+    fn clip_applies_to_inputs_and_floor_to_forecasts_only() {
+        let mut c = ScalerColumn::new("a".into(), 10.0, 2.0);
+        c.clip = Some([10.0, 14.0]);
+        c.floor = Some(0.0);
+        assert_eq!(c.scale_input(100.0), 2.0, "clamped to 14 before scaling");
+        assert_eq!(c.scale_input(12.0), 1.0);
+        assert_eq!(c.unscale_forecast(-20.0), 0.0, "-30 raised to the floor");
+        assert_eq!(c.unscale_forecast(1.0), 12.0);
+        let s = Scaler { kind: ScalerKind::MinMax, columns: vec![c.clone(), ScalerColumn::new("b".into(), 0.0, 1.0)] };
+        let mut x = vec![5.0_f32, 5.0, -1.0, -1.0];
+        s.clip_scaled_inputs(&mut x, &names(&["a", "b"])).unwrap();
+        assert_eq!(x, vec![2.0, 5.0, 0.0, -1.0], "only `a` has a clip, in scaled units [0, 2]");
+        // Old scaler files (no clip, no floor) still read, and new fields round-trip.
+        let back = Scaler::from_json(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+        assert!(
+            !Scaler::from_json(r#"{"kind":"minmax","columns":[{"name":"a","offset":0,"scale":1}]}"#)
+                .unwrap()
+                .to_json()
+                .contains("clip")
+        );
+        let mut bad = s.clone();
+        bad.columns[0].clip = Some([3.0, 1.0]);
+        assert!(bad.validate().is_err());
     }
 
     #[test]

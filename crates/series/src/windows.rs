@@ -105,6 +105,12 @@ pub fn make_windows(frame: &Frame, roles: &Roles, spec: WindowSpec) -> Result<Wi
     })
 }
 
+/// Mark the rows of `timestamps` inside any inclusive `[first, last]` range of
+/// `gaps` (the long gaps preprocess filled, `ProcessedMeta::gaps`).
+pub fn gap_rows(timestamps: &[i64], gaps: &[[i64; 2]]) -> Vec<bool> {
+    timestamps.iter().map(|t| gaps.iter().any(|[a, b]| a <= t && t <= b)).collect()
+}
+
 impl Windows {
     /// Values of `x` per window.
     pub fn x_stride(&self) -> usize {
@@ -144,6 +150,44 @@ impl Windows {
             y: self.y[start * ys..end * ys].to_vec(),
             first_target_row: self.first_target_row[start..end].to_vec(),
         }
+    }
+
+    /// The windows for which `keep(i)` holds (`i` the window's index), in order.
+    pub fn retain(&self, keep: impl Fn(usize) -> bool) -> Windows {
+        let (xs, ys) = (self.x_stride(), self.y_stride());
+        let mut out = Windows {
+            n: 0,
+            input_len: self.input_len,
+            output_len: self.output_len,
+            n_features: self.n_features,
+            n_targets: self.n_targets,
+            x: Vec::new(),
+            y: Vec::new(),
+            first_target_row: Vec::new(),
+        };
+        for i in (0..self.n).filter(|&i| keep(i)) {
+            out.n += 1;
+            out.x.extend_from_slice(&self.x[i * xs..(i + 1) * xs]);
+            out.y.extend_from_slice(&self.y[i * ys..(i + 1) * ys]);
+            out.first_target_row.push(self.first_target_row[i]);
+        }
+        out
+    }
+
+    /// Whether window `i` reads or predicts any frame row marked in `rows`.
+    pub fn touches(&self, i: usize, rows: &[bool]) -> bool {
+        let start = self.first_target_row[i] - self.input_len;
+        let end = (self.first_target_row[i] + self.output_len).min(rows.len());
+        rows.get(start..end).is_some_and(|r| r.iter().any(|&b| b))
+    }
+
+    /// The windows that touch no marked row (see [`gap_rows`]): nothing is
+    /// trained or scored on values invented to fill a long gap.
+    pub fn without_rows(&self, rows: &[bool]) -> Windows {
+        if !rows.iter().any(|&b| b) {
+            return self.clone();
+        }
+        self.retain(|i| !self.touches(i, rows))
     }
 
     /// Check that this set was cut with `roles` (feature and target counts).
@@ -192,6 +236,23 @@ mod tests {
         assert_eq!(w.x, vec![0., 100., 1., 101., 1., 101., 2., 102.]);
         assert_eq!(w.y, vec![102., 103., 103., 104.]);
         assert_eq!(w.first_target_row, vec![2, 3]);
+    }
+
+    #[test]
+    fn windows_touching_a_gap_are_dropped() {
+        let f = frame(10);
+        let w = make_windows(&f, &roles(), WindowSpec { input_len: 2, output_len: 1 }).unwrap();
+        assert_eq!(w.n, 8);
+        // Rows 4 and 5 (timestamps 4000..=5000) were a long gap.
+        let rows = gap_rows(&f.timestamps, &[[4000, 5000]]);
+        assert_eq!(rows.iter().filter(|&&b| b).count(), 2);
+        let kept = w.without_rows(&rows);
+        // Windows read rows w..w+2 and predict row w+2: those of w = 2..=5 touch row 4 or 5.
+        assert_eq!(kept.first_target_row, vec![2, 3, 8, 9]);
+        assert_eq!(kept.n, 4);
+        assert_eq!(kept.y, vec![102., 103., 108., 109.]);
+        assert_eq!(&kept.x[kept.x_stride() * 2..kept.x_stride() * 3], &[6., 106., 7., 107.]);
+        assert_eq!(w.without_rows(&vec![false; 10]), w);
     }
 
     #[test]

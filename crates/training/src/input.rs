@@ -64,7 +64,7 @@ impl InputArgs {
     /// over the download limit: before any request.
     pub fn check_claims(&self, store: &ClaimCheckStore, msg: &TrainingData) -> Result<(), HandlerError> {
         for (part, claim) in [("train", &msg.train), ("test", &msg.test), ("scaler", &msg.scaler)] {
-            let refuse = |e: StoreError| HandlerError::permanent(e.code(), format!("{part} part: {e}"));
+            let refuse = |e: StoreError| HandlerError::from(e).context(format!("{part} part"));
             store.check_location(&claim.bucket, &claim.object).map_err(refuse)?;
             claim_check::check_dataset_claim(claim, &self.processed_bucket, &msg.identifier).map_err(refuse)?;
             if claim.size > self.max_object_bytes {
@@ -88,7 +88,7 @@ impl InputArgs {
         self.check_claims(store, msg)?;
         let store = store.clone().with_max_object_bytes(self.max_object_bytes);
         tokio::try_join!(store.get(&msg.train), store.get(&msg.test), store.get(&msg.scaler))
-            .map_err(|e| HandlerError::classify(e.is_retryable(), e.code(), e))
+            .map_err(HandlerError::from)
     }
 
     /// Decode both processed parts under the limits, check they belong to

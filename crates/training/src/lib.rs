@@ -12,6 +12,7 @@
 //! # Layout
 //! - [`input`]: where a trainer's inputs may be and the operator limits on them.
 //! - [`prepare`]: processed frames in, train/validation/test windows and baselines out.
+//! - [`candidates`]: preprocessing choices and seeds as candidate fits, chosen on validation.
 //! - [`report`]: what a finished fit leaves behind (metrics, model card, plots, predictions).
 //! - [`mlmodel`]: the `MLmodel` file and `mlflow.*` tags MLflow's own tools read.
 //! - [`service`]: the Kafka handler and the stage's `run`.
@@ -22,6 +23,7 @@ use std::ops::ControlFlow;
 
 use contracts::{EvalProtocol, ModelFormat, ModelType};
 
+pub mod candidates;
 pub mod input;
 pub mod metrics;
 pub mod mlmodel;
@@ -50,6 +52,9 @@ pub struct Trained {
     pub format: ModelFormat,
     /// File name under `model/` (e.g. `model.onnx`) and its bytes.
     pub model_file: (String, Vec<u8>),
+    /// Scaled predictions (the candidate's units) for the validation windows,
+    /// laid out like `Windows::y`: what the candidates are compared on.
+    pub val_predictions: Vec<f32>,
     /// Scaled predictions for the test windows, laid out like `Windows::y`.
     pub test_predictions: Vec<f32>,
     /// How `test_predictions` were made.
@@ -79,16 +84,37 @@ pub enum TrainError {
     Cancelled,
 }
 
+/// A failed fit is permanent (`training_failed`, `nan_loss`); a cancelled one is redelivered.
+impl contracts::error::Classified for TrainError {
+    fn code(&self) -> contracts::error::Code {
+        use contracts::error::Code;
+        match self {
+            TrainError::Data(_) => Code::TrainingFailed,
+            TrainError::NonFiniteLoss(_) => Code::NanLoss,
+            TrainError::Cancelled => Code::Cancelled,
+        }
+    }
+}
+
 /// One kind of model. Implementations are CPU-bound and called on a blocking thread.
 pub trait ModelTrainer: Send + Sync + 'static {
     fn model_type(&self) -> ModelType;
     /// Hyperparameters, logged as MLflow params.
     fn params(&self) -> Vec<(String, String)>;
-    /// Fit on `data` and predict its test windows. Call `progress` after every
-    /// epoch; stop with [`TrainError::Cancelled`] when it breaks.
+    /// The seeds to train as candidates (none for deterministic fits).
+    fn seeds(&self) -> Vec<u64> {
+        Vec::new()
+    }
+    /// Fit on `data` (one candidate's view, see [`candidates`]) with `seed`
+    /// (one of [`ModelTrainer::seeds`]), and predict its validation and test
+    /// windows; the validation predictions must come from a model that did
+    /// not see the validation targets' rows, except through early stopping.
+    /// Call `progress` after every epoch; stop with [`TrainError::Cancelled`]
+    /// when it breaks.
     fn train(
         &self,
         data: &Prepared,
+        seed: Option<u64>,
         progress: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
     ) -> Result<Trained, TrainError>;
 }

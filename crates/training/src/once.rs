@@ -38,6 +38,8 @@ pub struct OnceSummary {
     pub test: contracts::Metrics,
     pub per_target: std::collections::BTreeMap<String, contracts::Metrics>,
     pub baselines: contracts::Baselines,
+    /// The chosen candidate's validation scores and choice.
+    pub validation: contracts::Validation,
 }
 
 pub async fn run<T: ModelTrainer>(
@@ -80,7 +82,8 @@ pub async fn fit_files<T: ModelTrainer>(
     let params = trainer.params();
     let started = std::time::Instant::now();
     let train_start = Utc::now();
-    let (data, trained) = crate::service::fit(trainer, data, cancel).await.map_err(|e| anyhow::anyhow!(e.message()))?;
+    let crate::service::Fitted { base: data, chosen, scored: trained } =
+        crate::service::fit(trainer, data, cancel).await.map_err(|e| anyhow::anyhow!(e.message()))?;
     let seconds = started.elapsed().as_secs_f64();
     let eval = report::evaluate(&data, &trained).map_err(anyhow::Error::msg)?;
 
@@ -90,7 +93,7 @@ pub async fn fit_files<T: ModelTrainer>(
         std::fs::write(&path, bytes).with_context(|| format!("write {}", path.display()))
     };
     write(&trained.model_file.0, &trained.model_file.1)?;
-    write("scaler.json", data.meta.scaler.to_json().as_bytes())?;
+    write("scaler.json", chosen.data.meta.scaler.to_json().as_bytes())?;
     let card = report::CardInput {
         model_type,
         identifier: "local",
@@ -99,7 +102,8 @@ pub async fn fit_files<T: ModelTrainer>(
         train_start,
         train_end: Utc::now(),
     };
-    write("model_card.md", report::model_card(&card, &data, &trained, &eval).as_bytes())?;
+    write("model_card.md", &chosen.model_card(report::model_card(&card, &data, &trained, &eval), &data))?;
+    write("validation_predictions.parquet", &report::validation_parquet(&data, &trained).map_err(anyhow::Error::msg)?)?;
     write("test_predictions.csv", report::predictions_csv(&data, &trained).map_err(anyhow::Error::msg)?.as_bytes())?;
     write("test_predictions.parquet", &report::predictions_parquet(&data, &trained).map_err(anyhow::Error::msg)?)?;
     if let Some(png) = report::loss_curve_png(model_type, &trained) {
@@ -113,8 +117,8 @@ pub async fn fit_files<T: ModelTrainer>(
     let description = crate::mlmodel::ModelDescription {
         run_id: None,
         model_type,
-        data: &data,
-        trained: &trained,
+        data: &chosen.data,
+        trained: &chosen.trained,
         created: Utc::now(),
     };
     for (name, bytes) in crate::mlmodel::model_files(&description) {
@@ -129,6 +133,7 @@ pub async fn fit_files<T: ModelTrainer>(
         test: eval.scaled,
         per_target: eval.per_target.clone(),
         baselines: data.baselines.clone(),
+        validation: chosen.validation_summary(&data),
     };
     write("metrics.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)

@@ -34,7 +34,14 @@ pub struct Prepared {
     pub train_windows: Windows,
     pub val_windows: Windows,
     pub test_windows: Windows,
+    /// Naive baselines on the test windows (reported beside the test metrics).
     pub baselines: Baselines,
+    /// Naive baselines on the validation windows (what choices are compared with).
+    pub val_baselines: Baselines,
+    /// The share of training windows cut off for validation.
+    pub validation_fraction: f64,
+    /// Windows dropped because they touch a long gap (`meta.gaps`): train and validation, test.
+    pub gap_windows_dropped: (usize, usize),
 }
 
 impl Prepared {
@@ -46,16 +53,45 @@ impl Prepared {
         }
         let spec = WindowSpec { input_len: args.input_seq_len, output_len: args.output_seq_len };
         let roles = &meta.roles;
-        let all = series::make_windows(&train, roles, spec).map_err(|e| format!("train part: {e}"))?;
+        // Windows that read or predict a row filled over a long gap are dropped.
+        let cut = |frame: &Frame, part: &str| -> Result<(Windows, usize), String> {
+            let all = series::make_windows(frame, roles, spec).map_err(|e| format!("{part} part: {e}"))?;
+            let kept = all.without_rows(&series::gap_rows(&frame.timestamps, &meta.gaps));
+            if kept.n == 0 {
+                return Err(format!("{part} part: every window touches a long gap"));
+            }
+            let dropped = all.n - kept.n;
+            Ok((kept, dropped))
+        };
+        let (all, train_dropped) = cut(&train, "train")?;
         let (train_windows, val_windows) =
             all.split_validation(args.validation_fraction).map_err(|e| format!("train part: {e}"))?;
         if train_windows.n == 0 {
             return Err("train part: no training windows left after the validation split".into());
         }
-        let test_windows = series::make_windows(&test, roles, spec).map_err(|e| format!("test part: {e}"))?;
+        let (test_windows, test_dropped) = cut(&test, "test")?;
         let baselines = series::baselines(&train, &test, &test_windows, roles, &meta.scaler)
             .map_err(|e| format!("baselines: {e}"))?;
-        Ok(Prepared { meta, train, test, spec, train_windows, val_windows, test_windows, baselines })
+        // The validation windows were cut from the train part: it is their "test" frame.
+        let val_baselines = if val_windows.n == 0 {
+            baselines.clone()
+        } else {
+            series::baselines(&train.slice(0..0), &train, &val_windows, roles, &meta.scaler)
+                .map_err(|e| format!("validation baselines: {e}"))?
+        };
+        Ok(Prepared {
+            meta,
+            train,
+            test,
+            spec,
+            train_windows,
+            val_windows,
+            test_windows,
+            baselines,
+            val_baselines,
+            validation_fraction: args.validation_fraction,
+            gap_windows_dropped: (train_dropped, test_dropped),
+        })
     }
 }
 

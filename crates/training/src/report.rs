@@ -118,10 +118,27 @@ pub fn model_card(card: &CardInput<'_>, data: &Prepared, trained: &Trained, eval
 /// prediction and the actual value (`{target}_predicted`, `{target}_actual`,
 /// suffixed `_t{step}` when more than one step is predicted).
 pub fn predictions_frame(data: &Prepared, trained: &Trained) -> Result<Frame, String> {
-    let w = &data.test_windows;
+    windows_frame(data, &data.test_windows, &data.test, &trained.test_predictions)
+}
+
+/// The same for the validation windows (cut from the train part): what the
+/// candidates, model types and ensemble weights are chosen on.
+pub fn validation_frame(data: &Prepared, trained: &Trained) -> Result<Frame, String> {
+    windows_frame(data, &data.val_windows, &data.train, &trained.val_predictions)
+}
+
+/// [`validation_frame`] as Parquet.
+pub fn validation_parquet(data: &Prepared, trained: &Trained) -> Result<Vec<u8>, String> {
+    dataset::write_raw_parquet(&validation_frame(data, trained)?, "timestamp").map_err(|e| e.to_string())
+}
+
+fn windows_frame(data: &Prepared, w: &series::Windows, frame: &Frame, pred: &[f32]) -> Result<Frame, String> {
     let roles = &data.meta.roles;
     let scaler = &data.meta.scaler;
     let per_window = w.output_len * w.n_targets;
+    if pred.len() != w.y.len() {
+        return Err(format!("{} predictions for {} window values", pred.len(), w.y.len()));
+    }
     let mut columns = Vec::with_capacity(2 * per_window);
     for step in 0..w.output_len {
         let suffix = if w.output_len > 1 { format!("_t{}", step + 1) } else { String::new() };
@@ -130,12 +147,59 @@ pub fn predictions_frame(data: &Prepared, trained: &Trained) -> Result<Frame, St
             let invert = |values: &[f32]| -> Result<Vec<f64>, String> {
                 (0..w.n).map(|i| scaler.inverse_value(t, values[at(i)] as f64).map_err(|e| e.to_string())).collect()
             };
-            columns.push(Column::new(format!("{t}_predicted{suffix}"), invert(&trained.test_predictions)?));
+            columns.push(Column::new(format!("{t}_predicted{suffix}"), invert(pred)?));
             columns.push(Column::new(format!("{t}_actual{suffix}"), invert(&w.y)?));
         }
     }
-    let timestamps = w.first_target_row.iter().map(|&row| data.test.timestamps[row]).collect();
+    let timestamps = w.first_target_row.iter().map(|&row| frame.timestamps[row]).collect();
     Frame::new(timestamps, columns).map_err(|e| e.to_string())
+}
+
+/// NRMSE per target as the study defines it: RMSE divided by the mean of the
+/// actuals, original units, on the test windows; for the model (`pred`, the
+/// dataset's scaled units) and the two naive baselines.
+pub fn nrmse(data: &Prepared, pred: &[f32]) -> Result<Vec<NrmseRow>, String> {
+    let w = &data.test_windows;
+    let roles = &data.meta.roles;
+    let per_target = |p: &[f32]| -> Result<std::collections::BTreeMap<String, Metrics>, String> {
+        Ok(series::evaluate(p, w, roles, &data.meta.scaler).map_err(|e| e.to_string())?.per_target)
+    };
+    let model = per_target(pred)?;
+    let last = per_target(&series::last_value_predictions(w, roles).map_err(|e| e.to_string())?)?;
+    let seasonal =
+        match series::seasonal_naive_predictions(&data.train, &data.test, w, roles).map_err(|e| e.to_string())? {
+            Some(p) => Some(per_target(&p)?),
+            None => None,
+        };
+    let mut rows = Vec::new();
+    for (j, t) in roles.targets.iter().enumerate() {
+        let actual: Vec<f64> =
+            w.y.iter()
+                .skip(j)
+                .step_by(w.n_targets)
+                .map(|a| data.meta.scaler.inverse_value(t, f64::from(*a)).map_err(|e| e.to_string()))
+                .collect::<Result<_, _>>()?;
+        let mean = actual.iter().sum::<f64>() / actual.len().max(1) as f64;
+        let norm = |m: Option<&Metrics>| m.map(|m| m.rmse / mean).filter(|v| v.is_finite());
+        rows.push(NrmseRow {
+            target: t.clone(),
+            mean_actual: mean,
+            model: norm(model.get(t)),
+            last_value: norm(last.get(t)),
+            seasonal_naive: seasonal.as_ref().and_then(|s| norm(s.get(t))),
+        });
+    }
+    Ok(rows)
+}
+
+/// One target's NRMSE on test (absent when the mean of the actuals is 0).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NrmseRow {
+    pub target: String,
+    pub mean_actual: f64,
+    pub model: Option<f64>,
+    pub last_value: Option<f64>,
+    pub seasonal_naive: Option<f64>,
 }
 
 /// [`predictions_frame`] as CSV, timestamps in RFC 3339.
@@ -261,6 +325,7 @@ mod tests {
         Trained {
             format: ModelFormat::Onnx,
             model_file: ("model.onnx".into(), vec![]),
+            val_predictions: vec![],
             test_predictions,
             protocol: EvalProtocol::OneStepAhead,
             history: vec![],

@@ -14,6 +14,9 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use contracts::error::Code;
+use kafka_utils::backoff::{self, Backoff, Stopped};
+
 use anyhow::Context;
 use chrono::Utc;
 use claim_check::{ClaimCheckStore, S3Args};
@@ -27,7 +30,10 @@ use tracing::{info, warn};
 
 use crate::input::InputArgs;
 use crate::once::OnceArgs;
-use crate::{ModelTrainer, Prepared, Progress, TrainError, WindowArgs, metrics, report};
+use crate::{ModelTrainer, Prepared, Progress, WindowArgs, metrics, report};
+
+/// The schedule of the MLflow calls after a fit (its budget is `TRAINER_RETRY_BUDGET_SECS`).
+const MLFLOW_RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
 
 /// Settings every trainer binary shares (`#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
@@ -140,7 +146,7 @@ impl<T: ModelTrainer> Handler for TrainHandler<T> {
             .experiment_id
             .get_or_try_init(|| self.mlflow.get_or_create_experiment(&self.experiment))
             .await
-            .map_err(mlflow_err)?
+            .map_err(HandlerError::from)?
             .clone();
 
         if let Some(success) = self.finished_run(&experiment_id, &msg).await? {
@@ -171,7 +177,7 @@ impl<T: ModelTrainer> Handler for TrainHandler<T> {
                 .concat(),
             )
             .await
-            .map_err(mlflow_err)?;
+            .map_err(HandlerError::from)?;
         let run_id = run.info.run_id.clone();
         *self.current_run.lock().unwrap_or_else(|p| p.into_inner()) = Some(run_id.clone());
         let result = self.train_in_run(&msg, &run_id, &run.info.artifact_uri).await;
@@ -235,17 +241,20 @@ impl<T: ModelTrainer> TrainHandler<T> {
             .and_then(|f| f.tag_eq(TAG_CONFIG_HASH, &msg.config_hash))
             .and_then(|f| f.tag_eq(TAG_MODEL_TYPE, self.trainer.model_type().as_str()))
             .and_then(|f| f.attribute_eq("status", "FINISHED"))
-            .map_err(|e| HandlerError::permanent("bad_filter", e))?;
+            .map_err(HandlerError::from)?;
         let runs = self
             .mlflow
             .search_runs(&[experiment_id.to_string()], &filter.as_str(), &["attributes.start_time DESC"], 1)
             .await
-            .map_err(mlflow_err)?;
+            .map_err(HandlerError::from)?;
         let Some(run) = runs.into_iter().next() else { return Ok(None) };
-        let bytes =
-            self.mlflow.download_artifact(&run.info.artifact_uri, SUCCESS_ARTIFACT).await.map_err(mlflow_err)?;
+        let bytes = self
+            .mlflow
+            .download_artifact(&run.info.artifact_uri, SUCCESS_ARTIFACT)
+            .await
+            .map_err(HandlerError::from)?;
         let event: ModelTraining = serde_json::from_slice(&bytes)
-            .map_err(|e| HandlerError::permanent("bad_success_artifact", format!("run {}: {e}", run.info.run_id)))?;
+            .map_err(|e| HandlerError::permanent(Code::BadSuccessArtifact, format!("run {}: {e}", run.info.run_id)))?;
         Ok(Some(event))
     }
 
@@ -254,7 +263,7 @@ impl<T: ModelTrainer> TrainHandler<T> {
         let train_start = Utc::now();
         self.publish(&self.event(msg, run_id, TrainingStatus::Running { train_start })).await?;
 
-        let (train, test, scaler_bytes) = self.input.fetch(&self.store, msg).await?;
+        let (train, test, _dataset_scaler) = self.input.fetch(&self.store, msg).await?;
         let data = self.input.prepare(&train, &test, Some(&msg.config_hash), &self.window)?;
         let params = self.trainer.params();
         let mut logged_params: Vec<KeyValue> = params.iter().map(|(k, v)| KeyValue::new(k, v)).collect();
@@ -272,11 +281,12 @@ impl<T: ModelTrainer> TrainHandler<T> {
         info!(identifier = %msg.identifier, %model_type, %run_id, train_windows = data.train_windows.n,
             test_windows = data.test_windows.n, "training");
         let started = Instant::now();
-        let (data, trained) = fit(self.trainer.clone(), data, self.cancel.clone()).await?;
+        let Fitted { base: data, chosen, scored: trained } =
+            fit(self.trainer.clone(), data, self.cancel.clone()).await?;
         let train_end = Utc::now();
         metrics::FIT_SECONDS.with_label_values(&[model_type.as_str()]).observe(started.elapsed().as_secs_f64());
 
-        let eval = report::evaluate(&data, &trained).map_err(|e| HandlerError::permanent("bad_predictions", e))?;
+        let eval = report::evaluate(&data, &trained).map_err(|e| HandlerError::permanent(Code::BadPredictions, e))?;
         let card = report::CardInput {
             model_type,
             identifier: &msg.identifier,
@@ -287,18 +297,23 @@ impl<T: ModelTrainer> TrainHandler<T> {
         };
         let mut files: Vec<(String, Vec<u8>)> = vec![
             (format!("model/{}", trained.model_file.0), trained.model_file.1.clone()),
-            ("model/scaler.json".into(), scaler_bytes.to_vec()),
-            ("model/model_card.md".into(), report::model_card(&card, &data, &trained, &eval).into_bytes()),
+            ("model/scaler.json".into(), chosen.data.meta.scaler.to_json().into_bytes()),
+            ("model/model_card.md".into(), chosen.model_card(report::model_card(&card, &data, &trained, &eval), &data)),
+            (
+                "predictions/validation_predictions.parquet".into(),
+                report::validation_parquet(&data, &trained)
+                    .map_err(|e| HandlerError::permanent(Code::BadPredictions, e))?,
+            ),
             (
                 "predictions/test_predictions.csv".into(),
                 report::predictions_csv(&data, &trained)
-                    .map_err(|e| HandlerError::permanent("bad_predictions", e))?
+                    .map_err(|e| HandlerError::permanent(Code::BadPredictions, e))?
                     .into_bytes(),
             ),
             (
                 "predictions/test_predictions.parquet".into(),
                 report::predictions_parquet(&data, &trained)
-                    .map_err(|e| HandlerError::permanent("bad_predictions", e))?,
+                    .map_err(|e| HandlerError::permanent(Code::BadPredictions, e))?,
             ),
         ];
         if let Some(png) = report::loss_curve_png(model_type, &trained) {
@@ -309,8 +324,8 @@ impl<T: ModelTrainer> TrainHandler<T> {
         files.extend(crate::mlmodel::model_files(&crate::mlmodel::ModelDescription {
             run_id: Some(run_id),
             model_type,
-            data: &data,
-            trained: &trained,
+            data: &chosen.data,
+            trained: &chosen.trained,
             created: train_end,
         }));
 
@@ -321,6 +336,7 @@ impl<T: ModelTrainer> TrainHandler<T> {
         }
         let final_metrics: Vec<Metric> = report::metric_list(&eval, &data.baselines, &trained)
             .into_iter()
+            .chain(chosen.metric_list(&data))
             .filter(|(_, v)| v.is_finite())
             .map(|(k, v)| Metric::now(k, v, 0))
             .collect();
@@ -349,7 +365,7 @@ impl<T: ModelTrainer> TrainHandler<T> {
                 model_sha256: Some(model_sha256.clone()),
                 protocol: trained.protocol,
                 baselines: data.baselines.clone(),
-                validation: None,
+                validation: Some(chosen.validation_summary(&data)),
             })),
         );
         files.push((SUCCESS_ARTIFACT.into(), serde_json::to_vec_pretty(&success).unwrap_or_default()));
@@ -387,76 +403,74 @@ impl<T: ModelTrainer> TrainHandler<T> {
         send(&self.producer, &self.topic, event).await
     }
 
-    /// Retry a retryable MLflow call with backoff within the budget.
-    async fn retry<F, Fut, R>(&self, what: &str, mut call: F) -> Result<R, HandlerError>
+    /// Retry a retryable MLflow call on the trainers' schedule within the budget.
+    async fn retry<F, Fut, R>(&self, what: &str, call: F) -> Result<R, HandlerError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<R, MlflowError>>,
     {
-        let deadline = Instant::now() + self.retry_budget;
-        let mut wait = Duration::from_millis(500);
-        loop {
-            match call().await {
-                Ok(r) => return Ok(r),
-                Err(e) if e.is_retryable() && Instant::now() + wait < deadline => {
-                    warn!(error = %e, "{what} failed; retrying in {wait:?}");
-                    metrics::MLFLOW_RETRIES.inc();
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.cancel.cancelled() => return Err(HandlerError::cancelled()),
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-                // Past the budget the fitted model is given up: dead-letter the
-                // claim check (it can be replayed) instead of letting the
-                // consumer retry the whole handler, which would fit again.
-                Err(e) if e.is_retryable() => {
-                    return Err(HandlerError::permanent(
-                        "mlflow_unavailable",
-                        format!("{what}: {e} (still failing after the {}s retry budget)", self.retry_budget.as_secs()),
-                    ));
-                }
-                Err(e) => return Err(mlflow_err(e)),
-            }
+        let on_retry = |e: &MlflowError, wait: Duration| {
+            warn!(error = %e, "{what} failed; retrying in {wait:?}");
+            metrics::MLFLOW_RETRIES.inc();
+        };
+        match backoff::retry(MLFLOW_RETRY.budget(self.retry_budget), &self.cancel, call, on_retry).await {
+            Ok(r) => Ok(r),
+            Err(Stopped::Cancelled) => Err(HandlerError::cancelled()),
+            Err(Stopped::Permanent(e)) => Err(e.into()),
+            // Past the budget the fitted model is given up: dead-letter the
+            // claim check (it can be replayed) instead of letting the
+            // consumer retry the whole handler, which would fit again.
+            Err(Stopped::Exhausted(e, _)) => Err(HandlerError::permanent(
+                Code::MlflowUnavailable,
+                format!("{what}: {e} (still failing after the {}s retry budget)", self.retry_budget.as_secs()),
+            )),
         }
     }
 }
 
 async fn send<M: contracts::Message>(producer: &Producer, topic: &str, event: &M) -> Result<(), HandlerError> {
-    producer
-        .send_json(topic, Some(event.identifier()), event)
-        .await
-        .map(|_| ())
-        .map_err(|e| HandlerError::classify(e.is_retryable(), "produce", e))
+    producer.send_json(topic, Some(event.identifier()), event).await.map(|_| ()).map_err(HandlerError::from)
 }
 
-/// Fit on a blocking thread; per-epoch progress goes to the log and metrics,
-/// and shutdown interrupts the fit at the next epoch.
+/// A finished fit: the dataset's view, the chosen candidate, and the chosen
+/// fit with its predictions in the dataset's scaled units (what is scored
+/// and reported).
+pub(crate) struct Fitted {
+    pub base: Prepared,
+    pub chosen: crate::candidates::Chosen,
+    pub scored: crate::Trained,
+}
+
+/// Train every candidate (preprocessing choices of the dataset's config times
+/// the trainer's seeds) on a blocking thread and keep the best on validation;
+/// per-epoch progress goes to the log and metrics, and shutdown interrupts
+/// the fits at the next epoch.
 pub(crate) async fn fit<T: ModelTrainer>(
     trainer: Arc<T>,
-    data: Prepared,
+    base: Prepared,
     cancel: CancellationToken,
-) -> Result<(Prepared, crate::Trained), HandlerError> {
+) -> Result<Fitted, HandlerError> {
     let model_type = trainer.model_type();
+    let (method, params) = series::outliers::settings_from_config(&base.meta.config)
+        .map_err(|e| HandlerError::permanent("bad_data", format!("processed config: {e}")))?;
+    let specs = crate::candidates::specs(method, &trainer.seeds());
     let joined = tokio::task::spawn_blocking(move || {
-        let mut display = ProgressDisplay::new(model_type, std::io::stderr().is_terminal());
-        let mut progress = |p: &Progress| {
-            display.show(p);
+        let display = std::sync::Mutex::new(ProgressDisplay::new(model_type, std::io::stderr().is_terminal()));
+        let progress = |label: &str, p: &Progress| {
+            display.lock().unwrap_or_else(|e| e.into_inner()).show(label, p);
             metrics::EPOCHS.with_label_values(&[model_type.as_str()]).inc();
             if cancel.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         };
-        let result = trainer.train(&data, &mut progress);
-        display.finish();
-        result.map(|t| (data, t))
+        let result = crate::candidates::fit_candidates(trainer.as_ref(), &base, &specs, &params, &progress);
+        display.lock().unwrap_or_else(|e| e.into_inner()).finish();
+        result.map(|chosen| {
+            let scored = chosen.scored();
+            Fitted { base, chosen, scored }
+        })
     })
     .await
-    .map_err(|e| HandlerError::permanent("trainer_panic", e.to_string()))?;
-    match joined {
-        Ok(v) => Ok(v),
-        Err(TrainError::Cancelled) => Err(HandlerError::cancelled()),
-        Err(TrainError::Data(reason)) => Err(HandlerError::permanent("training_failed", reason)),
-        Err(TrainError::NonFiniteLoss(reason)) => Err(HandlerError::permanent("nan_loss", reason)),
-    }
+    .map_err(|e| HandlerError::permanent(Code::TrainerPanic, e.to_string()))?;
+    Ok(joined?)
 }
 
 /// Per-epoch progress: a bar redrawn in place on a terminal, one log line per
@@ -472,14 +486,14 @@ impl ProgressDisplay {
         ProgressDisplay { model_type, terminal, drawn: false }
     }
 
-    fn show(&mut self, p: &Progress) {
+    fn show(&mut self, candidate: &str, p: &Progress) {
         if !self.terminal {
-            info!(model_type = %self.model_type, step = p.step, total = p.total, train_loss = p.train_loss,
+            info!(model_type = %self.model_type, candidate, step = p.step, total = p.total, train_loss = p.train_loss,
                 val_loss = p.val_loss, seconds = format!("{:.2}", p.seconds), "epoch");
             return;
         }
         let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r{}", progress_bar(self.model_type, p));
+        let _ = write!(err, "\r{} ({candidate})", progress_bar(self.model_type, p));
         let _ = err.flush();
         self.drawn = true;
     }
@@ -515,14 +529,6 @@ fn push_plot(files: &mut Vec<(String, Vec<u8>)>, name: &str, png: Result<Vec<u8>
         Ok(bytes) => files.push((name.to_string(), bytes)),
         // A plot is for people; a rendering problem must not fail the run.
         Err(e) => warn!(plot = name, error = %e, "could not render plot"),
-    }
-}
-
-fn mlflow_err(e: MlflowError) -> HandlerError {
-    if e.is_retryable() {
-        HandlerError::retryable("mlflow_unavailable", e)
-    } else {
-        HandlerError::permanent("mlflow_error", e)
     }
 }
 

@@ -201,7 +201,7 @@ fn spec(m: &ModelArgs) -> ModelSpec {
 fn scaler(n: usize) -> Scaler {
     Scaler {
         kind: ScalerKind::MinMax,
-        columns: feature_names(n).into_iter().map(|name| ScalerColumn { name, offset: 0.0, scale: 100.0 }).collect(),
+        columns: feature_names(n).into_iter().map(|name| ScalerColumn::new(name, 0.0, 100.0)).collect(),
     }
 }
 
