@@ -1,6 +1,7 @@
 //! The MLflow client against the real tracking server: a run with params,
 //! metrics, tags and an artifact, found again by search.
 
+use contracts::error::Classified as _;
 use flts_tests::*;
 use mlflow_client::{KeyValue, Metric, MlflowClient, RunStatus};
 

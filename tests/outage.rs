@@ -18,10 +18,12 @@ use flts_tests::*;
 /// How long each part is away.
 const OUTAGE: Duration = Duration::from_secs(30);
 
-/// Retry budgets longer than the outage: a retryable error is retried for
-/// about 80 s before a record would go to its DLQ.
+/// Retry budgets longer than the outage (and MLflow's ~50 s to answer after
+/// its restart): each wait is drawn up to its bound (full jitter, 0.5 s
+/// doubling to 5 s), so 60 attempts retry a failing record for about 140 s
+/// on average, rarely under 110 s, before it would go to its DLQ.
 const PATIENT: [(&str, &str); 4] = [
-    ("HANDLER_MAX_ATTEMPTS", "20"),
+    ("HANDLER_MAX_ATTEMPTS", "60"),
     ("HANDLER_BACKOFF_MS", "500"),
     ("HANDLER_BACKOFF_MAX_MS", "5000"),
     ("TRAINER_RETRY_BUDGET_SECS", "120"),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use claim_check::{ClaimCheckStore, S3Args, sha256_hex};
+use contracts::error::Classified as _;
 use contracts::topics::dlq_topic;
 use contracts::{FailureKind, InferenceData, PreprocessRequest, TrainingData, V1};
 use dataset::generate::{Spec, traffic};

@@ -1,4 +1,6 @@
-//! Store errors, each saying whether a retry can help.
+//! Store errors, each with its code and whether a retry can help ([`Classified`]).
+
+use contracts::error::{Classified, Code};
 
 /// A claim-check store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,29 +29,37 @@ pub enum StoreError {
     Transport { op: &'static str, bucket: String, key: String, message: String },
 }
 
+/// Each variant's code; S3 trouble (unreachable, 5xx, 408, 429) is the one retryable case.
+impl Classified for StoreError {
+    fn code(&self) -> Code {
+        match self {
+            StoreError::Config(_) => Code::S3Config,
+            StoreError::BucketNotAllowed { .. } => Code::BucketNotAllowed,
+            StoreError::InvalidKey { .. } => Code::InvalidKey,
+            StoreError::OutsideDataset { .. } => Code::BadData,
+            StoreError::TooLarge { .. } => Code::ObjectTooLarge,
+            StoreError::NotFound { .. } => Code::ObjectNotFound,
+            StoreError::SizeMismatch { .. } => Code::SizeMismatch,
+            StoreError::ChecksumMismatch { .. } => Code::ChecksumMismatch,
+            StoreError::Service { status, .. } if *status >= 500 || *status == 429 || *status == 408 => {
+                Code::S3Unavailable
+            }
+            StoreError::Service { .. } => Code::S3ServiceError,
+            StoreError::Transport { .. } => Code::S3Unavailable,
+        }
+    }
+}
+
+/// For callers without [`Classified`] in scope (crates/inference until it
+/// converts with `HandlerError::from`); both follow the trait.
 impl StoreError {
     /// Whether the same call may succeed later (server or network trouble).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            StoreError::Service { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            StoreError::Transport { .. } => true,
-            _ => false,
-        }
+        Classified::is_retryable(self)
     }
 
     /// Short machine-readable cause (DLQ envelopes, metrics).
     pub fn code(&self) -> &'static str {
-        match self {
-            StoreError::Config(_) => "s3_config",
-            StoreError::BucketNotAllowed { .. } => "bucket_not_allowed",
-            StoreError::InvalidKey { .. } => "invalid_key",
-            StoreError::OutsideDataset { .. } => "bad_data",
-            StoreError::TooLarge { .. } => "object_too_large",
-            StoreError::NotFound { .. } => "object_not_found",
-            StoreError::SizeMismatch { .. } => "size_mismatch",
-            StoreError::ChecksumMismatch { .. } => "checksum_mismatch",
-            StoreError::Service { .. } => "s3_service_error",
-            StoreError::Transport { .. } => "s3_unavailable",
-        }
+        Classified::code(self).as_str()
     }
 }

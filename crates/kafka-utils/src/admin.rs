@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use contracts::error::{Classified, Code};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -67,10 +68,14 @@ pub enum AdminError {
     Create { topic: String, code: RDKafkaErrorCode },
 }
 
-impl AdminError {
-    /// Whether trying again may help (broker not up yet).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, AdminError::Client(_))
+/// Unreachable brokers may come up (retryable); a refused topic or bad settings stay so.
+impl Classified for AdminError {
+    fn code(&self) -> Code {
+        match self {
+            AdminError::Config(_) => Code::BadConfig,
+            AdminError::Client(_) => Code::KafkaUnavailable,
+            AdminError::Create { .. } => Code::TopicCreateFailed,
+        }
     }
 }
 

@@ -9,9 +9,10 @@
 //! partitions paused while the loop keeps polling, so a long training never
 //! exceeds `max.poll.interval.ms` and never triggers a rebalance.
 //!
-//! Errors are classified by the handler ([`HandlerError`]): decode and
-//! permanent errors go to the DLQ at once, retryable ones are retried with
-//! exponential backoff up to `max_attempts`, then dead-lettered.
+//! Errors are classified by the handler ([`HandlerError`], built from any
+//! [`Classified`] error): decode and permanent errors go to the DLQ at once,
+//! retryable ones are retried on the [`crate::backoff`] schedule (full
+//! jitter) up to `max_attempts`, then dead-lettered.
 //!
 //! Hostile records: a record whose key or headers exceed the operator's
 //! limits ([`ConsumerArgs::max_key_bytes`], `max_header_bytes`, `max_headers`)
@@ -39,7 +40,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use contracts::FailureKind;
+use contracts::error::{Classified, Code, Policy};
 
+use crate::backoff::{self, Backoff};
 use crate::config::{ConfigError, KafkaArgs};
 use crate::dlq;
 use crate::metrics;
@@ -148,13 +151,19 @@ impl HandlerError {
         code: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        HandlerError { disposition, code: code.into(), source: source.into() }
+        let code = code.into();
+        debug_assert!(
+            Code::parse(&code).is_some(),
+            "error code `{code}` is not listed in contracts::error::Code (and docs/reliability.md, Error codes)"
+        );
+        HandlerError { disposition, code, source: source.into() }
     }
     /// The payload could not be decoded.
     pub fn decode(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self::new(Disposition::Decode, "decode", source)
+        Self::new(Disposition::Decode, Code::Decode, source)
     }
-    /// Processing can never succeed for this record.
+    /// Processing can never succeed for this record. `code` is a
+    /// [`Code`] (or, until every caller names one, its string).
     pub fn permanent(code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(Disposition::Permanent, code, source)
     }
@@ -162,8 +171,8 @@ impl HandlerError {
     pub fn retryable(code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(Disposition::Retryable, code, source)
     }
-    /// Retryable or permanent as the failed operation says: the one place a
-    /// client error's `is_retryable()` becomes a disposition.
+    /// Retryable or permanent as the failed operation says. Prefer
+    /// [`HandlerError::from_classified`] (or `?`), which takes both from the error.
     pub fn classify(
         retryable: bool,
         code: impl Into<String>,
@@ -171,9 +180,31 @@ impl HandlerError {
     ) -> Self {
         if retryable { Self::retryable(code, source) } else { Self::permanent(code, source) }
     }
+    /// The disposition and code of a [`Classified`] error: [`Code::Decode`]
+    /// is a decode failure, [`Code::Cancelled`] a shutdown, any other code is
+    /// retryable or permanent as its [`Policy`] says (for
+    /// [`Policy::ByCause`], as the error's `is_retryable` says). Every
+    /// `E: Classified` also converts with `From`, so `?` does this.
+    pub fn from_classified<E: Classified + Send + Sync + 'static>(e: E) -> Self {
+        let code = e.code();
+        let disposition = match (code, code.policy()) {
+            (Code::Decode, _) => Disposition::Decode,
+            (Code::Cancelled, _) => Disposition::Cancelled,
+            (_, Policy::Retryable) => Disposition::Retryable,
+            (_, Policy::Permanent) => Disposition::Permanent,
+            (_, Policy::ByCause) if e.is_retryable() => Disposition::Retryable,
+            (_, Policy::ByCause) => Disposition::Permanent,
+        };
+        Self::new(disposition, code, e)
+    }
+    /// The same failure with `context` (e.g. `train part`) before its message.
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        let source = Box::new(Context { context: context.to_string(), source: self.source });
+        HandlerError { source, ..self }
+    }
     /// Shutdown interrupted processing; the record will be redelivered.
     pub fn cancelled() -> Self {
-        Self::new(Disposition::Cancelled, "cancelled", "shutdown requested")
+        Self::new(Disposition::Cancelled, Code::Cancelled, "shutdown requested")
     }
     /// The full error chain as one line.
     pub fn message(&self) -> String {
@@ -185,6 +216,33 @@ impl HandlerError {
             cur = s.source();
         }
         msg
+    }
+}
+
+/// Every [`Classified`] error is a [`HandlerError`] ([`HandlerError::from_classified`]).
+impl<E: Classified + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        HandlerError::from_classified(e)
+    }
+}
+
+/// [`HandlerError::context`]: the context, then the failure's own message.
+#[derive(Debug)]
+struct Context {
+    context: String,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl std::fmt::Display for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.context, self.source)
+    }
+}
+
+impl std::error::Error for Context {
+    /// The chain below the wrapped error (its own text is in this one's).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.source()
     }
 }
 
@@ -260,10 +318,19 @@ impl Default for ConsumerArgs {
 }
 
 impl ConsumerArgs {
-    /// Backoff before attempt `attempt + 1` (attempt counts from 1).
+    /// The handler retry schedule: waits up to `HANDLER_BACKOFF_MS`, doubling
+    /// to at most `HANDLER_BACKOFF_MAX_MS`, full jitter, `HANDLER_MAX_ATTEMPTS`
+    /// attempts in all.
+    pub fn retry_backoff(&self) -> Backoff {
+        Backoff::new(Duration::from_millis(self.handler_backoff_ms), Duration::from_millis(self.handler_backoff_max_ms))
+            .max_attempts(self.handler_max_attempts.max(1))
+    }
+
+    /// The upper bound of the wait after `attempt` failed attempts (no
+    /// jitter). Kept for inference's follower until it retries through
+    /// [`ConsumerArgs::retry_backoff`].
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.handler_backoff_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20));
-        Duration::from_millis(base.min(self.handler_backoff_max_ms))
+        self.retry_backoff().ceiling(attempt)
     }
 
     /// Why `record` is refused before its handler (its key or headers exceed
@@ -644,6 +711,7 @@ async fn process_record<H: Handler>(
         let err = HandlerError::permanent("bad_data", why);
         return dead_letter(handler, producer, settings, record, cancel, FailureKind::Permanent, &err, 1).await;
     }
+    let mut schedule = settings.args.retry_backoff().start();
     let mut attempt = 0u32;
     loop {
         attempt = attempt.saturating_add(1);
@@ -663,17 +731,18 @@ async fn process_record<H: Handler>(
         };
         let kind = match err.disposition {
             Disposition::Cancelled => return Outcome::Cancelled,
-            Disposition::Retryable if attempt < settings.args.handler_max_attempts => {
-                let wait = settings.args.backoff(attempt);
-                metrics::RETRIED.with_label_values(&[&topic]).inc();
-                warn!(%topic, partition = record.partition, offset = record.offset, attempt, error = %err,
-                    "handler failed; retrying in {wait:?}");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => continue,
-                    _ = cancel.cancelled() => return Outcome::Cancelled,
+            Disposition::Retryable => match schedule.next_delay() {
+                Some(wait) => {
+                    metrics::RETRIED.with_label_values(&[&topic]).inc();
+                    warn!(%topic, partition = record.partition, offset = record.offset, attempt, code = %err.code,
+                        error = %err, "handler failed; retrying in {wait:?}");
+                    if backoff::sleep(wait, cancel).await {
+                        continue;
+                    }
+                    return Outcome::Cancelled;
                 }
-            }
-            Disposition::Retryable => FailureKind::RetriesExhausted,
+                None => FailureKind::RetriesExhausted,
+            },
             Disposition::Decode => FailureKind::Decode,
             Disposition::Permanent => FailureKind::Permanent,
         };
@@ -822,13 +891,23 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_and_is_capped() {
-        let args = ConsumerArgs { handler_backoff_ms: 100, handler_backoff_max_ms: 1_000, ..Default::default() };
-        assert_eq!(args.backoff(1), Duration::from_millis(100));
-        assert_eq!(args.backoff(2), Duration::from_millis(200));
-        assert_eq!(args.backoff(4), Duration::from_millis(800));
-        assert_eq!(args.backoff(5), Duration::from_millis(1_000));
-        assert_eq!(args.backoff(60), Duration::from_millis(1_000));
+    fn the_handler_schedule_is_the_settings_backoff() {
+        let args = ConsumerArgs {
+            handler_backoff_ms: 100,
+            handler_backoff_max_ms: 1_000,
+            handler_max_attempts: 4,
+            ..Default::default()
+        };
+        let ceilings: Vec<u128> = [1, 2, 4, 5, 60].map(|n| args.backoff(n).as_millis()).to_vec();
+        assert_eq!(ceilings, [100, 200, 800, 1_000, 1_000]);
+        let mut schedule = args.retry_backoff().start_seeded(5);
+        for n in 1..4 {
+            let wait = schedule.next_delay().expect("attempts left");
+            assert!(wait <= args.backoff(n), "wait {n}: {wait:?}");
+        }
+        assert_eq!(schedule.next_delay(), None, "4 attempts in all");
+        let none = ConsumerArgs { handler_max_attempts: 0, ..Default::default() };
+        assert_eq!(none.retry_backoff().start().next_delay(), None, "0 attempts still makes one, and no retry");
     }
 
     #[test]
@@ -870,9 +949,46 @@ mod tests {
     #[test]
     fn handler_error_message_has_the_chain() {
         let inner = std::io::Error::new(std::io::ErrorKind::NotFound, "no such object");
-        let e = HandlerError::permanent("missing_object", inner);
-        assert_eq!(e.code, "missing_object");
+        let e = HandlerError::permanent(Code::ObjectNotFound, inner);
+        assert_eq!(e.code, "object_not_found");
         assert_eq!(e.message(), "no such object");
         assert_eq!(e.disposition, Disposition::Permanent);
+        let e = e.context("train part");
+        assert_eq!((e.code.as_str(), e.message()), ("object_not_found", "train part: no such object".to_string()));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0} failed")]
+    struct Failed(Code, bool);
+    impl Classified for Failed {
+        fn code(&self) -> Code {
+            self.0
+        }
+        fn is_retryable(&self) -> bool {
+            self.1
+        }
+    }
+
+    #[test]
+    fn a_classified_error_brings_its_code_and_disposition() {
+        let of = |code, retryable| {
+            let e = HandlerError::from(Failed(code, retryable));
+            (e.code.clone(), e.disposition)
+        };
+        assert_eq!(of(Code::S3Unavailable, true), ("s3_unavailable".into(), Disposition::Retryable));
+        assert_eq!(of(Code::ChecksumMismatch, false), ("checksum_mismatch".into(), Disposition::Permanent));
+        assert_eq!(of(Code::Decode, false), ("decode".into(), Disposition::Decode));
+        assert_eq!(of(Code::Cancelled, false), ("cancelled".into(), Disposition::Cancelled));
+        // By cause: the error decides.
+        assert_eq!(of(Code::PublishFailed, true).1, Disposition::Retryable);
+        assert_eq!(of(Code::PublishFailed, false).1, Disposition::Permanent);
+        // A fixed policy wins over an error that disagrees.
+        assert_eq!(of(Code::ObjectNotFound, true).1, Disposition::Permanent);
+        assert_eq!(of(Code::MlflowUnavailable, false).1, Disposition::Retryable);
+        fn handler_step() -> Result<(), HandlerError> {
+            Err(Failed(Code::BadData, false))?;
+            Ok(())
+        }
+        assert_eq!(handler_step().unwrap_err().code, "bad_data");
     }
 }

@@ -40,6 +40,7 @@ use tracing::error;
 
 use contracts::{DlqEnvelope, DlqError, FailureKind, V1};
 
+use crate::backoff::{self, Backoff};
 use crate::consumer::{ConsumerArgs, HandlerError, Record};
 use crate::metrics;
 use crate::producer::Producer;
@@ -205,9 +206,9 @@ pub async fn write(
 ) -> Written {
     let mut env = env.clone();
     let mut is_minimal = is_minimal_envelope(&env);
-    let mut attempt = 0u32;
+    // The handler's schedule without its attempt limit: a DLQ write is retried until acknowledged.
+    let mut schedule = Backoff { max_attempts: None, ..args.retry_backoff() }.start();
     loop {
-        attempt = attempt.saturating_add(1);
         let key = if is_minimal { minimal_dlq_key(record) } else { dlq_key(record, producer.max_message_bytes()) };
         let sent = match serde_json::to_vec(&env) {
             Ok(payload) => producer.send_bytes(dlq, key.as_deref(), &payload, &[]).await.map_err(|e| {
@@ -236,11 +237,11 @@ pub async fn write(
             metrics::DLQ_FALLBACKS.with_label_values(&[dlq, "dropped"]).inc();
             return Written::Dropped;
         }
-        let wait = args.backoff(attempt);
-        error!(%dlq, attempt, error = %reason, "DLQ write failed; retrying in {wait:?}");
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = cancel.cancelled() => return Written::Cancelled,
+        // A schedule without limits always has a next wait.
+        let wait = schedule.next_delay().unwrap_or(std::time::Duration::from_millis(args.handler_backoff_max_ms));
+        error!(%dlq, attempt = schedule.failures(), error = %reason, "DLQ write failed; retrying in {wait:?}");
+        if !backoff::sleep(wait, cancel).await {
+            return Written::Cancelled;
         }
     }
 }
@@ -279,7 +280,10 @@ fn encoded_len(env: &DlqEnvelope) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use contracts::error::Code;
+
     use super::*;
+    use crate::consumer::Disposition;
 
     const LIMIT: usize = 1_000_000;
 
@@ -351,7 +355,12 @@ mod tests {
         for limit in [crate::config::MIN_MESSAGE_MAX_BYTES, 20_000, 100_000, LIMIT] {
             for (key, payload) in [(None, vec![b'p'; 2_000_000]), (big_key.clone(), vec![b'p'; 50_000])] {
                 let record = record(key, payload);
-                let err = HandlerError::permanent(&*"c".repeat(10_000), "m".repeat(100_000));
+                // An unlisted code, built directly: the envelope bounds whatever it is given.
+                let err = HandlerError {
+                    disposition: Disposition::Permanent,
+                    code: "c".repeat(10_000),
+                    source: "m".repeat(100_000).into(),
+                };
                 let env = envelope(&record, FailureKind::Permanent, &err, 1, "s", limit);
                 let wire = wire_len(&record, &env, limit);
                 assert!(wire <= limit, "limit {limit}: {wire} bytes");
@@ -363,7 +372,7 @@ mod tests {
     #[test]
     fn the_minimal_envelope_keeps_sizes_and_hashes_only() {
         let record = record(Some(b"site-1".to_vec()), b"{\"identifier\":\"site-1\"}".to_vec());
-        let err = HandlerError::permanent("x", "z".repeat(5_000));
+        let err = HandlerError::permanent(Code::BadData, "z".repeat(5_000));
         let full = envelope(&record, FailureKind::Permanent, &err, 3, "eval", LIMIT);
         let min = minimal(&record, &full);
         assert_eq!(min.payload_base64, "");

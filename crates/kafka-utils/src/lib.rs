@@ -11,6 +11,8 @@
 //!   per record, offsets stored only after its outputs are acknowledged,
 //!   retries with backoff, then the DLQ; keys and headers over the operator's
 //!   limits are dead-lettered before the handler; the consumer-lag gauge.
+//! - [`backoff`]: the one retry schedule (exponential, full jitter, cap,
+//!   attempts or budget, cancellable waits) and [`backoff::retry`].
 //! - [`dlq`]: the dead-letter envelope with the original bytes, always sized to
 //!   fit the producer's message limit.
 //! - [`partitioner`]: which partition a key goes to (Java's murmur2).
@@ -20,6 +22,7 @@
 //!   consumers and tasks under one cancellation token.
 
 pub mod admin;
+pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod dlq;
@@ -28,6 +31,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod runner;
 
+pub use backoff::Backoff;
 pub use config::{KafkaArgs, Secret};
 pub use consumer::{ConsumerArgs, ConsumerSettings, Disposition, Handler, HandlerError, Record, RunSummary};
 pub use producer::{Delivery, ProduceError, Producer, producer_config};

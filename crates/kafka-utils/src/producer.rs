@@ -21,7 +21,7 @@
 //! (at-least-once); every consumer is idempotent.
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -29,8 +29,14 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use serde::Serialize;
 
+use contracts::error::{Classified, Code};
+
+use crate::backoff::Backoff;
 use crate::config::{ConfigError, KafkaArgs};
 use crate::metrics;
+
+/// The resend schedule of a failed send, within the delivery timeout.
+const RESEND: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
 /// Where the broker stored an acknowledged message. A retry of a message the
 /// broker had already stored is acknowledged without a valid (non-negative)
@@ -55,14 +61,27 @@ pub enum ProduceError {
     Delivery { topic: String, source: KafkaError },
 }
 
-impl ProduceError {
+/// Every failed send is `publish_failed` (one name in every stage); whether
+/// it may pass later depends on the broker's answer.
+impl Classified for ProduceError {
+    fn code(&self) -> Code {
+        Code::PublishFailed
+    }
     /// Whether sending again may succeed. librdkafka already retried inside the
     /// delivery timeout, so only broker-side transient states count.
-    pub fn is_retryable(&self) -> bool {
+    fn is_retryable(&self) -> bool {
         match self {
             ProduceError::Delivery { source, .. } => is_retryable_code(source.rdkafka_error_code()),
             _ => false,
         }
+    }
+}
+
+impl ProduceError {
+    /// [`Classified::is_retryable`], for callers without the trait in scope
+    /// (crates/inference until it adopts `HandlerError::from`).
+    pub fn is_retryable(&self) -> bool {
+        Classified::is_retryable(self)
     }
 
     /// Whether this message can never be sent as it is (see [`is_permanent_code`]).
@@ -233,8 +252,7 @@ impl Producer {
         // transient or unknown broker error, is sent again with backoff until
         // the delivery timeout is spent. A resend may duplicate the message:
         // at-least-once, and every consumer is idempotent.
-        let deadline = Instant::now() + self.shared.delivery_timeout;
-        let mut wait = Duration::from_millis(200);
+        let mut schedule = RESEND.budget(self.shared.delivery_timeout).start();
         loop {
             let (generation, producer) = self.current();
             let mut record = FutureRecord::to(topic).payload(payload).headers(hdrs.clone());
@@ -258,10 +276,9 @@ impl Producer {
                     // guarantee a broker-side permanent error is fatal).
                     let resend = !is_permanent_code(code)
                         && (replaced || is_retryable_code(code) || code == Some(RDKafkaErrorCode::Unknown));
-                    if resend && Instant::now() + wait < deadline {
+                    if resend && let Some(wait) = schedule.next_delay() {
                         tracing::warn!(%topic, error = %source, "send failed; sending again in {wait:?}");
                         tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(5));
                         continue;
                     }
                     metrics::PRODUCED.with_label_values(&[topic, "failed"]).inc();

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use contracts::error::{Classified, Code};
+
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -44,17 +46,26 @@ pub enum MlflowError {
     UnsafeFilter { what: &'static str, value: String, reason: &'static str },
 }
 
-impl MlflowError {
-    /// Whether the same call may succeed later.
-    pub fn is_retryable(&self) -> bool {
+/// Unreachable or overloaded (5xx, 429, TEMPORARILY_UNAVAILABLE) is retryable
+/// `mlflow_unavailable`; "does not exist" is `run_not_found`; a filter value
+/// that cannot be quoted is `bad_filter`; anything else `mlflow_error`.
+impl Classified for MlflowError {
+    fn code(&self) -> Code {
         match self {
-            MlflowError::Transport { .. } => true,
-            MlflowError::Api { status, error_code, .. } => {
-                *status >= 500 || *status == 429 || error_code == "TEMPORARILY_UNAVAILABLE"
+            MlflowError::Transport { .. } => Code::MlflowUnavailable,
+            MlflowError::Api { status, error_code, .. }
+                if *status >= 500 || *status == 429 || error_code == "TEMPORARILY_UNAVAILABLE" =>
+            {
+                Code::MlflowUnavailable
             }
-            _ => false,
+            e if e.is_not_found() => Code::RunNotFound,
+            MlflowError::UnsafeFilter { .. } => Code::BadFilter,
+            _ => Code::MlflowError,
         }
     }
+}
+
+impl MlflowError {
     /// Whether MLflow said the resource does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, MlflowError::Api { error_code, status, .. } if error_code == "RESOURCE_DOES_NOT_EXIST" || *status == 404)
@@ -514,8 +525,12 @@ mod tests {
         );
         assert!(e.is_not_found());
         assert!(!e.is_retryable());
+        assert_eq!(e.code(), Code::RunNotFound);
         assert!(e.to_string().contains("RESOURCE_DOES_NOT_EXIST: Run 'x' not found"), "{e}");
         let e = api_error("runs/get", StatusCode::SERVICE_UNAVAILABLE, "upstream down");
         assert!(e.is_retryable());
+        assert_eq!(e.code(), Code::MlflowUnavailable);
+        let e = api_error("runs/create", StatusCode::BAD_REQUEST, r#"{"error_code":"INVALID_PARAMETER_VALUE"}"#);
+        assert_eq!((e.code(), e.is_retryable()), (Code::MlflowError, false));
     }
 }

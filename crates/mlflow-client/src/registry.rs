@@ -1,6 +1,6 @@
 //! The Model Registry (MLflow 2.9+ REST API): registered models, their
 //! versions and aliases. Errors follow the client's policy: each says whether
-//! a retry can help ([`MlflowError::is_retryable`]); callers retry.
+//! a retry can help ([`contracts::error::Classified`]); callers retry.
 
 use reqwest::Method;
 use serde::Deserialize;
@@ -133,6 +133,8 @@ impl MlflowClient {
 
 #[cfg(test)]
 mod tests {
+    use contracts::error::Classified as _;
+
     use super::*;
 
     #[test]

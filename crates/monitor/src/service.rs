@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use contracts::{ModelDrift, ModelType, PerformanceEval, V1};
-use kafka_utils::{HandlerError, KafkaArgs, ProduceError, Producer, Record};
-use mlflow_client::{MlflowClient, MlflowError};
+use kafka_utils::{HandlerError, KafkaArgs, Producer, Record};
+use mlflow_client::MlflowClient;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -72,19 +72,6 @@ pub struct Monitor {
     test_rmse: Mutex<HashMap<String, f64>>,
 }
 
-fn mlflow_err(e: MlflowError) -> HandlerError {
-    let code = match (e.is_retryable(), e.is_not_found()) {
-        (true, _) => "mlflow_unavailable",
-        (false, true) => "run_not_found",
-        (false, false) => "mlflow_error",
-    };
-    HandlerError::classify(e.is_retryable(), code, e)
-}
-
-fn publish_err(e: ProduceError) -> HandlerError {
-    HandlerError::classify(e.is_retryable(), "publish_failed", e)
-}
-
 fn set_gauges(identifier: &str, model_type: ModelType, tracker: &Tracker) {
     let labels = [identifier, model_type.as_str()];
     metrics::ERROR_RATIO.with_label_values(&labels).set(tracker.ratio());
@@ -110,7 +97,7 @@ impl Monitor {
         if let Some(v) = self.test_rmse.lock().await.get(run_id) {
             return Ok(*v);
         }
-        let run = self.mlflow.get_run(run_id).await.map_err(mlflow_err)?;
+        let run = self.mlflow.get_run(run_id).await.map_err(HandlerError::from)?;
         let v = run.metric("test_rmse").filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| {
             HandlerError::permanent("metrics_missing", format!("run {run_id} has no usable test_rmse in MLflow"))
         })?;
@@ -183,7 +170,7 @@ impl Monitor {
         self.producer
             .send_json(&self.topics.model_drift, Some(&drift.identifier), &drift)
             .await
-            .map_err(publish_err)?;
+            .map_err(HandlerError::from)?;
         metrics::DRIFT_EVENTS.with_label_values(&[drift.identifier.as_str(), drift.model_type.as_str()]).inc();
         warn!(identifier = %drift.identifier, model_type = %drift.model_type, run_id = %drift.run_id,
             ratio = drift.ratio, rolling_rmse = drift.rolling_rmse, test_rmse = drift.test_rmse,
@@ -209,7 +196,7 @@ impl Monitor {
         self.producer
             .send_json(&self.topics.preprocess_requests, Some(identifier), &request)
             .await
-            .map_err(publish_err)?;
+            .map_err(HandlerError::from)?;
         metrics::RETRAINS.with_label_values(&["sent"]).inc();
         info!(identifier, input = %request.input, "asked preprocess to retrain");
         Ok(true)

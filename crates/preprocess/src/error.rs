@@ -1,8 +1,9 @@
-//! Preprocess errors, each saying whether a retry can help and giving a
-//! short code for the DLQ envelope and metrics.
+//! Preprocess errors, each with its code and whether a retry can help
+//! ([`Classified`]); a handler turns one into a `HandlerError` with `?`.
 
 use claim_check::StoreError;
-use kafka_utils::{HandlerError, ProduceError};
+use contracts::error::{Classified, Code};
+use kafka_utils::ProduceError;
 
 use crate::config::ConfigError;
 
@@ -31,39 +32,32 @@ pub enum PreprocessError {
     Task(String),
 }
 
-impl PreprocessError {
-    /// Whether the same run may succeed later (S3 or broker trouble).
-    pub fn is_retryable(&self) -> bool {
+/// S3 and broker trouble may pass (their own policies); everything else is
+/// about the request or its input and fails again the same way.
+impl Classified for PreprocessError {
+    fn code(&self) -> Code {
+        match self {
+            PreprocessError::Config(_) => Code::BadConfig,
+            PreprocessError::Request(_) => Code::BadRequest,
+            // Readable input refused for what it claims (over a limit, a
+            // column twice, timestamps beyond year 9999) is bad data.
+            PreprocessError::Input(e) if e.is_hostile() => Code::BadData,
+            PreprocessError::Input(_) => Code::BadInput,
+            PreprocessError::TooLarge { .. } => Code::InputTooLarge,
+            PreprocessError::Data { .. } => Code::BadData,
+            PreprocessError::Io { .. } => Code::InputUnreadable,
+            PreprocessError::Output { .. } => Code::OutputUnwritable,
+            PreprocessError::Store(e) => Classified::code(e),
+            PreprocessError::Publish(e) => Classified::code(e),
+            PreprocessError::Task(_) => Code::TaskFailed,
+        }
+    }
+
+    fn is_retryable(&self) -> bool {
         match self {
             PreprocessError::Store(e) => e.is_retryable(),
             PreprocessError::Publish(e) => e.is_retryable(),
             _ => false,
         }
-    }
-
-    /// Short machine-readable cause.
-    pub fn code(&self) -> &'static str {
-        match self {
-            PreprocessError::Config(_) => "bad_config",
-            PreprocessError::Request(_) => "bad_request",
-            // Readable input refused for what it claims (over a limit, a
-            // column twice, timestamps beyond year 9999) is bad data.
-            PreprocessError::Input(e) if e.is_hostile() => "bad_data",
-            PreprocessError::Input(_) => "bad_input",
-            PreprocessError::TooLarge { .. } => "input_too_large",
-            PreprocessError::Data { .. } => "bad_data",
-            PreprocessError::Io { .. } => "input_unreadable",
-            PreprocessError::Output { .. } => "output_unwritable",
-            PreprocessError::Store(e) => e.code(),
-            PreprocessError::Publish(_) => "publish_failed",
-            PreprocessError::Task(_) => "task_failed",
-        }
-    }
-}
-
-impl From<PreprocessError> for HandlerError {
-    fn from(e: PreprocessError) -> Self {
-        let code = e.code();
-        HandlerError::classify(e.is_retryable(), code, e)
     }
 }

@@ -24,13 +24,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use claim_check::{ClaimCheckStore, StoreError};
+use contracts::error::{Classified, Code};
 use contracts::promotion::{self, Sequence, run_tags};
 use contracts::{ModelSelected, ModelTraining, ModelType, TrainingStatus, TrainingSuccess};
+use kafka_utils::backoff::{self, Backoff, Stopped};
 use kafka_utils::{HandlerError, Producer};
 use mlflow_client::{KeyValue, MlflowClient, MlflowError, ModelVersion, Run};
 use prometheus::{IntCounterVec, register_int_counter_vec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The alias on the served version of a registered model.
@@ -123,12 +126,28 @@ pub struct Replaced {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error("{message}")]
-    Refused { code: &'static str, message: String },
+    Refused { code: Code, message: String },
     #[error(transparent)]
     Mlflow(#[from] MlflowError),
 }
 
-fn refused(code: &'static str, message: String) -> CheckError {
+/// A refusal is its own (permanent) code; an MLflow failure keeps MLflow's.
+impl Classified for CheckError {
+    fn code(&self) -> Code {
+        match self {
+            CheckError::Refused { code, .. } => *code,
+            CheckError::Mlflow(e) => e.code(),
+        }
+    }
+    fn is_retryable(&self) -> bool {
+        match self {
+            CheckError::Refused { .. } => false,
+            CheckError::Mlflow(e) => e.is_retryable(),
+        }
+    }
+}
+
+fn refused(code: Code, message: String) -> CheckError {
     CheckError::Refused { code, message }
 }
 
@@ -145,26 +164,29 @@ pub async fn trusted_success(
     let run_id = run.info.run_id.as_str();
     if run.info.status != "FINISHED" {
         return Err(refused(
-            "run_not_finished",
+            Code::RunNotFinished,
             format!("{what}: the event says SUCCESS but the run is {}", run.info.status),
         ));
     }
     let digest = run.tag(run_tags::MODEL_SHA256).filter(|d| promotion::is_sha256_hex(d)).ok_or_else(|| {
-        refused("digest_missing", format!("{what}: the run has no valid {} tag", run_tags::MODEL_SHA256))
+        refused(Code::DigestMissing, format!("{what}: the run has no valid {} tag", run_tags::MODEL_SHA256))
     })?;
     let bytes = match mlflow.download_artifact(&run.info.artifact_uri, run_tags::SUCCESS_ARTIFACT).await {
         Ok(b) => b,
         Err(e) if e.is_not_found() => {
-            return Err(refused("success_missing", format!("{what}: the run has no {}", run_tags::SUCCESS_ARTIFACT)));
+            return Err(refused(
+                Code::SuccessMissing,
+                format!("{what}: the run has no {}", run_tags::SUCCESS_ARTIFACT),
+            ));
         }
         Err(e) => return Err(e.into()),
     };
     let stored: ModelTraining = contracts::decode(&bytes).map_err(|e| {
-        refused("success_missing", format!("{what}: the run's {} is unreadable: {e}", run_tags::SUCCESS_ARTIFACT))
+        refused(Code::SuccessMissing, format!("{what}: the run's {} is unreadable: {e}", run_tags::SUCCESS_ARTIFACT))
     })?;
     let TrainingStatus::Success(mut s) = stored.status else {
         return Err(refused(
-            "success_missing",
+            Code::SuccessMissing,
             format!("{what}: the run's {} is not a SUCCESS", run_tags::SUCCESS_ARTIFACT),
         ));
     };
@@ -172,38 +194,22 @@ pub async fn trusted_success(
         != (identifier, config_hash, model_type, run_id)
     {
         return Err(refused(
-            "run_mismatch",
+            Code::RunMismatch,
             format!("{what}: the run's {} is for another set or run", run_tags::SUCCESS_ARTIFACT),
         ));
     }
     for (key, slot) in [("test_rmse", &mut s.test_rmse), ("test_mae", &mut s.test_mae), ("test_mse", &mut s.test_mse)] {
-        *slot = run
-            .metric(key)
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| refused("metrics_missing", format!("{model_type} run {run_id} has no {key} in MLflow")))?;
+        *slot = run.metric(key).filter(|v| v.is_finite()).ok_or_else(|| {
+            refused(Code::MetricsMissing, format!("{model_type} run {run_id} has no {key} in MLflow"))
+        })?;
     }
     s.artifact_uri = run.info.artifact_uri.clone();
     s.model_sha256 = Some(digest.to_string());
     Ok(*s)
 }
 
-fn store_err(e: StoreError) -> HandlerError {
-    HandlerError::classify(e.is_retryable(), e.code(), e)
-}
-
-/// An MLflow error with its retry policy.
-pub fn mlflow_err(e: MlflowError) -> HandlerError {
-    if e.is_retryable() {
-        HandlerError::retryable("mlflow_unavailable", e)
-    } else if e.is_not_found() {
-        HandlerError::permanent("run_not_found", e)
-    } else {
-        HandlerError::permanent("mlflow_error", e)
-    }
-}
-
-/// Attempts of one registry step before it is counted as failed.
-const REGISTRY_ATTEMPTS: u32 = 4;
+/// The schedule of one registry step (four attempts) before it is counted as failed.
+const REGISTRY_RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(2)).max_attempts(4);
 
 /// The promotion path's clients and places.
 #[derive(Clone)]
@@ -236,16 +242,16 @@ impl Promoter {
         match self.store.get_object(&self.bucket, key).await {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| HandlerError::permanent("corrupt_state", format!("s3://{}/{key}: {e}", self.bucket))),
+                .map_err(|e| HandlerError::permanent(Code::CorruptState, format!("s3://{}/{key}: {e}", self.bucket))),
             Err(StoreError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(store_err(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Write `value` as JSON at `key` of the promotion bucket.
     pub async fn save<T: Serialize>(&self, key: &str, value: &T) -> Result<(), HandlerError> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| HandlerError::permanent("encode", e))?;
-        self.store.put(&self.bucket, key, Bytes::from(bytes), "application/json").await.map_err(store_err)?;
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| HandlerError::permanent(Code::EncodeFailed, e))?;
+        self.store.put(&self.bucket, key, Bytes::from(bytes), "application/json").await.map_err(HandlerError::from)?;
         Ok(())
     }
 
@@ -269,7 +275,7 @@ impl Promoter {
     /// records, and the promotions of eval's decision records (current and
     /// archived) that have none (made before the history existed).
     pub async fn history(&self, identifier: &str) -> Result<Vec<Record>, HandlerError> {
-        let keys = self.store.list(&self.bucket, &format!("{identifier}/")).await.map_err(store_err)?;
+        let keys = self.store.list(&self.bucket, &format!("{identifier}/")).await.map_err(HandlerError::from)?;
         let mut records: Vec<Record> = Vec::new();
         let mut decisions = Vec::new();
         for (key, _) in keys {
@@ -334,14 +340,8 @@ impl Promoter {
         self.mlflow
             .set_tag(&p.run_id, run_tags::PROMOTED_AT, &p.promotion_time.to_rfc3339())
             .await
-            .map_err(mlflow_err)?;
-        self.producer.send_json(&self.selected_topic, Some(&p.identifier), p).await.map_err(|e| {
-            if e.is_retryable() {
-                HandlerError::retryable("publish_failed", e)
-            } else {
-                HandlerError::permanent("publish_failed", e)
-            }
-        })?;
+            .map_err(HandlerError::from)?;
+        self.producer.send_json(&self.selected_topic, Some(&p.identifier), p).await.map_err(HandlerError::from)?;
         Ok(self.ensure_registered(p).await)
     }
 
@@ -349,34 +349,33 @@ impl Promoter {
     /// [`registry_pending_key`] (cleared by a later success), never returned.
     pub async fn ensure_registered(&self, p: &ModelSelected) -> Option<ModelVersion> {
         let pending = registry_pending_key(&p.identifier, p.sequence);
-        let mut delay = Duration::from_millis(500);
-        for attempt in 1..=REGISTRY_ATTEMPTS {
-            match self.register(p).await {
-                Ok(v) => {
-                    info!(identifier = %p.identifier, run_id = %p.run_id, sequence = p.sequence, model = %v.name,
-                        version = %v.version, "registered; alias {CHAMPION} follows the pointer");
-                    if let Err(e) = self.store.delete(&self.bucket, &pending).await {
-                        warn!(key = %pending, error = %e, "could not clear the registry-pending mark");
-                    }
-                    return Some(v);
+        let on_retry = |e: &MlflowError, wait: Duration| {
+            warn!(identifier = %p.identifier, error = %e, "Model Registry unavailable; retrying in {wait:?}");
+        };
+        // Nothing cancels this: a registration in flight at shutdown is finished or recorded.
+        match backoff::retry(REGISTRY_RETRY, &CancellationToken::new(), || self.register(p), on_retry).await {
+            Ok(v) => {
+                info!(identifier = %p.identifier, run_id = %p.run_id, sequence = p.sequence, model = %v.name,
+                    version = %v.version, "registered; alias {CHAMPION} follows the pointer");
+                if let Err(e) = self.store.delete(&self.bucket, &pending).await {
+                    warn!(key = %pending, error = %e, "could not clear the registry-pending mark");
                 }
-                Err(e) if e.is_retryable() && attempt < REGISTRY_ATTEMPTS => {
-                    warn!(identifier = %p.identifier, error = %e, attempt, "Model Registry unavailable; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
+                Some(v)
+            }
+            Err(stopped) => {
+                let error = match stopped {
+                    Stopped::Permanent(e) | Stopped::Exhausted(e, _) => e.to_string(),
+                    Stopped::Cancelled => "cancelled".to_string(),
+                };
+                REGISTRY_FAILURES.with_label_values(&["register"]).inc();
+                warn!(identifier = %p.identifier, run_id = %p.run_id, sequence = p.sequence, %error,
+                    "Model Registry registration failed; the promotion stands, eval's next start completes it");
+                if let Err(e) = self.save(&pending, p).await {
+                    warn!(key = %pending, error = %e, "could not record the pending registration");
                 }
-                Err(e) => {
-                    REGISTRY_FAILURES.with_label_values(&["register"]).inc();
-                    warn!(identifier = %p.identifier, run_id = %p.run_id, sequence = p.sequence, error = %e,
-                        "Model Registry registration failed; the promotion stands, eval's next start completes it");
-                    if let Err(e) = self.save(&pending, p).await {
-                        warn!(key = %pending, error = %e, "could not record the pending registration");
-                    }
-                    return None;
-                }
+                None
             }
         }
-        None
     }
 
     /// Register `p`'s run as a version of `flts-<identifier>` (once per run and

@@ -1,10 +1,11 @@
 //! [`ProphetError`]: what can go wrong fitting, saving, loading or forecasting.
 
+use contracts::error::{Classified, Code};
+
 /// A Prophet fit, load or forecast failed.
 ///
 /// No variant is retryable: each comes from the input data, the config or the saved model (or a bug), so
-/// the same call fails the same way again. [`ProphetError::is_retryable`] says so for callers that route
-/// errors by that question.
+/// the same call fails the same way again; its [`Classified`] codes are all permanent.
 #[derive(Debug, thiserror::Error)]
 pub enum ProphetError {
     /// A config field is out of range; the message names it.
@@ -40,9 +41,34 @@ pub enum ProphetError {
     Json(#[from] serde_json::Error),
 }
 
-impl ProphetError {
-    /// Whether the same call may succeed later: never (see the type's docs).
-    pub fn is_retryable(&self) -> bool {
-        false
+/// Never retryable (see the type's docs): every code is permanent.
+impl Classified for ProphetError {
+    fn code(&self) -> Code {
+        match self {
+            ProphetError::InvalidConfig(_) => Code::BadConfig,
+            ProphetError::InvalidInput(_) | ProphetError::LengthMismatch { .. } | ProphetError::NonFinite { .. } => {
+                Code::BadData
+            }
+            ProphetError::TooFewRows { .. } => Code::TooFewRows,
+            ProphetError::Fit { .. } | ProphetError::Internal(_) => Code::TrainingFailed,
+            ProphetError::InvalidModel(_) | ProphetError::Json(_) => Code::InvalidModel,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_prophet_error_is_retryable() {
+        let errors = [
+            ProphetError::InvalidConfig("x".into()),
+            ProphetError::TooFewRows { target: "y".into(), rows: 1, needed: 3 },
+            ProphetError::InvalidModel("z".into()),
+        ];
+        let codes: Vec<&str> = errors.iter().map(|e| e.code().as_str()).collect();
+        assert_eq!(codes, ["bad_config", "too_few_rows", "invalid_model"]);
+        assert!(errors.iter().all(|e| !e.is_retryable()));
     }
 }
