@@ -90,25 +90,36 @@ pub fn read_raw(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, Da
     crate::limits::no_panic(file, format, || read_raw_inner(file, bytes, opts))
 }
 
-fn read_raw_inner(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, DatasetError> {
+/// The file's column names, once what it claims (sizes, columns) is checked
+/// against the limits; nothing is decoded yet. An all-blank file is empty.
+fn checked_columns(
+    file: &str,
+    bytes: &[u8],
+    format: RawFormat,
+    opts: &RawOptions,
+) -> Result<Vec<String>, DatasetError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(DatasetError::EmptyFile { file: file.into() });
     }
-    let format = RawFormat::detect(bytes);
-    // Sizes the file claims are checked before anything is decoded.
-    let available = match format {
+    match format {
         RawFormat::Csv => {
             let header = csv_header(bytes, opts.separator);
             limits::check_csv(file, &header, bytes, &opts.limits)?;
-            header
+            Ok(header)
         }
         RawFormat::Parquet => {
             limits::check_parquet(file, bytes, &opts.limits)?;
             let names = parquet_columns(file, bytes)?;
             limits::duplicate_names(file, &names)?;
-            names
+            Ok(names)
         }
-    };
+    }
+}
+
+fn read_raw_inner(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, DatasetError> {
+    let format = RawFormat::detect(bytes);
+    // Sizes the file claims are checked before anything is decoded.
+    let available = checked_columns(file, bytes, format, opts)?;
     let wanted = select_columns(file, &available, opts)?;
     let reader = Reader { file, format, opts };
     let df = match format {
@@ -150,22 +161,7 @@ fn read_raw_inner(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, 
 pub fn find_timestamp_column(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<String, DatasetError> {
     let format = RawFormat::detect(bytes);
     crate::limits::no_panic(file, format.name(), || {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(DatasetError::EmptyFile { file: file.into() });
-        }
-        let names = match format {
-            RawFormat::Csv => {
-                let header = csv_header(bytes, opts.separator);
-                limits::check_csv(file, &header, bytes, &opts.limits)?;
-                header
-            }
-            RawFormat::Parquet => {
-                limits::check_parquet(file, bytes, &opts.limits)?;
-                let names = parquet_columns(file, bytes)?;
-                limits::duplicate_names(file, &names)?;
-                names
-            }
-        };
+        let names = checked_columns(file, bytes, format, opts)?;
         if let Some(name) = TIMESTAMP_NAMES.iter().find_map(|t| names.iter().find(|n| n.eq_ignore_ascii_case(t))) {
             return Ok(name.clone());
         }
