@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use contracts::error::Code;
 use flts_tests::*;
 use kafka_utils::consumer::ConsumerArgs;
 use kafka_utils::{Handler, HandlerError, Producer, Record, RunSummary};
@@ -38,7 +39,8 @@ impl Handler for Recorder {
         if record.payload.windows(6).any(|w| w == b"poison") {
             let n = self.poison_calls.fetch_add(1, Ordering::SeqCst) + 1;
             if self.fail_times == 0 || n <= self.fail_times {
-                return Err(HandlerError::retryable("flaky", format!("attempt {n} failed")));
+                // A stand-in for any dependency being away: a listed retryable code.
+                return Err(HandlerError::retryable(Code::S3Unavailable, format!("attempt {n} failed")));
             }
         }
         if let Some(h) = self.hold
@@ -143,7 +145,7 @@ async fn handler_failing_every_attempt_sends_record_to_dlq_with_original_bytes()
     assert_eq!((env.partition, env.offset), (0, 1));
     assert_eq!(env.attempts, 3);
     assert_eq!(env.error.kind, contracts::FailureKind::RetriesExhausted);
-    assert_eq!(env.error.code, "flaky");
+    assert_eq!(env.error.code, "s3_unavailable");
     assert!(env.error.message.contains("attempt 3 failed"), "{}", env.error.message);
     assert_eq!(env.service, "test-consumer");
     assert_eq!(env.identifier.as_deref(), Some("site-9"));

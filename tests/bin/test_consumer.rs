@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+use contracts::error::Code;
 use kafka_utils::consumer::{self, ConsumerArgs, ConsumerSettings};
 use kafka_utils::{Handler, HandlerError, KafkaArgs, Producer, Record};
 
@@ -22,8 +23,8 @@ impl Logger {
             .create(true)
             .append(true)
             .open(&self.path)
-            .map_err(|e| HandlerError::retryable("log", e))?;
-        writeln!(f, "{line}").and_then(|_| f.sync_all()).map_err(|e| HandlerError::retryable("log", e))
+            .map_err(|e| HandlerError::permanent(Code::OutputUnwritable, e))?;
+        writeln!(f, "{line}").and_then(|_| f.sync_all()).map_err(|e| HandlerError::permanent(Code::OutputUnwritable, e))
     }
 }
 
