@@ -176,7 +176,9 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
             anyhow::bail!("--once reads local files only; drop --once to read from S3");
         }
         let o = run_local(&settings, Path::new(input), cli.test_input.as_deref().map(Path::new), out).await?;
-        info!(config_hash = %o.config_hash, train_rows = o.stats.train_rows, test_rows = o.stats.test_rows, files = ?o.files, "outputs written");
+        let s = &o.stats;
+        info!(config_hash = %o.config_hash, timestamp_column = %s.timestamp_column, train_rows = s.train_rows,
+            test_rows = s.test_rows, long_gap_rows = s.long_gap_rows, files = ?o.files, "outputs written");
         println!("{}", o.config_hash);
         return Ok(());
     }
