@@ -18,6 +18,15 @@ pub static ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("metric registered once")
 });
 
+/// Rows filled over a gap longer than `clean.fill_limit` (listed in
+/// `flts.gaps`, so that no window uses them), both parts.
+pub static LONG_GAP_ROWS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "flts_preprocess_long_gap_rows_total",
+        "Processed rows filled over gaps longer than clean.fill_limit (in flts.gaps, used by no window)"
+    )
+    .expect("metric registered once")
+});
 /// Raw input bytes read.
 pub static INPUT_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("flts_preprocess_input_bytes_total", "Raw input bytes read").expect("metric registered once")
@@ -45,6 +54,7 @@ pub fn init() {
     }
     LazyLock::force(&INPUT_BYTES);
     LazyLock::force(&SECONDS);
+    LazyLock::force(&LONG_GAP_ROWS);
 }
 
 #[cfg(test)]
@@ -57,6 +67,7 @@ mod tests {
             "flts_preprocess_rows_total",
             "flts_preprocess_input_bytes_total",
             "flts_preprocess_job_seconds",
+            "flts_preprocess_long_gap_rows_total",
         ]);
         assert!(missing.is_empty(), "missing after init: {missing:?}");
     }

@@ -196,7 +196,7 @@ impl Preprocessor {
                 })
                 .await
                 .map_err(|e| PreprocessError::Task(e.to_string()))??;
-                let Stats { train_rows, test_rows, .. } = encoded.stats;
+                let Stats { train_rows, test_rows, long_gap_rows, .. } = encoded.stats;
                 log_stats(id, &hash, &encoded.stats);
                 let put = |name: &str, bytes: Vec<u8>, ct: &'static str| {
                     let key = object_key(id, &hash, name);
@@ -219,6 +219,7 @@ impl Preprocessor {
                     .await?;
                 metrics::ROWS.with_label_values(&["train"]).inc_by(train_rows as u64);
                 metrics::ROWS.with_label_values(&["test"]).inc_by(test_rows as u64);
+                metrics::LONG_GAP_ROWS.inc_by(long_gap_rows as u64);
                 (manifest, false)
             }
         };
