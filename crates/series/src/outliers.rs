@@ -103,6 +103,14 @@ pub fn settings_from_config(config: &serde_json::Value) -> Result<(OutlierMethod
     Ok((method, params))
 }
 
+/// Most of a column's training values, on either side, that IQR fences may
+/// cap (percent). Tukey's fences assume light tails: on heavy-tailed columns
+/// (traffic, counts) Q3 + 1.5 IQR caps a fifth of the values, which truncates
+/// the body of the distribution rather than its outliers, and a model fed so
+/// cannot forecast ordinary busy hours. Such a fence moves out to the
+/// percentile that caps this share.
+pub const IQR_MAX_CAPPED_PCT: f64 = 1.0;
+
 /// Percentile `p` (0-100) with linear interpolation between closest ranks
 /// (numpy's default). `values` must be non-empty and free of NaN; their order changes.
 fn percentile(values: &mut [f64], p: f64) -> f64 {
@@ -131,7 +139,10 @@ pub fn fit_bounds(values: &[f64], method: OutlierMethod, params: &OutlierParams)
         OutlierMethod::Percentile => (percentile(&mut v, params.lower_pct), percentile(&mut v, params.upper_pct)),
         _ => {
             let (q1, q3) = (percentile(&mut v, 25.0), percentile(&mut v, 75.0));
-            (q1 - params.iqr_k * (q3 - q1), q3 + params.iqr_k * (q3 - q1))
+            let (lo, hi) = (q1 - params.iqr_k * (q3 - q1), q3 + params.iqr_k * (q3 - q1));
+            let (floor_lo, floor_hi) =
+                (percentile(&mut v, IQR_MAX_CAPPED_PCT), percentile(&mut v, 100.0 - IQR_MAX_CAPPED_PCT));
+            (lo.min(floor_lo), hi.max(floor_hi))
         }
     })
 }
@@ -165,6 +176,20 @@ mod tests {
         assert_eq!(percentile(&mut [4., 1., 3., 2.], 50.0), 2.5);
         assert_eq!(percentile(&mut [4., 1., 3., 2.], 100.0), 4.0);
         assert_eq!(percentile(&mut [7.], 99.5), 7.0);
+    }
+
+    #[test]
+    fn iqr_fences_never_cap_the_body_of_a_heavy_tail() {
+        // Traffic-like: most values small, a long right tail (Pareto-ish).
+        let v: Vec<f64> = (1..=10_000).map(|i| 1e6 / (1.0 - f64::from(i) / 10_001.0)).collect();
+        let p = OutlierParams::default();
+        let (lo, hi) = fit_bounds(&v, OutlierMethod::Iqr, &p).unwrap();
+        let capped = v.iter().filter(|x| **x < lo || **x > hi).count() as f64 / v.len() as f64;
+        // Tukey's fence alone (Q3 + 1.5 IQR) would cap about 10% of these values.
+        let (q1, q3) = (percentile(&mut v.clone(), 25.0), percentile(&mut v.clone(), 75.0));
+        let tukey = v.iter().filter(|x| **x > q3 + 1.5 * (q3 - q1)).count() as f64 / v.len() as f64;
+        assert!(tukey > 0.05, "{tukey}");
+        assert!(capped <= IQR_MAX_CAPPED_PCT / 100.0 + 1e-9, "capped {capped}");
     }
 
     #[test]

@@ -9,12 +9,14 @@
 //! columns never negative in training.
 //!
 //! Every candidate is scored on the validation windows, against raw actuals,
-//! in the dataset scaler's units (comparable across candidates and model
-//! types); the lowest validation RMSE wins. The test windows are never looked
+//! in the dataset scaler's units (fitted by preprocess on the raw training
+//! part, the same for every candidate and model type, and the units of the
+//! test metrics); the lowest RMSE wins. The test windows are never looked
 //! at here: [`fit_candidates`] only reads `test_predictions` to hand them on.
 //!
 //! Candidates with epochs run side by side and are thinned once (successive
-//! halving): after [`RUNG_EPOCH`] epochs only the best third go on.
+//! halving): after [`RUNG_EPOCH`] epochs only the best seed of each
+//! preprocessing choice goes on.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -188,21 +190,25 @@ pub struct Chosen {
 
 /// The one rung of successive halving: every candidate posts its validation
 /// loss at [`RUNG_EPOCH`] (or its final one, if it stops before), and when all
-/// have, the best `keep` go on.
+/// have, the best seed of each preprocessing choice goes on. Only candidates
+/// of one preprocessing choice are compared here: they share a scaler, so
+/// their losses are in the same units; the choices themselves are compared
+/// when trained to the end, in the dataset scaler's units.
 struct Rung {
-    keep: usize,
+    /// The preprocessing group of each candidate.
+    group: Vec<usize>,
     state: Mutex<Vec<Option<f64>>>,
     ready: Condvar,
 }
 
 impl Rung {
-    fn new(n: usize) -> Rung {
-        let keep = if n <= 2 { n } else { n.div_ceil(3) };
-        Rung { keep, state: Mutex::new(vec![None; n]), ready: Condvar::new() }
+    fn new(group: Vec<usize>) -> Rung {
+        let n = group.len();
+        Rung { group, state: Mutex::new(vec![None; n]), ready: Condvar::new() }
     }
 
     /// Post candidate `i`'s loss (once); with `wait`, block until every
-    /// candidate posted and say whether `i` is among the best `keep`.
+    /// candidate posted and say whether `i` is the best of its group.
     fn post(&self, i: usize, loss: f64, wait: bool) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s[i].is_none() {
@@ -220,9 +226,10 @@ impl Rung {
         let better = s
             .iter()
             .enumerate()
+            .filter(|(j, _)| self.group[*j] == self.group[i])
             .filter(|(j, l)| l.unwrap_or(f64::INFINITY).total_cmp(&mine).then(j.cmp(&i)).is_lt())
             .count();
-        better < self.keep
+        better == 0
     }
 }
 
@@ -236,19 +243,6 @@ impl Drop for PostOnExit<'_> {
     fn drop(&mut self) {
         self.rung.post(self.i, f64::INFINITY, false);
     }
-}
-
-/// Mean over targets of `(candidate scale / dataset scale)^2`: turns a
-/// candidate's scaled MSE into (about) the dataset's units, to compare
-/// candidates at the rung.
-fn loss_factor(candidate: &Scaler, base: &Prepared) -> f64 {
-    let targets = &base.meta.roles.targets;
-    let ratio = |t: &String| {
-        let c = candidate.columns.iter().find(|c| &c.name == t).map_or(1.0, |c| c.scale);
-        let d = base.meta.scaler.columns.iter().find(|c| &c.name == t).map_or(1.0, |c| c.scale);
-        (c / d).powi(2)
-    };
-    targets.iter().map(ratio).sum::<f64>() / targets.len().max(1) as f64
 }
 
 /// Train every candidate (side by side, one thread each), thin them at the
@@ -276,7 +270,8 @@ pub fn fit_candidates(
         }
     }
     let view = |m: OutlierMethod| &views.iter().find(|(v, _)| *v == m).expect("view of every method").1;
-    let rung = Rung::new(specs.len());
+    let rung =
+        Rung::new(specs.iter().map(|s| views.iter().position(|(m, _)| *m == s.outliers).unwrap_or_default()).collect());
     let cancelled = std::sync::atomic::AtomicBool::new(false);
     let results: Vec<(Result<Trained, TrainError>, usize, f64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = specs
@@ -284,7 +279,6 @@ pub fn fit_candidates(
             .enumerate()
             .map(|(i, spec)| {
                 let (data, rung, cancelled) = (view(spec.outliers), &rung, &cancelled);
-                let factor = loss_factor(&data.meta.scaler, base);
                 let label = spec.label();
                 scope.spawn(move || {
                     // However the fit ends (even by a panic), the rung hears from it.
@@ -295,7 +289,7 @@ pub fn fit_candidates(
                     let mut on_step = |p: &Progress| {
                         steps = p.step;
                         if p.val_loss.is_finite() {
-                            last_loss = p.val_loss * factor;
+                            last_loss = p.val_loss;
                         }
                         if progress(&label, p).is_break() {
                             cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -445,7 +439,7 @@ impl Chosen {
         let _ = writeln!(s, "\n## Choice on validation\n");
         let _ = writeln!(
             s,
-            "{} candidate(s) trained ({} stopped after {RUNG_EPOCH} epochs as hopeless); each scored on the {} \
+            "{} candidate(s) trained ({} stopped after {RUNG_EPOCH} epochs, behind another seed of the same preprocessing); each scored on the {} \
              validation windows (the end of the training part) against raw actuals, scaled units. \
              Chosen: **{}** (validation RMSE {:.6}; last value {:.6}). The test part played no part in the choice.\n",
             self.outcomes.len(),
@@ -459,7 +453,9 @@ impl Chosen {
         for o in &self.outcomes {
             let (rmse, what) = match &o.fate {
                 Fate::Finished(m) => (format!("{:.6}", m.rmse), "trained".to_string()),
-                Fate::Pruned { val_loss } => (format!("(~{:.6} MSE at the rung)", val_loss), "stopped early".into()),
+                Fate::Pruned { val_loss } => {
+                    (format!("({val_loss:.6} scaled MSE at epoch {RUNG_EPOCH})"), "stopped early".into())
+                }
                 Fate::Failed(e) => ("-".into(), format!("failed: {e}")),
             };
             let _ = writeln!(s, "| {} | {rmse} | {what} | {} | {:.1} |", o.spec.label(), o.steps, o.seconds);
@@ -659,13 +655,13 @@ mod tests {
         let chosen = choose(&data, RUNG_EPOCH + 3);
         let pruned: Vec<_> =
             chosen.outcomes.iter().filter(|o| matches!(o.fate, Fate::Pruned { .. })).map(|o| o.spec).collect();
-        // Six candidates, the best third (two) go on; the unclipped ones (3x the loss) never.
-        assert_eq!(pruned.len(), 4, "{:?}", chosen.outcomes);
+        // Six candidates, the best seed of each preprocessing choice goes on (seed 2 has twice the loss).
+        assert_eq!(pruned.len(), 3, "{:?}", chosen.outcomes);
         assert!(chosen.outcomes.iter().all(|o| o.steps == RUNG_EPOCH || o.steps == RUNG_EPOCH + 3));
         let kept: Vec<_> =
             chosen.outcomes.iter().filter(|o| matches!(o.fate, Fate::Finished(_))).map(|o| o.spec).collect();
-        assert_eq!(kept.len(), 2);
-        assert!(kept.iter().all(|s| s.outliers != OutlierMethod::None), "{kept:?}");
+        assert_eq!(kept.len(), 3);
+        assert!(kept.iter().all(|s| s.seed == Some(1)), "{kept:?}");
         assert!(String::from_utf8(chosen.model_card(String::new(), &data)).unwrap().contains("stopped early"));
     }
 
