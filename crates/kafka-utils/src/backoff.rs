@@ -25,6 +25,8 @@ use std::hash::{BuildHasher as _, Hasher as _};
 use std::time::{Duration, Instant};
 
 use contracts::error::Classified;
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{RngCore as _, SeedableRng as _};
 use tokio_util::sync::CancellationToken;
 
 /// A retry schedule: exponential growth from `initial` up to `cap`, full
@@ -80,7 +82,12 @@ impl Backoff {
     /// draws the same waits).
     pub fn start_seeded(self, seed: u64) -> Retry {
         let started = Instant::now();
-        Retry { policy: self, failures: 0, deadline: self.budget.map(|b| started + b), rng: SplitMix64(seed) }
+        Retry {
+            policy: self,
+            failures: 0,
+            deadline: self.budget.map(|b| started + b),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
 }
 
@@ -90,7 +97,7 @@ pub struct Retry {
     policy: Backoff,
     failures: u32,
     deadline: Option<Instant>,
-    rng: SplitMix64,
+    rng: ChaCha8Rng,
 }
 
 impl Retry {
@@ -106,7 +113,7 @@ impl Retry {
         if self.policy.max_attempts.is_some_and(|m| self.failures >= m) {
             return None;
         }
-        let wait = self.rng.below(self.policy.ceiling(self.failures));
+        let wait = uniform_up_to(&mut self.rng, self.policy.ceiling(self.failures));
         match self.deadline {
             Some(deadline) if Instant::now() + wait >= deadline => None,
             _ => Some(wait),
@@ -185,26 +192,11 @@ where
     }
 }
 
-/// SplitMix64 (Steele, Lea and Flood 2014): a tiny, well-mixed generator,
-/// enough to spread retries; not for anything secret.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, max]`, at nanosecond resolution.
-    fn below(&mut self, max: Duration) -> Duration {
-        let span = max.as_nanos().min(u64::MAX as u128 - 1) as u64 + 1;
-        let nanos = ((u128::from(self.next()) * u128::from(span)) >> 64) as u64;
-        Duration::from_nanos(nanos)
-    }
+/// Uniform in `[0, max]`, at nanosecond resolution.
+fn uniform_up_to(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
+    let span = max.as_nanos().min(u128::from(u64::MAX - 1)) as u64 + 1;
+    let nanos = ((u128::from(rng.next_u64()) * u128::from(span)) >> 64) as u64;
+    Duration::from_nanos(nanos)
 }
 
 /// A seed from the process's randomly keyed hasher (no RNG dependency).

@@ -708,7 +708,7 @@ async fn process_record<H: Handler>(
 ) -> Outcome {
     let topic = record.topic.clone();
     if let Some(why) = settings.args.refuse(record) {
-        let err = HandlerError::permanent("bad_data", why);
+        let err = HandlerError::permanent(Code::BadData, why);
         return dead_letter(handler, producer, settings, record, cancel, FailureKind::Permanent, &err, 1).await;
     }
     let mut schedule = settings.args.retry_backoff().start();
@@ -719,7 +719,7 @@ async fn process_record<H: Handler>(
         // A panicking handler is a bug, but it must not stall the partition.
         let result = match AssertUnwindSafe(handler.handle(record)).catch_unwind().await {
             Ok(res) => res,
-            Err(panic) => Err(HandlerError::permanent("handler_panic", panic_message(&panic))),
+            Err(panic) => Err(HandlerError::permanent(Code::HandlerPanic, panic_message(&panic))),
         };
         metrics::HANDLER_SECONDS.with_label_values(&[&topic]).observe(started.elapsed().as_secs_f64());
         let err = match result {

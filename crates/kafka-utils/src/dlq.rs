@@ -319,7 +319,7 @@ mod tests {
     fn the_envelope_of_a_huge_record_still_fits_and_says_it_is_truncated() {
         let payload = format!("{{\"identifier\":\"big\",\"pad\":\"{}\"}}", "x".repeat(950_000)).into_bytes();
         let record = record(Some(b"big".to_vec()), payload.clone());
-        let err = HandlerError::permanent("bad_input", "y".repeat(2_000_000));
+        let err = HandlerError::permanent(Code::BadInput, "y".repeat(2_000_000));
         let env = envelope(&record, FailureKind::Permanent, &err, 1, "preprocess", LIMIT);
         assert!(wire_len(&record, &env, LIMIT) <= LIMIT, "{} bytes", wire_len(&record, &env, LIMIT));
         assert_eq!(env.payload_truncated_from, Some(payload.len() as u64));

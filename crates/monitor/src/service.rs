@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use contracts::error::Code;
 use contracts::{ModelDrift, ModelType, PerformanceEval, V1};
 use kafka_utils::{HandlerError, KafkaArgs, Producer, Record};
 use mlflow_client::MlflowClient;
@@ -99,7 +100,7 @@ impl Monitor {
         }
         let run = self.mlflow.get_run(run_id).await.map_err(HandlerError::from)?;
         let v = run.metric("test_rmse").filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| {
-            HandlerError::permanent("metrics_missing", format!("run {run_id} has no usable test_rmse in MLflow"))
+            HandlerError::permanent(Code::MetricsMissing, format!("run {run_id} has no usable test_rmse in MLflow"))
         })?;
         self.test_rmse.lock().await.insert(run_id.to_string(), v);
         Ok(v)
@@ -109,7 +110,7 @@ impl Monitor {
     pub async fn absorb(&self, ev: PerformanceEval) -> Result<Step, HandlerError> {
         if !(ev.metrics.rmse.is_finite() && ev.metrics.rmse >= 0.0) {
             return Err(HandlerError::permanent(
-                "bad_metrics",
+                Code::BadMetrics,
                 format!("rmse {} is not a finite error", ev.metrics.rmse),
             ));
         }
@@ -184,8 +185,8 @@ impl Monitor {
         let (kafka, topic, id) = (self.kafka.clone(), self.topics.preprocess_requests.clone(), identifier.to_string());
         let latest = tokio::task::spawn_blocking(move || retrain::latest_request(&kafka, &topic, &id))
             .await
-            .map_err(|e| HandlerError::retryable("retrain_scan", e.to_string()))?
-            .map_err(|e| HandlerError::retryable("retrain_scan", e))?;
+            .map_err(|e| HandlerError::retryable(Code::RetrainScan, e.to_string()))?
+            .map_err(|e| HandlerError::retryable(Code::RetrainScan, e))?;
         let Some(mut request) = latest else {
             warn!(identifier, topic = %self.topics.preprocess_requests, "drift, but no preprocess request of this identifier is left to retrain from");
             metrics::RETRAINS.with_label_values(&["no_request_known"]).inc();
@@ -208,7 +209,7 @@ impl kafka_utils::Handler for Monitor {
         let ev: PerformanceEval = record.decode()?;
         for field in [&ev.identifier, &ev.config_hash] {
             contracts::topics::validate_identifier(field)
-                .map_err(|e| HandlerError::permanent("invalid_identifier", e))?;
+                .map_err(|e| HandlerError::permanent(Code::InvalidIdentifier, e))?;
         }
         let step = self.absorb(ev).await?;
         let outcome = match step {
