@@ -18,7 +18,7 @@ fn two_trainer_replicas_train_each_dataset_once_in_order_and_survive_losing_one(
     let w = rt.block_on(World::on(StackEnv::shared()));
     let _preprocess = w.stage("preprocess");
     // Fits of a few seconds, so that the kill lands while a replica has one in hand.
-    let gru = [("EPOCHS", "15"), ("HIDDEN_SIZE", "32"), ("PATIENCE", "1000")];
+    let gru = [("EPOCHS", "15"), ("HIDDEN_SIZE", "32"), ("PATIENCE", "1000"), ("SEEDS", "1")];
     let first = w.stage_with("train-gru", &gru);
     let _second = w.stage_with("train-gru", &gru);
     let events = w.watch(&w.model_training);

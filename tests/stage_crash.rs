@@ -22,7 +22,7 @@ fn every_stage_killed_mid_work_and_restarted_still_promotes_once_without_duplica
     let w = rt.block_on(World::new());
     let store = ClaimCheckStore::new(&w.stack.s3);
     // A GRU fit of some seconds, so that the kill lands inside it.
-    let gru_env = [("EPOCHS", "60"), ("HIDDEN_SIZE", "48"), ("PATIENCE", "1000")];
+    let gru_env = [("EPOCHS", "60"), ("HIDDEN_SIZE", "48"), ("PATIENCE", "1000"), ("SEEDS", "1")];
     let start = |bin: &str| if bin == "train-gru" { w.stage_with(bin, &gru_env) } else { w.stage(bin) };
     let mut stages: BTreeMap<&str, StageProcess> = stages().map(|b| (b, start(b))).collect();
     let mut restart = |bin: &'static str| {

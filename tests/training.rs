@@ -409,7 +409,8 @@ async fn a_fit_longer_than_max_poll_interval_trains_once_with_two_members() {
                 .env("KAFKA_SESSION_TIMEOUT_MS", MAX_POLL_MS.to_string())
                 .env("HIDDEN_SIZE", "64")
                 .env("EPOCHS", "250")
-                .env("PATIENCE", "0");
+                .env("PATIENCE", "0")
+                .env("SEEDS", "1");
             StageProcess::spawn(cmd)
         })
         .collect();

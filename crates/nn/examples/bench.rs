@@ -265,7 +265,7 @@ fn run(d: &Data, s: &Setup, cell: CellKind, seed: u64, threads: usize) -> BoxRes
     let (xs, ys) = (d.n_train * INPUT_LEN * f, d.n_train * TARGETS.len());
     let (tx, vx) = d.train.x.split_at(xs);
     let (ty, vy) = d.train.y.split_at(ys);
-    let report = train(&mut net, tx, ty, vx, vy, &cfg, &mut |_| ControlFlow::Continue(()))?;
+    let report = train(&mut net, tx, ty, vx, vy, &cfg, &mut |_, _| ControlFlow::Continue(()))?;
     let seconds_per_epoch = report.history.iter().map(|e| e.seconds).sum::<f64>() / report.epochs_run as f64;
     let pred = net.predict(&d.test.x, d.test.n);
     let original: Vec<f64> = pred

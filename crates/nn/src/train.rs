@@ -44,7 +44,8 @@ pub struct TrainReport {
 /// with targets `train_y` (`[window][n_outputs]`), validating on `val_x`/`val_y`
 /// after every epoch. The training windows are independent samples: each epoch
 /// visits them in a new order drawn from `cfg.seed` (time order inside a window
-/// is kept). `on_epoch` sees every epoch's report; returning `Break` cancels.
+/// is kept). `on_epoch` sees every epoch's report and the network as the
+/// epoch left it (to look at its predictions); returning `Break` cancels.
 ///
 /// On success the network holds the weights of the epoch with the lowest
 /// validation loss. On error it holds the best weights so far (its initial
@@ -61,7 +62,7 @@ pub fn train(
     val_x: &[f32],
     val_y: &[f32],
     cfg: &TrainConfig,
-    on_epoch: &mut dyn FnMut(&EpochReport) -> ControlFlow<()>,
+    on_epoch: &mut dyn FnMut(&EpochReport, &Network) -> ControlFlow<()>,
 ) -> Result<TrainReport, NnError> {
     cfg.validate()?;
     let model = *net.config();
@@ -116,7 +117,7 @@ pub fn train(
                 EpochReport { epoch, train_loss, val_loss, seconds: started.elapsed().as_secs_f64(), best };
             report.epochs_run = epoch;
             report.history.push(epoch_report.clone());
-            if on_epoch(&epoch_report).is_break() {
+            if on_epoch(&epoch_report, net).is_break() {
                 break 'epochs Err(NnError::Cancelled);
             }
             if cfg.patience > 0 && epoch - report.best_epoch >= cfg.patience && epoch < cfg.epochs {
@@ -263,7 +264,7 @@ mod tests {
         }
     }
 
-    fn keep_going(_: &EpochReport) -> ControlFlow<()> {
+    fn keep_going(_: &EpochReport, _: &Network) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
 
@@ -311,7 +312,7 @@ mod tests {
         let (tx, ty) = sine(40, 0.0);
         let mut net = Network::new(model(CellKind::Lstm), 3);
         let mut seen = 0;
-        let mut stop_at_two = |e: &EpochReport| {
+        let mut stop_at_two = |e: &EpochReport, _: &Network| {
             seen = e.epoch;
             if e.epoch == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         };

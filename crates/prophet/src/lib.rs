@@ -270,6 +270,7 @@ impl ModelTrainer for ProphetTrainer {
             train_loss: f64::NAN,
             val_loss: f64::NAN,
             seconds: started.elapsed().as_secs_f64(),
+            val_predictions: None,
         };
         if progress(&p).is_break() {
             return Err(TrainError::Cancelled);

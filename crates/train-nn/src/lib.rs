@@ -120,18 +120,21 @@ impl ModelTrainer for NeuralTrainer {
         };
         let mut net = Network::new(config, seed);
         let mut history = Vec::new();
-        let mut on_epoch = |r: &nn::EpochReport| {
+        let v = &data.val_windows;
+        let mut on_epoch = |r: &nn::EpochReport, net: &Network| {
+            // The candidates are compared at the rung on these (training::candidates).
+            let val_predictions = (r.epoch == training::candidates::RUNG_EPOCH).then(|| net.predict(&v.x, v.n));
             let p = Progress {
                 step: r.epoch,
                 total: a.epochs,
                 train_loss: r.train_loss,
                 val_loss: r.val_loss,
                 seconds: r.seconds,
+                val_predictions,
             };
-            history.push(p.clone());
+            history.push(Progress { val_predictions: None, ..p.clone() });
             progress(&p)
         };
-        let v = &data.val_windows;
         let report =
             nn::train(&mut net, &w.x, &w.y, &v.x, &v.y, &train_config, &mut on_epoch).map_err(|e| match e {
                 nn::NnError::Cancelled => TrainError::Cancelled,

@@ -15,8 +15,8 @@
 //! at here: [`fit_candidates`] only reads `test_predictions` to hand them on.
 //!
 //! Candidates with epochs run side by side and are thinned once (successive
-//! halving): after [`RUNG_EPOCH`] epochs only the best seed of each
-//! preprocessing choice goes on.
+//! halving): after [`RUNG_EPOCH`] epochs only the best third, by validation
+//! RMSE there, go on.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -154,9 +154,10 @@ pub fn to_dataset_units(pred: &[f32], candidate: &Scaler, base: &Prepared) -> Re
 pub enum Fate {
     /// Trained to the end; its validation metrics (dataset units).
     Finished(Metrics),
-    /// Stopped at [`RUNG_EPOCH`]: its validation loss there was not among the best.
+    /// Stopped at [`RUNG_EPOCH`]: its validation RMSE there was not among the best.
     Pruned {
-        val_loss: f64,
+        /// Its validation RMSE at the rung.
+        rung_rmse: f64,
     },
     Failed(String),
 }
@@ -189,30 +190,28 @@ pub struct Chosen {
 }
 
 /// The one rung of successive halving: every candidate posts its validation
-/// loss at [`RUNG_EPOCH`] (or its final one, if it stops before), and when all
-/// have, the best seed of each preprocessing choice goes on. Only candidates
-/// of one preprocessing choice are compared here: they share a scaler, so
-/// their losses are in the same units; the choices themselves are compared
-/// when trained to the end, in the dataset scaler's units.
+/// RMSE at [`RUNG_EPOCH`] (from the predictions the trainer gives there, in the
+/// dataset scaler's units, so candidates of every preprocessing choice
+/// compare), or infinity if it stopped before; when all have, the best third
+/// go on (all of them when there are two or fewer).
 struct Rung {
-    /// The preprocessing group of each candidate.
-    group: Vec<usize>,
+    keep: usize,
     state: Mutex<Vec<Option<f64>>>,
     ready: Condvar,
 }
 
 impl Rung {
-    fn new(group: Vec<usize>) -> Rung {
-        let n = group.len();
-        Rung { group, state: Mutex::new(vec![None; n]), ready: Condvar::new() }
+    fn new(n: usize) -> Rung {
+        let keep = if n <= 2 { n } else { n.div_ceil(3) };
+        Rung { keep, state: Mutex::new(vec![None; n]), ready: Condvar::new() }
     }
 
-    /// Post candidate `i`'s loss (once); with `wait`, block until every
-    /// candidate posted and say whether `i` is the best of its group.
-    fn post(&self, i: usize, loss: f64, wait: bool) -> bool {
+    /// Post candidate `i`'s score (once); with `wait`, block until every
+    /// candidate posted and say whether `i` is among the best `keep`.
+    fn post(&self, i: usize, score: f64, wait: bool) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if s[i].is_none() {
-            s[i] = Some(if loss.is_nan() { f64::INFINITY } else { loss });
+            s[i] = Some(if score.is_nan() { f64::INFINITY } else { score });
             self.ready.notify_all();
         }
         if !wait {
@@ -222,14 +221,13 @@ impl Rung {
             s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner());
         }
         let mine = s[i].unwrap_or(f64::INFINITY);
-        // Rank by loss, ties by index: deterministic whatever the thread timing.
+        // Rank by score, ties by index: deterministic whatever the thread timing.
         let better = s
             .iter()
             .enumerate()
-            .filter(|(j, _)| self.group[*j] == self.group[i])
             .filter(|(j, l)| l.unwrap_or(f64::INFINITY).total_cmp(&mine).then(j.cmp(&i)).is_lt())
             .count();
-        better == 0
+        better < self.keep
     }
 }
 
@@ -270,8 +268,7 @@ pub fn fit_candidates(
         }
     }
     let view = |m: OutlierMethod| &views.iter().find(|(v, _)| *v == m).expect("view of every method").1;
-    let rung =
-        Rung::new(specs.iter().map(|s| views.iter().position(|(m, _)| *m == s.outliers).unwrap_or_default()).collect());
+    let rung = Rung::new(specs.len());
     let cancelled = std::sync::atomic::AtomicBool::new(false);
     let results: Vec<(Result<Trained, TrainError>, usize, f64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = specs
@@ -285,26 +282,25 @@ pub fn fit_candidates(
                     let _posted = PostOnExit { rung, i };
                     let started = std::time::Instant::now();
                     let mut steps = 0;
-                    let mut last_loss = f64::INFINITY;
                     let mut on_step = |p: &Progress| {
                         steps = p.step;
-                        if p.val_loss.is_finite() {
-                            last_loss = p.val_loss;
-                        }
                         if progress(&label, p).is_break() {
                             cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
                         }
                         if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
                             return ControlFlow::Break(());
                         }
-                        if p.step == RUNG_EPOCH && p.total > RUNG_EPOCH && !rung.post(i, last_loss, true) {
-                            return ControlFlow::Break(());
+                        if let Some(pred) = p.val_predictions.as_deref().filter(|_| p.step == RUNG_EPOCH) {
+                            let score = score_predictions(pred, data, base).map_or(f64::INFINITY, |(_, m)| m.rmse);
+                            if p.total > RUNG_EPOCH && !rung.post(i, score, true) {
+                                return ControlFlow::Break(());
+                            }
                         }
                         ControlFlow::Continue(())
                     };
                     let result = trainer.train(data, spec.seed, &mut on_step);
-                    // Stopped before the rung (or never had epochs): post what it has.
-                    rung.post(i, if result.is_ok() { last_loss } else { f64::INFINITY }, false);
+                    // Stopped before the rung (or never had epochs): nothing to compare there.
+                    rung.post(i, f64::INFINITY, false);
                     (result, steps, started.elapsed().as_secs_f64())
                 })
             })
@@ -325,7 +321,7 @@ pub fn fit_candidates(
         let spec = specs[i];
         let fate = match result {
             Err(TrainError::Cancelled) => {
-                Fate::Pruned { val_loss: rung.state.lock().map_or(f64::NAN, |s| s[i].unwrap_or(f64::NAN)) }
+                Fate::Pruned { rung_rmse: rung.state.lock().map_or(f64::NAN, |s| s[i].unwrap_or(f64::NAN)) }
             }
             Err(e) => {
                 let message = e.to_string();
@@ -359,15 +355,20 @@ pub fn fit_candidates(
 /// A candidate's validation predictions in dataset units and their metrics
 /// against the dataset's (raw, unclipped) validation actuals.
 fn score_validation(trained: &Trained, data: &Prepared, base: &Prepared) -> Result<(Vec<f32>, Metrics), String> {
+    score_predictions(&trained.val_predictions, data, base)
+}
+
+/// Validation predictions in a candidate's units, scored (see [`score_validation`]).
+fn score_predictions(pred: &[f32], data: &Prepared, base: &Prepared) -> Result<(Vec<f32>, Metrics), String> {
     let w = &base.val_windows;
-    if trained.val_predictions.len() != w.y.len() {
+    if pred.len() != w.y.len() {
         return Err(format!(
             "the model returned {} validation predictions, the windows need {}",
-            trained.val_predictions.len(),
+            pred.len(),
             w.y.len()
         ));
     }
-    let pred = to_dataset_units(&trained.val_predictions, &data.meta.scaler, base)?;
+    let pred = to_dataset_units(pred, &data.meta.scaler, base)?;
     if pred.iter().any(|v| !v.is_finite()) {
         return Err("a validation prediction is not finite".into());
     }
@@ -439,7 +440,7 @@ impl Chosen {
         let _ = writeln!(s, "\n## Choice on validation\n");
         let _ = writeln!(
             s,
-            "{} candidate(s) trained ({} stopped after {RUNG_EPOCH} epochs, behind another seed of the same preprocessing); each scored on the {} \
+            "{} candidate(s) trained ({} stopped after {RUNG_EPOCH} epochs, behind the best third on validation there); each scored on the {} \
              validation windows (the end of the training part) against raw actuals, scaled units. \
              Chosen: **{}** (validation RMSE {:.6}; last value {:.6}). The test part played no part in the choice.\n",
             self.outcomes.len(),
@@ -453,8 +454,8 @@ impl Chosen {
         for o in &self.outcomes {
             let (rmse, what) = match &o.fate {
                 Fate::Finished(m) => (format!("{:.6}", m.rmse), "trained".to_string()),
-                Fate::Pruned { val_loss } => {
-                    (format!("({val_loss:.6} scaled MSE at epoch {RUNG_EPOCH})"), "stopped early".into())
+                Fate::Pruned { rung_rmse } => {
+                    (format!("({rung_rmse:.6} at epoch {RUNG_EPOCH})"), "stopped early".into())
                 }
                 Fate::Failed(e) => ("-".into(), format!("failed: {e}")),
             };
@@ -568,7 +569,19 @@ mod tests {
                 let penalty = if seed == Some(2) { 2.0 } else { 1.0 };
                 let clipped = data.meta.scaler.columns[0].clip.is_some();
                 let val_loss = penalty * if clipped { 1.0 } else { 3.0 } / epoch as f64;
-                let p = Progress { step: epoch, total: self.epochs, train_loss: val_loss, val_loss, seconds: 0.0 };
+                // At the rung: the final predictions, worse for seed 2 (scaled away from the actuals).
+                let val_predictions = (epoch == RUNG_EPOCH).then(|| {
+                    let p = last(&data.val_windows);
+                    if seed == Some(2) { p.iter().map(|v| v * 1.5).collect() } else { p }
+                });
+                let p = Progress {
+                    step: epoch,
+                    total: self.epochs,
+                    train_loss: val_loss,
+                    val_loss,
+                    seconds: 0.0,
+                    val_predictions,
+                };
                 if progress(&p).is_break() {
                     return Err(TrainError::Cancelled);
                 }
@@ -655,12 +668,12 @@ mod tests {
         let chosen = choose(&data, RUNG_EPOCH + 3);
         let pruned: Vec<_> =
             chosen.outcomes.iter().filter(|o| matches!(o.fate, Fate::Pruned { .. })).map(|o| o.spec).collect();
-        // Six candidates, the best seed of each preprocessing choice goes on (seed 2 has twice the loss).
-        assert_eq!(pruned.len(), 3, "{:?}", chosen.outcomes);
+        // Six candidates, the best third (two) go on; seed 2's predictions are off by half.
+        assert_eq!(pruned.len(), 4, "{:?}", chosen.outcomes);
         assert!(chosen.outcomes.iter().all(|o| o.steps == RUNG_EPOCH || o.steps == RUNG_EPOCH + 3));
         let kept: Vec<_> =
             chosen.outcomes.iter().filter(|o| matches!(o.fate, Fate::Finished(_))).map(|o| o.spec).collect();
-        assert_eq!(kept.len(), 3);
+        assert_eq!(kept.len(), 2);
         assert!(kept.iter().all(|s| s.seed == Some(1)), "{kept:?}");
         assert!(String::from_utf8(chosen.model_card(String::new(), &data)).unwrap().contains("stopped early"));
     }

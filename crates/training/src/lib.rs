@@ -44,6 +44,10 @@ pub struct Progress {
     pub train_loss: f64,
     pub val_loss: f64,
     pub seconds: f64,
+    /// The model's predictions for the validation windows (its own scaled
+    /// units) as this epoch left it; trainers with epochs give them at
+    /// [`candidates::RUNG_EPOCH`], where candidates are compared.
+    pub val_predictions: Option<Vec<f32>>,
 }
 
 /// What a fit produced.

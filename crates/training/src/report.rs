@@ -375,7 +375,8 @@ mod tests {
     fn loss_curve_only_for_models_with_epochs() {
         assert!(loss_curve_png(ModelType::Gru, &trained(vec![])).is_none());
         let mut t = trained(vec![]);
-        t.history = vec![Progress { step: 1, total: 2, train_loss: 0.2, val_loss: 0.3, seconds: 0.1 }];
+        t.history =
+            vec![Progress { step: 1, total: 2, train_loss: 0.2, val_loss: 0.3, seconds: 0.1, val_predictions: None }];
         let png = loss_curve_png(ModelType::Gru, &t).expect("a curve").expect("renders");
         assert!(png.starts_with(b"\x89PNG"));
     }

@@ -538,7 +538,8 @@ mod tests {
 
     #[test]
     fn the_progress_bar_shows_the_epoch_and_both_losses() {
-        let p = Progress { step: 4, total: 10, train_loss: 0.01234, val_loss: 0.5, seconds: 1.234 };
+        let p =
+            Progress { step: 4, total: 10, train_loss: 0.01234, val_loss: 0.5, seconds: 1.234, val_predictions: None };
         assert_eq!(
             progress_bar(ModelType::Gru, &p),
             "GRU [########............] 4/10 train 0.01234 val 0.50000 (1.23 s/epoch)"
