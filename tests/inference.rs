@@ -297,3 +297,91 @@ async fn the_fast_path_serves_a_fresh_model_until_a_promotion_wins() {
     cancel.cancel();
     task.await.expect("join").expect("inference ran cleanly");
 }
+
+/// An ENSEMBLE promotion (issue 18) is served like any model: each member
+/// clips and scales its own inputs, inverts and floors its own forecasts, and
+/// the service answers their weighted mean in original units, over HTTP and in
+/// batch, where the actuals stay the raw test values. A member whose file is
+/// not the one the manifest records makes the whole ensemble refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensemble_promotion_serves_the_weighted_mean_of_its_members() {
+    let w = World::new("ensemble").await;
+    let (gru, lstm) = (synthetic(Cell::Gru, 31), synthetic(Cell::Lstm, 32));
+    // Member 0 clips `load` to [450, 600] and floors its forecasts at 520;
+    // member 1 is scaled differently (standard) with neither.
+    let mut clipped = scaler();
+    clipped.columns[0].clip = Some([450.0, 600.0]);
+    clipped.columns[0].floor = Some(520.0);
+    let standard = series::Scaler::fit(series::ScalerKind::Standard, &raw_frame(), &names(), &[]).expect("fit");
+    let member =
+        |model_type, net, weight, scaler, forged| EnsembleMemberSpec { model_type, net, weight, scaler, forged };
+    let members = [
+        member(ModelType::Gru, &gru, 0.3, clipped.clone(), false),
+        member(ModelType::Lstm, &lstm, 0.7, standard, false),
+    ];
+    let sel = w.ensemble_promotion(&members).await;
+    w.promote(&sel, false).await;
+    let port = free_port();
+    let (cancel, task) = start(w.cli(port, false));
+    let body = wait_served(port, Some(&format!("ENSEMBLE/{}", sel.run_id)), Duration::from_secs(60)).await;
+    assert_eq!(body["models"][0]["members"].as_array().map(Vec::len), Some(2), "{body}");
+
+    let expected = |window: &[Vec<f64>]| -> Vec<f64> {
+        let parts: Vec<Vec<f64>> = members.iter().map(|m| member_forecast(m, window)).collect();
+        (0..OUTPUT_LEN).map(|s| members.iter().zip(&parts).map(|(m, p)| m.weight * p[s]).sum()).collect()
+    };
+    // Window 15 reaches past member 0's clip (load peaks at ~706 in row 22).
+    let window = raw_window(15);
+    assert!(window.iter().any(|r| r[0] > 600.0), "the window exercises the clip");
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/predict"))
+        .header("content-type", "application/json")
+        .body(json!({ "window": window }).to_string())
+        .send()
+        .await
+        .expect("predict");
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    let got: Vec<f64> = (0..OUTPUT_LEN).map(|s| v["forecasts"][0][s][0].as_f64().expect("number")).collect();
+    let want = expected(&window);
+    assert!(got.iter().zip(&want).all(|(g, w)| close(*g, *w, 1e-4)), "served {got:?}, members' weighted mean {want:?}");
+    // Without member 0's clip and floor the answer would differ.
+    let plain = member(ModelType::Gru, &gru, 0.3, scaler(), false);
+    let unclipped: f64 = 0.3 * member_forecast(&plain, &window)[0] + 0.7 * member_forecast(&members[1], &window)[0];
+    assert!(!close(unclipped, want[0], 1e-4), "the clip or floor changes this window ({unclipped} vs {})", want[0]);
+
+    // Batch: the same mean per window; actuals are the raw values.
+    let data = w.inference_data().await;
+    w.send(&w.data_topic, &data).await;
+    let events = w.perf_events(1, Duration::from_secs(90));
+    assert_eq!(events.len(), 1, "one performance-eval event");
+    let jsonl = w.store.get(&events[0].results).await.expect("JSONL");
+    let raw = raw_frame();
+    for (i, line) in jsonl.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate().step_by(37) {
+        let rec: inference::batch::WindowRecord = serde_json::from_slice(line).expect("line");
+        let want = expected(&raw_window(i));
+        for (s, step) in rec.steps.iter().enumerate() {
+            assert!(
+                close(step.forecast[TARGET], want[s], 1e-4),
+                "window {i} step {s}: {} vs {}",
+                step.forecast[TARGET],
+                want[s]
+            );
+            assert!(close(step.actual[TARGET], raw.columns[0].values[i + INPUT_LEN + s], 1e-9), "raw actuals");
+        }
+    }
+
+    // A member file that is not the one the manifest records: refused, the ensemble before stays.
+    let forged =
+        [member(ModelType::Gru, &gru, 0.5, clipped, false), member(ModelType::Lstm, &lstm, 0.5, scaler(), true)];
+    let bad = w.ensemble_promotion(&forged).await;
+    w.promote(&bad, true).await;
+    let dead = envelopes(&read_topic(&dlq_topic(&w.selected_topic), 1, Duration::from_secs(60)));
+    assert_eq!(dead.len(), 1, "the forged ensemble is dead-lettered");
+    assert_eq!(dead[0].error.code, "digest_mismatch", "{:?}", dead[0].error);
+    let body = wait_served(port, None, Duration::from_secs(10)).await;
+    assert_eq!(body["models"][0]["version"], format!("ENSEMBLE/{}", sel.run_id), "{body}");
+
+    cancel.cancel();
+    task.await.expect("join").expect("inference ran cleanly");
+}

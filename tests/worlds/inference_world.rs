@@ -61,6 +61,27 @@ pub fn synthetic(cell: Cell, seed: u64) -> SyntheticNet {
     )
 }
 
+/// One member of [`World::ensemble_promotion`].
+pub struct EnsembleMemberSpec<'a> {
+    pub model_type: ModelType,
+    pub net: &'a SyntheticNet,
+    pub weight: f64,
+    /// The member's own scaler (its clip and floor included).
+    pub scaler: Scaler,
+    pub forged: bool,
+}
+
+/// What a member forecasts for one raw window (`[input_len][features]`), per
+/// step of the target, in original units: inputs clipped then scaled by its
+/// own scaler, forecasts inverted and floored by it (the reference forward pass).
+pub fn member_forecast(m: &EnsembleMemberSpec<'_>, window: &[Vec<f64>]) -> Vec<f64> {
+    let x: Vec<f32> = window
+        .iter()
+        .flat_map(|row| row.iter().zip(FEATURES).map(|(v, f)| m.scaler.scale_input(f, *v).expect("feature") as f32))
+        .collect();
+    m.net.forward(&x, 1).iter().map(|s| m.scaler.unscale_forecast(TARGET, f64::from(*s)).expect("target")).collect()
+}
+
 /// One test's world: its topics, dataset and consumer groups.
 pub struct World {
     pub identifier: String,
@@ -140,6 +161,64 @@ impl World {
             missing: vec![],
             decision_object: promotion::decision_key(&self.identifier, &self.config_hash),
             // Eval's counter: every promotion made here gets the next number.
+            sequence: SEQUENCE.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// An ensemble as eval writes one: a real MLflow run holding each member's
+    /// model and own scaler under `model/members/<i>/`, the manifest at
+    /// `model/ensemble.json` and the dataset's scaler at `model/scaler.json`.
+    /// `forged` members get a wrong SHA-256 in the manifest.
+    pub async fn ensemble_promotion(&self, members: &[EnsembleMemberSpec<'_>]) -> ModelSelected {
+        let run = self.mlflow.create_run(&self.experiment, "ENSEMBLE", &[]).await.expect("run");
+        let uri = run.info.artifact_uri.clone();
+        let mut listed = Vec::new();
+        for (i, m) in members.iter().enumerate() {
+            let onnx = m.net.to_onnx();
+            let mut artifact = self.artifact(ModelFormat::Onnx);
+            artifact.path = format!("model/members/{i}/model.onnx");
+            artifact.scaler_path = format!("model/members/{i}/scaler.json");
+            self.mlflow.upload_artifact(&uri, &artifact.path, onnx.clone()).await.expect("upload member");
+            self.mlflow
+                .upload_artifact(&uri, &artifact.scaler_path, m.scaler.to_json().into_bytes())
+                .await
+                .expect("upload member scaler");
+            let sha256 = if m.forged { "0".repeat(64) } else { claim_check::sha256_hex(&onnx) };
+            listed.push(ensemble::EnsembleMember {
+                model_type: m.model_type,
+                run_id: format!("member-{i}"),
+                weight: m.weight,
+                artifact,
+                sha256,
+            });
+        }
+        let manifest = ensemble::EnsembleManifest { kind: ensemble::EnsembleKind::WeightedMean, members: listed };
+        let manifest = serde_json::to_vec(&manifest).expect("manifest");
+        self.mlflow.upload_artifact(&uri, ensemble::MANIFEST_PATH, manifest.clone()).await.expect("upload manifest");
+        self.mlflow
+            .upload_artifact(&uri, "model/scaler.json", scaler().to_json().into_bytes())
+            .await
+            .expect("upload scaler");
+        let mut model = self.artifact(ModelFormat::Ensemble);
+        model.path = ensemble::MANIFEST_PATH.into();
+        let run_id = run.info.run_id;
+        ModelSelected {
+            v: V1,
+            identifier: self.identifier.clone(),
+            model_uri: format!("runs:/{run_id}/{}", ensemble::MANIFEST_PATH),
+            model_type: ModelType::Ensemble,
+            run_id,
+            config_hash: self.config_hash.clone(),
+            composite_score: 0.1,
+            test_rmse: 0.1,
+            test_mae: 0.08,
+            test_mse: 0.01,
+            promotion_time: Utc::now(),
+            artifact_uri: uri,
+            model,
+            model_sha256: Some(claim_check::sha256_hex(&manifest)),
+            missing: vec![],
+            decision_object: promotion::decision_key(&self.identifier, &self.config_hash),
             sequence: SEQUENCE.fetch_add(1, Ordering::Relaxed),
         }
     }

@@ -190,7 +190,9 @@ pub fn compute(
         )));
     }
     let info = &model.info;
-    let frame = to_model_units(&frame, data_scaler, &model.scaler, &info.features)?;
+    let columns: Vec<String> =
+        info.features.iter().chain(info.targets.iter().filter(|t| !info.features.contains(t))).cloned().collect();
+    let frame = to_model_units(&frame, data_scaler, &model.scaler, &columns)?;
     let roles = Roles {
         timestamp: meta.roles.timestamp.clone(),
         features: info.features.clone(),
@@ -218,11 +220,13 @@ pub fn compute(
     Ok(Computed { rows: frame.len(), windows: windows.n, evaluation, jsonl, png })
 }
 
-/// The frame's feature columns re-expressed in the model scaler's units when
-/// the test set was scaled differently (another preprocess config).
-fn to_model_units(frame: &Frame, data: &Scaler, model: &Scaler, features: &[String]) -> Result<Frame, BatchError> {
+/// The frame's feature and target columns re-expressed in the model scaler's
+/// units when the test set was scaled differently (another preprocess
+/// config). Nothing is clipped here: the model clips its own inputs
+/// ([`Model::forecast_scaled`]), and actuals stay as they are.
+fn to_model_units(frame: &Frame, data: &Scaler, model: &Scaler, columns: &[String]) -> Result<Frame, BatchError> {
     let mut out = frame.clone();
-    for name in features {
+    for name in columns {
         let col = out.columns.iter_mut().find(|c| &c.name == name).ok_or_else(|| {
             BatchError::Data(format!(
                 "the test set has no column `{name}` (columns: {:?})",
@@ -270,6 +274,7 @@ fn jsonl(model: &Model, frame: &Frame, windows: &Windows, pred: &[f32]) -> Resul
         .iter()
         .map(|t| frame.column(t).ok_or_else(|| BatchError::Data(format!("no target column `{t}`"))))
         .collect::<Result<_, _>>()?;
+    // Actuals are only inverted (never clipped or floored); forecasts are floored.
     let inverse = |name: &str, v: f64| model.scaler.inverse_value(name, v).map_err(|e| BatchError::Data(e.to_string()));
     let mut out = Vec::with_capacity(windows.n * 160);
     for w in 0..windows.n {
@@ -280,7 +285,7 @@ fn jsonl(model: &Model, frame: &Frame, windows: &Windows, pred: &[f32]) -> Resul
             let mut forecast = BTreeMap::new();
             let mut actual = BTreeMap::new();
             for (j, name) in info.targets.iter().enumerate() {
-                forecast.insert(name.clone(), inverse(name, f64::from(pred[(w * h + s) * k + j]))?);
+                forecast.insert(name.clone(), model.unscale_forecast(j, f64::from(pred[(w * h + s) * k + j])));
                 actual.insert(name.clone(), inverse(name, targets[j][row])?);
             }
             steps.push(StepRecord { step: s + 1, timestamp: frame.timestamps[row], forecast, actual });
@@ -314,7 +319,10 @@ fn render(
         let inv = |v: f64| model.scaler.inverse_value(name, v).unwrap_or(f64::NAN);
         let actual = windows.first_target_row.iter().map(|&r| (frame.timestamps[r] as f64, inv(col[r]))).collect();
         let forecast = (0..windows.n)
-            .map(|w| (frame.timestamps[windows.first_target_row[w]] as f64, inv(f64::from(pred[w * h * k + j]))))
+            .map(|w| {
+                let forecast = model.unscale_forecast(j, f64::from(pred[w * h * k + j]));
+                (frame.timestamps[windows.first_target_row[w]] as f64, forecast)
+            })
             .collect();
         panels.push(plots::Panel {
             title: name.clone(),
@@ -358,4 +366,94 @@ pub fn per_target_from_jsonl(jsonl: &[u8]) -> Result<BTreeMap<String, Metrics>, 
             (k, Metrics { mse, rmse: mse.sqrt(), mae: abs / n.max(1) as f64 })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelInfo;
+    use crate::model::tests::{MeanNet, spec};
+    use contracts::V1;
+    use series::{Column, ProcessedMeta, ScalerColumn, ScalerKind};
+
+    const TARGET: &str = "up";
+
+    /// A test part with a spike (90) and negative readings, scaled by the
+    /// dataset's scaler (no clip, no floor), as preprocess writes it.
+    fn processed() -> (Vec<u8>, Scaler, Vec<f64>) {
+        let raw = vec![1.0, 2.0, 90.0, 3.0, -4.0, -6.0, 2.0, 5.0];
+        let ts = (0..raw.len() as i64).map(|i| i * 60_000).collect();
+        let frame = Frame::new(ts, vec![Column::new(TARGET, raw.clone())]).unwrap();
+        let data_scaler =
+            Scaler { kind: ScalerKind::MinMax, columns: vec![ScalerColumn::new(TARGET.into(), -6.0, 96.0)] };
+        let roles = Roles {
+            timestamp: "timestamp".into(),
+            features: vec![TARGET.into()],
+            targets: vec![TARGET.into()],
+            interval_ms: 60_000,
+        };
+        let meta = ProcessedMeta {
+            config_hash: "h".into(),
+            config: serde_json::json!({}),
+            scaler: data_scaler.clone(),
+            roles,
+            gaps: Vec::new(),
+        };
+        let parquet = dataset::write_processed(&data_scaler.transform(&frame).unwrap(), &meta).unwrap();
+        (parquet, data_scaler, raw)
+    }
+
+    #[test]
+    fn batch_clips_inputs_floors_forecasts_and_scores_against_raw_actuals() {
+        let (parquet, data_scaler, raw) = processed();
+        // The model repeats its last (clipped) input; its own scaler clips to
+        // [0, 10] and floors at 0, unlike the dataset's.
+        let model_scaler = Scaler {
+            kind: ScalerKind::MinMax,
+            columns: vec![ScalerColumn {
+                clip: Some([0.0, 10.0]),
+                floor: Some(0.0),
+                ..ScalerColumn::new(TARGET.into(), 0.0, 10.0)
+            }],
+        };
+        let s = spec(&[TARGET], &[TARGET], 1, 1);
+        let model =
+            Model::new(ModelInfo::new(&s), model_scaler, Box::new(MeanNet { input_len: 1, n_features: 1, out: 1 }))
+                .unwrap();
+        let claim = |object: &str| contracts::ClaimCheck {
+            bucket: "processed-data".into(),
+            object: object.into(),
+            size: 0,
+            sha256: String::new(),
+        };
+        let data = InferenceData {
+            v: V1,
+            identifier: "site".into(),
+            config_hash: "h".into(),
+            test: claim("site/h/test.parquet"),
+            scaler: claim("site/h/scaler.json"),
+            created_at: Utc::now(),
+        };
+        let computed = compute(&parquet, &data_scaler, &data, &model, 3, false).unwrap();
+        assert_eq!(computed.windows, raw.len() - 1);
+        let lines: Vec<WindowRecord> = computed
+            .jsonl
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-4;
+        for (w, line) in lines.iter().enumerate() {
+            let (forecast, actual) = (line.steps[0].forecast[TARGET], line.steps[0].actual[TARGET]);
+            // Actuals are the raw values, spike and negatives included.
+            assert!(close(actual, raw[w + 1]), "window {w}: actual {actual} vs raw {}", raw[w + 1]);
+            // Forecasts: the previous value clipped to [0, 10] (so never below the floor).
+            assert!(close(forecast, raw[w].clamp(0.0, 10.0)), "window {w}: forecast {forecast}");
+        }
+        // The reported score is against the raw actuals.
+        let mse: f64 = (1..raw.len()).map(|r| (raw[r - 1].clamp(0.0, 10.0) - raw[r]).powi(2)).sum::<f64>()
+            / (raw.len() - 1) as f64;
+        let got = computed.evaluation.per_target[TARGET].rmse;
+        assert!(close(got, mse.sqrt()), "rmse {got} vs {}", mse.sqrt());
+    }
 }

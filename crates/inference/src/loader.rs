@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use claim_check::{ClaimCheckStore, StoreError};
+use contracts::ensemble::{EnsembleManifest, EnsembleMember};
 use contracts::promotion::{self, ModelLimits};
 use contracts::{ModelFormat, ModelSelected};
 use series::Scaler;
 use tracing::{error, info, warn};
 
 use crate::metrics;
-use crate::model::{Model, ModelInfo, ModelSpec};
+use crate::model::{Member, MemberInfo, Model, ModelInfo, ModelSpec};
 use crate::net::{Net, OnnxNet};
 use crate::prophet::ProphetNet;
 
@@ -135,21 +136,64 @@ impl Loader {
     }
 
     async fn load_inner(&self, spec: &ModelSpec) -> Result<Arc<Model>, LoadError> {
+        match spec.artifact.format {
+            ModelFormat::Ensemble => self.load_ensemble(spec).await,
+            ModelFormat::Onnx | ModelFormat::ProphetJson => self.load_single(spec).await,
+        }
+    }
+
+    /// The model file (digest verified) and the scaler of `spec`, after its sizes are checked.
+    async fn fetch(&self, spec: &ModelSpec) -> Result<(Bytes, Scaler), LoadError> {
         check_limits(spec)?;
         let (model_bytes, scaler_bytes) = tokio::try_join!(
             self.artifact(spec, &spec.artifact.path),
             self.artifact(spec, &spec.artifact.scaler_path)
         )?;
         verify_digest(spec, &model_bytes)?;
-        let scaler_text = std::str::from_utf8(&scaler_bytes)
-            .map_err(|e| LoadError::Invalid(format!("scaler {} is not UTF-8: {e}", spec.artifact.scaler_path)))?;
-        let scaler = Scaler::from_json(scaler_text)
-            .map_err(|e| LoadError::Invalid(format!("scaler {}: {e}", spec.artifact.scaler_path)))?;
+        let scaler = parse_scaler(&scaler_bytes, &spec.artifact.scaler_path)?;
+        Ok((model_bytes, scaler))
+    }
+
+    /// One ONNX or Prophet model.
+    async fn load_single(&self, spec: &ModelSpec) -> Result<Arc<Model>, LoadError> {
+        let (model_bytes, scaler) = self.fetch(spec).await?;
         let spec = spec.clone();
         // Parsing and optimising a network takes tens of milliseconds of CPU.
         tokio::task::spawn_blocking(move || build(&spec, &model_bytes, scaler))
             .await
             .map_err(|e| LoadError::Invalid(format!("model build task failed: {e}")))?
+    }
+
+    /// An ensemble: its manifest (the digest the promotion records is the
+    /// manifest's), checked; each member's files from under the ensemble run,
+    /// each verified against the SHA-256 the manifest records and built like a
+    /// single model; the ensemble's own scaler is the dataset's.
+    async fn load_ensemble(&self, spec: &ModelSpec) -> Result<Arc<Model>, LoadError> {
+        let (manifest_bytes, scaler) = self.fetch(spec).await?;
+        let manifest = parse_manifest(spec, &manifest_bytes)?;
+        let member_specs: Vec<ModelSpec> = manifest.members.iter().map(|m| member_spec(spec, m)).collect();
+        let models = futures::future::try_join_all(member_specs.iter().map(|m| self.load_single(m))).await?;
+        let mut info = ModelInfo::new(spec);
+        info.members = manifest
+            .members
+            .iter()
+            .map(|m| MemberInfo {
+                model_type: m.model_type,
+                run_id: m.run_id.clone(),
+                weight: m.weight,
+                model_sha256: Some(m.sha256.clone()),
+            })
+            .collect();
+        let members = manifest
+            .members
+            .iter()
+            .zip(models)
+            .map(|(m, model)| Member::new(m.weight, model, &info.features, info.input_len))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| LoadError::Invalid(format!("{}: {e}", spec.artifact.path)))?;
+        Model::ensemble(info, scaler, members)
+            .map(Arc::new)
+            .map_err(|e| LoadError::Invalid(format!("{}: {e}", spec.artifact.path)))
     }
 
     /// The promotion recorded in `<identifier>/current.json`, if any.
@@ -203,6 +247,41 @@ pub fn verify_digest(spec: &ModelSpec, model_bytes: &[u8]) -> Result<(), LoadErr
     Err(LoadError::Digest(message))
 }
 
+/// A scaler artifact's bytes as a checked [`Scaler`].
+pub fn parse_scaler(bytes: &[u8], path: &str) -> Result<Scaler, LoadError> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|e| LoadError::Invalid(format!("scaler {path} is not UTF-8: {e}")))?;
+    Scaler::from_json(text).map_err(|e| LoadError::Invalid(format!("scaler {path}: {e}")))
+}
+
+/// An ensemble manifest, checked, forecasting what the promotion says it does.
+pub fn parse_manifest(spec: &ModelSpec, bytes: &[u8]) -> Result<EnsembleManifest, LoadError> {
+    let path = &spec.artifact.path;
+    let manifest: EnsembleManifest = serde_json::from_slice(bytes)
+        .map_err(|e| LoadError::Invalid(format!("{path} is not an ensemble manifest: {e}")))?;
+    manifest.check().map_err(|e| LoadError::Invalid(format!("{path}: {e}")))?;
+    let first = &manifest.members[0].artifact;
+    if first.targets != spec.artifact.targets || first.output_len != spec.artifact.output_len {
+        return Err(LoadError::Invalid(format!(
+            "{path}: members forecast {:?} x {} but the promotion says {:?} x {}",
+            first.targets, first.output_len, spec.artifact.targets, spec.artifact.output_len
+        )));
+    }
+    Ok(manifest)
+}
+
+/// What to load for one ensemble member: its files under the ensemble run,
+/// its digest from the manifest.
+pub fn member_spec(ensemble: &ModelSpec, member: &EnsembleMember) -> ModelSpec {
+    ModelSpec {
+        model_type: member.model_type,
+        run_id: member.run_id.clone(),
+        artifact: member.artifact.clone(),
+        model_sha256: Some(member.sha256.clone()),
+        ..ensemble.clone()
+    }
+}
+
 /// Build a model from its bytes (blocking: parses and optimises ONNX).
 pub fn build(spec: &ModelSpec, model_bytes: &[u8], scaler: Scaler) -> Result<Arc<Model>, LoadError> {
     let a = &spec.artifact;
@@ -216,9 +295,9 @@ pub fn build(spec: &ModelSpec, model_bytes: &[u8], scaler: Scaler) -> Result<Arc
             ProphetNet::load(model_bytes, &a.targets, output_len)
                 .map_err(|e| LoadError::Invalid(format!("{}: {e}", a.path)))?,
         ),
-        // Served once H-inf's ensemble loader lands (issue 18).
+        // Members are single models; an ensemble is put together by [`Loader::load`].
         ModelFormat::Ensemble => {
-            return Err(LoadError::Invalid(format!("{}: ensembles are not served yet", a.path)));
+            return Err(LoadError::Invalid(format!("{}: an ensemble cannot be an ensemble member", a.path)));
         }
     };
     Model::new(ModelInfo::new(spec), scaler, net).map(Arc::new).map_err(|e| LoadError::Invalid(e.to_string()))
@@ -251,5 +330,30 @@ mod tests {
         );
         assert!(loc("file:///tmp/mlruns/1/abc", "model/model.onnx").unwrap_err().contains("neither s3://"));
         assert!("mlflow".parse::<ArtifactDestination>().is_err());
+    }
+
+    #[test]
+    fn a_baseline_promotion_builds_and_forecasts_like_an_onnx_one() {
+        use crate::synthetic::{Cell, NetSpec, SyntheticNet};
+        use contracts::ModelType;
+        use series::{ScalerColumn, ScalerKind};
+
+        let net = SyntheticNet::random(
+            NetSpec { cell: Cell::Gru, n_features: 1, hidden: vec![4], input_len: 3, output_len: 2, n_targets: 1 },
+            7,
+        );
+        let onnx = net.to_onnx();
+        let scaler = Scaler { kind: ScalerKind::MinMax, columns: vec![ScalerColumn::new("a".into(), 1.0, 2.0)] };
+        let mut gru = crate::model::tests::spec(&["a"], &["a"], 3, 2);
+        gru.model_sha256 = Some(claim_check::sha256_hex(&onnx));
+        let baseline = ModelSpec { model_type: ModelType::Baseline, ..gru.clone() };
+        check_limits(&baseline).unwrap();
+        verify_digest(&baseline, &onnx).unwrap();
+        let rows = [3.0, 5.0, 4.0];
+        let want = build(&gru, &onnx, scaler.clone()).unwrap().predict_raw(&rows, 1, None).unwrap();
+        let model = build(&baseline, &onnx, scaler).unwrap();
+        assert_eq!(model.info.version, format!("BASELINE/{}", baseline.run_id));
+        assert_eq!(model.net_kind(), "onnx");
+        assert_eq!(model.predict_raw(&rows, 1, None).unwrap(), want);
     }
 }
