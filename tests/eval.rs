@@ -150,3 +150,104 @@ async fn eval_killed_after_two_of_three_events_promotes_once_after_restart() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(w.selected_events(2, Duration::from_secs(5)).len(), 1, "exactly one promotion");
 }
+
+/// GRU over-forecasts where LSTM under-forecasts (by 1.5 times as much): each
+/// alone is good, their inverse-MSE mix is better on validation.
+fn opposite_errors(n: usize, scale: f64) -> Vec<f64> {
+    (0..n).map(|i| scale * if i % 3 == 0 { -2.0 } else { 1.5 }).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ensemble_better_on_validation_than_every_model_is_built_and_promoted() {
+    let w = World::new("ensemble").await;
+    let scaler = w.put_dataset_scaler().await;
+    let gru = w.success_forecasting(ModelType::Gru, &opposite_errors(48, 1.0), &opposite_errors(24, 1.0), 1.0).await;
+    let lstm =
+        w.success_forecasting(ModelType::Lstm, &opposite_errors(48, -1.5), &opposite_errors(24, -1.5), 1.0).await;
+    let (cancel, task) = start(w.cli("GRU,LSTM", 3600));
+    w.send(&gru).await;
+    w.send(&lstm).await;
+    let d = w.wait_decision(Duration::from_secs(90)).await;
+    let p = d.promotion.clone().expect("a promotion");
+    assert_eq!(p.model_type, ModelType::Ensemble, "{}", d.outcome.reason);
+    let e = d.ensemble.clone().expect("the decision records the ensemble");
+    assert!(e.beats_members && e.run_id.as_deref() == Some(p.run_id.as_str()), "{e:?}");
+    // Inverse validation MSE: GRU's errors are 1.5 times smaller, so 2.25 times the weight.
+    let weight = |m: ModelType| e.members.iter().find(|x| x.model_type == m).expect("member").weight;
+    assert!((weight(ModelType::Gru) - 2.25 / 3.25).abs() < 1e-9, "{e:?}");
+    assert!((weight(ModelType::Lstm) - 1.0 / 3.25).abs() < 1e-9, "{e:?}");
+    assert!(e.members.iter().all(|m| e.validation_score < m.validation_score));
+    assert_eq!(e.rows, 48);
+    // Every single model and the naive forecasts are reported with their test NRMSE.
+    for c in d.outcome.candidates.iter().filter(|c| c.status == "SUCCESS") {
+        assert!(c.test_nrmse["down"] > 0.0, "{c:?}");
+        assert_eq!(c.choice.get("seed").map(String::as_str), Some("1"));
+    }
+    assert!(d.naive_test_nrmse["down"].last_value.expect("last value") > 0.0);
+
+    // The ensemble is a run like a trainer's: tags, digest, manifest, member files.
+    let run = w.mlflow.get_run(&p.run_id).await.expect("ensemble run");
+    assert_eq!(run.info.status, "FINISHED");
+    assert_eq!(run.tag("flts.model_type"), Some("ENSEMBLE"));
+    assert_eq!(run.tag("flts.identifier"), Some(w.identifier.as_str()));
+    assert_eq!(run.metric("val_rmse"), Some(e.validation.rmse));
+    let manifest_bytes =
+        w.mlflow.download_artifact(&run.info.artifact_uri, ensemble::MANIFEST_PATH).await.expect("manifest");
+    assert_eq!(p.model_sha256.as_deref(), Some(claim_check::sha256_hex(&manifest_bytes).as_str()));
+    assert_eq!(run.tag("flts.model_sha256"), p.model_sha256.as_deref());
+    let manifest: ensemble::EnsembleManifest = serde_json::from_slice(&manifest_bytes).expect("manifest JSON");
+    manifest.check().expect("a valid manifest");
+    for (m, ev) in manifest.members.iter().zip([&gru, &lstm]) {
+        assert_eq!((m.model_type, &m.run_id), (ev.model_type, &ev.run_id));
+        let copied = w.mlflow.download_artifact(&run.info.artifact_uri, &m.artifact.path).await.expect("member");
+        assert_eq!(claim_check::sha256_hex(&copied), m.sha256, "the member's file is copied whole");
+    }
+    let own_scaler = w.mlflow.download_artifact(&run.info.artifact_uri, "model/scaler.json").await.expect("scaler");
+    assert_eq!(own_scaler, scaler, "the ensemble's scaler is the dataset's");
+    let card = w.mlflow.download_artifact(&run.info.artifact_uri, "model/model_card.md").await.expect("card");
+    assert!(String::from_utf8_lossy(&card).contains("weight"));
+    let sel = w.selected_events(1, Duration::from_secs(30));
+    assert_eq!((sel[0].model_type, sel[0].model.format), (ModelType::Ensemble, ModelFormat::Ensemble));
+    assert!(eval::metrics::ENSEMBLE_PROMOTIONS.get() >= 1);
+    cancel.cancel();
+    task.await.expect("join").expect("eval ran cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_no_model_beats_gets_the_best_naive_forecast_promoted() {
+    let w = World::new("fallback").await;
+    let scaler = w.put_dataset_scaler().await;
+    // Both models miss by 5 (0.5 scaled) where last value misses by 0.1: the
+    // same-signed errors make an ensemble no better either.
+    let gru = w.success_forecasting(ModelType::Gru, &[5.0; 48], &[5.0; 24], 0.1).await;
+    let lstm = w.success_forecasting(ModelType::Lstm, &[4.0; 48], &[4.0; 24], 0.1).await;
+    let (cancel, task) = start(w.cli("GRU,LSTM", 3600));
+    w.send(&gru).await;
+    w.send(&lstm).await;
+    let d = w.wait_decision(Duration::from_secs(90)).await;
+    let p = d.promotion.clone().expect("never without forecasts: a baseline is promoted");
+    assert_eq!(p.model_type, ModelType::Baseline, "{}", d.outcome.reason);
+    assert!(d.fallback.as_deref().is_some_and(|f| f.contains("last_value")), "{:?}", d.fallback);
+    assert!(!d.ensemble.expect("an ensemble was tried").beats_members);
+    assert!(d.outcome.candidates.iter().filter(|c| c.status == "SUCCESS").all(|c| c.passed_gate == Some(false)));
+    // The served model is the naive graph, shaped like the trained models, with the dataset scaler.
+    let run = w.mlflow.get_run(&p.run_id).await.expect("baseline run");
+    assert_eq!(run.tag("flts.model_type"), Some("BASELINE"));
+    let onnx = w.mlflow.download_artifact(&run.info.artifact_uri, &p.model.path).await.expect("model");
+    let want = nn::export_naive(&nn::NaiveSpec {
+        kind: nn::Naive::LastValue,
+        input_len: 10,
+        n_features: 1,
+        target_columns: vec![0],
+        output_len: 1,
+    })
+    .expect("naive");
+    assert_eq!(onnx, want);
+    assert_eq!(p.model_sha256.as_deref(), Some(claim_check::sha256_hex(&want).as_str()));
+    let own_scaler = w.mlflow.download_artifact(&run.info.artifact_uri, &p.model.scaler_path).await.expect("scaler");
+    assert_eq!(own_scaler, scaler);
+    assert_eq!(w.pointer().await.expect("pointer").run_id, p.run_id, "inference is pointed at it");
+    assert!(eval::metrics::BASELINE_PROMOTIONS.get() >= 1);
+    cancel.cancel();
+    task.await.expect("join").expect("eval ran cleanly");
+}

@@ -113,6 +113,65 @@ impl World {
     /// A SUCCESS event backed by a real, finished MLflow run that records the
     /// same metrics, the model digest and the event itself as `success.json`.
     pub async fn success(&self, model_type: ModelType, rmse: f64, baseline_rmse: f64) -> ModelTraining {
+        self.success_with(model_type, rmse, baseline_rmse, None).await
+    }
+
+    /// The dataset scaler (`down`: offset 0, scale [`SCALE`]) where preprocess
+    /// puts it: eval scores ensembles in its units and serves baselines with it.
+    pub async fn put_dataset_scaler(&self) -> Vec<u8> {
+        let bytes = dataset_scaler();
+        let key = format!("{}/{}/scaler.json", self.identifier, self.config_hash);
+        ClaimCheckStore::new(&stack().s3)
+            .put("processed-data", &key, bytes.clone().into(), "application/json")
+            .await
+            .expect("put dataset scaler");
+        bytes
+    }
+
+    /// A SUCCESS as an issue-18 trainer reports it: validation scores computed
+    /// from its prediction files, which the run holds like a trainer's
+    /// (`predictions/{validation,test}_predictions.parquet`, original units).
+    /// `val_errors`/`test_errors` are added to the actuals; the validation
+    /// baselines have RMSE `val_baseline` (scaled).
+    pub async fn success_forecasting(
+        &self,
+        model_type: ModelType,
+        val_errors: &[f64],
+        test_errors: &[f64],
+        val_baseline: f64,
+    ) -> ModelTraining {
+        let (val_bytes, val_metrics) = predictions(0, val_errors);
+        let (test_bytes, test_metrics) = predictions(val_errors.len() as i64, test_errors);
+        let m = |r: f64| Metrics { mse: r * r, rmse: r, mae: r * 0.8 };
+        let validation = Validation {
+            metrics: val_metrics,
+            baselines: Baselines { last_value: m(val_baseline), seasonal_naive: None },
+            windows: val_errors.len() as u32,
+            candidates: 2,
+            choice: [("seed".to_string(), "1".to_string())].into(),
+        };
+        let files = vec![
+            ("predictions/validation_predictions.parquet".to_string(), val_bytes),
+            ("predictions/test_predictions.parquet".to_string(), test_bytes),
+        ];
+        let mut ev = self.success_with(model_type, test_metrics.rmse, 1.0, Some((validation, files))).await;
+        if let TrainingStatus::Success(s) = &mut ev.status {
+            assert!((s.test_mse - test_metrics.mse).abs() < 1e-9);
+        }
+        ev
+    }
+
+    async fn success_with(
+        &self,
+        model_type: ModelType,
+        rmse: f64,
+        baseline_rmse: f64,
+        extra: Option<(Validation, Vec<(String, Vec<u8>)>)>,
+    ) -> ModelTraining {
+        let (validation, files) = match extra {
+            Some((v, f)) => (Some(v), f),
+            None => (None, vec![]),
+        };
         let run = self.run(&self.experiment, model_type).await;
         let (mae, mse) = (rmse * 0.8, rmse * rmse);
         let metrics =
@@ -148,11 +207,14 @@ impl World {
                 model_sha256: Some(digest),
                 protocol: EvalProtocol::OneStepAhead,
                 baselines: Baselines { last_value: m(baseline_rmse), seasonal_naive: None },
-                validation: None,
+                validation,
             })),
         };
         let uri = &run.info.artifact_uri;
         self.mlflow.upload_artifact(uri, "model/model.bin", model_bytes).await.expect("upload model");
+        for (path, bytes) in files.into_iter().chain([("model/scaler.json".to_string(), dataset_scaler())]) {
+            self.mlflow.upload_artifact(uri, &path, bytes).await.expect("upload artifact");
+        }
         let success = serde_json::to_vec(&ev).expect("json");
         self.mlflow.upload_artifact(uri, run_tags::SUCCESS_ARTIFACT, success).await.expect("upload success.json");
         self.mlflow.update_run(&run.info.run_id, RunStatus::Finished).await.expect("finish run");
@@ -230,6 +292,37 @@ impl World {
     pub fn dead_letters(&self, at_least: usize, wait: Duration) -> Vec<DlqEnvelope> {
         envelopes(&read_topic(&topics::dlq_topic(&self.training), at_least, wait))
     }
+}
+
+/// The scale of `down` in the test datasets' scaler.
+pub const SCALE: f64 = 10.0;
+
+/// The dataset scaler of the test datasets, as JSON.
+pub fn dataset_scaler() -> Vec<u8> {
+    let scaler = series::Scaler {
+        kind: series::ScalerKind::MinMax,
+        columns: vec![series::ScalerColumn::new("down".into(), 0.0, SCALE)],
+    };
+    scaler.to_json().into_bytes()
+}
+
+/// Hourly actuals of `down` from hour `start_h` with `errors` added to the
+/// forecasts, as a trainer's prediction Parquet, and the scaled metrics.
+pub fn predictions(start_h: i64, errors: &[f64]) -> (Vec<u8>, Metrics) {
+    let base = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().expect("valid").timestamp_millis();
+    let n = errors.len() as i64;
+    let timestamps: Vec<i64> = (start_h..start_h + n).map(|h| base + h * 3_600_000).collect();
+    let actual: Vec<f64> = (start_h..start_h + n).map(|h| 100.0 + 30.0 * (h as f64 / 3.0).sin()).collect();
+    let predicted: Vec<f64> = actual.iter().zip(errors).map(|(a, e)| a + e).collect();
+    let frame = series::Frame::new(
+        timestamps,
+        vec![series::Column::new("down_predicted", predicted), series::Column::new("down_actual", actual)],
+    )
+    .expect("frame");
+    let bytes = dataset::write_raw_parquet(&frame, "timestamp").expect("parquet");
+    let mse = errors.iter().map(|e| (e / SCALE).powi(2)).sum::<f64>() / n as f64;
+    let mae = errors.iter().map(|e| (e / SCALE).abs()).sum::<f64>() / n as f64;
+    (bytes, Metrics { mse, rmse: mse.sqrt(), mae })
 }
 
 pub fn start(cli: eval::Cli) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {

@@ -141,14 +141,14 @@ async fn fill_run(
                     .model_sha256
                     .clone()
                     .ok_or_else(|| ComposeError::Invalid(format!("{} has no digest", m.model_type)))?;
-                let model = mlflow.download_artifact(&s.artifact_uri, &s.model.path).await?;
+                let model = member_file(mlflow, &s.artifact_uri, &s.model.path).await?;
                 if claim_check::sha256_hex(&model) != digest {
                     return Err(ComposeError::Invalid(format!(
                         "{}'s model file differs from its digest",
                         m.model_type
                     )));
                 }
-                let scaler = mlflow.download_artifact(&s.artifact_uri, &s.model.scaler_path).await?;
+                let scaler = member_file(mlflow, &s.artifact_uri, &s.model.scaler_path).await?;
                 let file = s.model.path.rsplit('/').next().unwrap_or("model");
                 let dir = format!("model/members/{i}");
                 files.push((format!("{dir}/{file}"), model));
@@ -281,6 +281,23 @@ async fn fill_run(
     .map(|(k, v)| Metric::now(k, v, 0));
     mlflow.log_batch(run_id, &metrics, &[], &[KeyValue::new(run_tags::MODEL_SHA256, &digest)]).await?;
     Ok(success)
+}
+
+/// A member's file; a missing one is [`ComposeError::Invalid`] (MLflow's
+/// artifact proxy answers a missing object with a 500 that names the S3 404).
+async fn member_file(mlflow: &MlflowClient, uri: &str, path: &str) -> Result<Vec<u8>, ComposeError> {
+    match mlflow.download_artifact(uri, path).await {
+        Ok(b) => Ok(b),
+        Err(MlflowError::Api { error_code, message, .. })
+            if error_code == "INTERNAL_ERROR" && (message.contains("(404)") || message.contains("Not Found")) =>
+        {
+            Err(ComposeError::Invalid(format!("the member file {uri}/{path} is missing")))
+        }
+        Err(e) if e.is_not_found() => {
+            Err(ComposeError::Invalid(format!("the member file {uri}/{path} is missing: {e}")))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn metrics_line(m: &Metrics) -> String {

@@ -375,8 +375,15 @@ impl Eval {
         let mut files = BTreeMap::new();
         for (m, ev) in &set.reports {
             if let TrainingStatus::Success(s) = &ev.status {
-                let validation = self.predictions(s, VALIDATION_PREDICTIONS).await?;
-                let test = self.predictions(s, TEST_PREDICTIONS).await?;
+                // Listed first: MLflow answers a download of a missing file with a 500.
+                let listed = self.mlflow.list_artifacts(&ev.run_id, "predictions").await?;
+                let has = |path: &str| listed.iter().any(|f| f.path == path && !f.is_dir);
+                let read = |path: &'static str| {
+                    let present = has(path);
+                    async move { if present { self.predictions(s, path).await } else { Ok(None) } }
+                };
+                let validation = read(VALIDATION_PREDICTIONS).await?;
+                let test = read(TEST_PREDICTIONS).await?;
                 files.insert(*m, compose::Files { validation, test });
             }
         }
@@ -457,11 +464,7 @@ impl Eval {
     async fn predictions(&self, s: &TrainingSuccess, path: &str) -> Result<Option<Predictions>, HandlerError> {
         let bytes = match self.mlflow.download_artifact(&s.artifact_uri, path).await {
             Ok(b) => b,
-            Err(e) if e.is_retryable() => return Err(e.into()),
-            Err(e) => {
-                info!(artifact_uri = %s.artifact_uri, path, error = %e, "no prediction file");
-                return Ok(None);
-            }
+            Err(e) => return Err(e.into()),
         };
         match Predictions::read(&bytes, &s.model.targets) {
             Ok(p) => Ok(Some(p)),
