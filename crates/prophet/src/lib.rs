@@ -153,14 +153,20 @@ impl ProphetTrainer {
 
 impl ProphetTrainer {
     /// Forecasts of the validation windows' targets (scaled, the windows'
-    /// layout) by a fit on the training rows before the first validation
-    /// target only, forecasting from there as on the test part.
+    /// layout) by a fit on the training rows that are not validation targets
+    /// (Prophet fits irregular series), predicting the validation rows.
     fn validation_predictions(&self, data: &Prepared) -> Result<Vec<f32>, TrainError> {
         let w = &data.val_windows;
-        let Some(&cut) = w.first_target_row.first() else { return Ok(Vec::new()) };
+        if w.n == 0 {
+            return Ok(Vec::new());
+        }
         let roles = &data.meta.roles;
-        let head = data.train.slice(0..cut);
-        let tail = data.train.slice(cut..data.train.len());
+        let pick = |keep: bool| -> Vec<usize> {
+            (0..data.train.len()).filter(|&r| data.val_rows.get(r).copied().unwrap_or(false) != keep).collect()
+        };
+        let (fit_rows, val_rows) = (pick(true), pick(false));
+        let head = data.train.take(&fit_rows);
+        let tail = data.train.take(&val_rows);
         let targets = roles
             .targets
             .iter()
@@ -186,7 +192,9 @@ impl ProphetTrainer {
         let mut preds = vec![0f32; w.y.len()];
         for i in 0..w.n {
             for s in 0..w.output_len {
-                let row = w.first_target_row[i] + s - cut;
+                let row = val_rows
+                    .binary_search(&(w.first_target_row[i] + s))
+                    .map_err(|_| TrainError::Data("a validation target row is not among the validation rows".into()))?;
                 for (j, f) in forecasts.iter().enumerate() {
                     preds[(i * w.output_len + s) * w.n_targets + j] = f.yhat[row] as f32;
                 }

@@ -91,6 +91,19 @@ impl Frame {
                 .collect(),
         }
     }
+
+    /// The rows at `rows` (in that order; indices past the end are skipped).
+    pub fn take(&self, rows: &[usize]) -> Frame {
+        let rows: Vec<usize> = rows.iter().copied().filter(|&r| r < self.len()).collect();
+        Frame {
+            timestamps: rows.iter().map(|&r| self.timestamps[r]).collect(),
+            columns: self
+                .columns
+                .iter()
+                .map(|c| Column { name: c.name.clone(), values: rows.iter().map(|&r| c.values[r]).collect() })
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //!
 //! Each preprocessing choice (outlier handling, see [`series::outliers`]) and
 //! each seed of a trainer is one candidate fit. A candidate sees the data in
-//! its own units: bounds fitted on the training rows (those before the
-//! validation windows), a scaler refitted on the clipped training part, the
+//! its own units: bounds fitted on the training rows (never on validation
+//! targets), a scaler refitted on the clipped training part, the
 //! clip applied to model **inputs** and to the targets the model learns from,
 //! never to the actuals it is scored against; a floor of 0 on forecasts of
 //! columns never negative in training.
@@ -86,8 +86,8 @@ pub fn candidate_data(base: &Prepared, outliers: OutlierMethod, params: &Outlier
     let roles = &base.meta.roles;
     let raw_train = to_raw(&base.train, &base.meta.scaler)?;
     let raw_test = to_raw(&base.test, &base.meta.scaler)?;
-    // Bounds are fitted on the rows before the first validation target only.
-    let fit_rows = base.val_windows.first_target_row.first().copied().unwrap_or(raw_train.len());
+    // Bounds are fitted on the training rows only, never on validation targets.
+    let fit_row = |r: usize| !base.val_rows.get(r).copied().unwrap_or(false);
     let passthrough: Vec<String> = roles.features.iter().filter(|f| CALENDAR.contains(&f.as_str())).cloned().collect();
     let mut clipped = raw_train.clone();
     let mut bounds = BTreeMap::new();
@@ -95,7 +95,8 @@ pub fn candidate_data(base: &Prepared, outliers: OutlierMethod, params: &Outlier
         if passthrough.contains(&col.name) || !roles.features.contains(&col.name) {
             continue;
         }
-        if let Some(b) = series::fit_bounds(&col.values[..fit_rows.min(col.values.len())], outliers, params) {
+        let fit: Vec<f64> = col.values.iter().enumerate().filter(|(r, _)| fit_row(*r)).map(|(_, v)| *v).collect();
+        if let Some(b) = series::fit_bounds(&fit, outliers, params) {
             series::outliers::clip(&mut col.values, b);
             bounds.insert(col.name.clone(), b);
         }
@@ -119,6 +120,7 @@ pub fn candidate_data(base: &Prepared, outliers: OutlierMethod, params: &Outlier
         input_seq_len: base.spec.input_len,
         output_seq_len: base.spec.output_len,
         validation_fraction: base.validation_fraction,
+        validation_blocks: base.validation_blocks,
     };
     let learned = Prepared::new(learn, test, meta, &args)?;
     let honest = Prepared::new(honest_train, learned.test.clone(), learned.meta.clone(), &args)?;
@@ -536,7 +538,7 @@ mod tests {
             },
             gaps: Vec::new(),
         };
-        let args = WindowArgs { input_seq_len: 4, output_seq_len: 1, validation_fraction: 0.25 };
+        let args = WindowArgs { input_seq_len: 4, output_seq_len: 1, validation_fraction: 0.25, validation_blocks: 1 };
         Prepared::new(scaler.transform(&train).unwrap(), scaler.transform(&test).unwrap(), meta, &args).unwrap()
     }
 

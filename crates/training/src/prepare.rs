@@ -13,14 +13,19 @@ pub struct WindowArgs {
     /// Rows predicted after each window (multi-step when > 1).
     #[arg(long, env = "OUTPUT_SEQ_LEN", default_value_t = 1)]
     pub output_seq_len: usize,
-    /// Share of the training windows, cut from the end, used for early stopping.
+    /// Share of the training windows held out for validation (early stopping and every choice).
     #[arg(long, env = "VALIDATION_FRACTION", default_value_t = 0.2)]
     pub validation_fraction: f64,
+    /// Validation blocks: the held-out share is cut into this many equal
+    /// blocks, each at the end of one equal stretch of the training part (the
+    /// last at its very end). 1 holds out the tail only, as the published study.
+    #[arg(long, env = "VALIDATION_BLOCKS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=20))]
+    pub validation_blocks: u16,
 }
 
 impl Default for WindowArgs {
     fn default() -> Self {
-        WindowArgs { input_seq_len: 10, output_seq_len: 1, validation_fraction: 0.2 }
+        WindowArgs { input_seq_len: 10, output_seq_len: 1, validation_fraction: 0.2, validation_blocks: 4 }
     }
 }
 
@@ -38,8 +43,11 @@ pub struct Prepared {
     pub baselines: Baselines,
     /// Naive baselines on the validation windows (what choices are compared with).
     pub val_baselines: Baselines,
-    /// The share of training windows cut off for validation.
+    /// The share of training windows held out for validation, and in how many blocks.
     pub validation_fraction: f64,
+    pub validation_blocks: u16,
+    /// Train-part rows that are validation targets: no training window touches them.
+    pub val_rows: Vec<bool>,
     /// Windows dropped because they touch a long gap (`meta.gaps`): train and validation, test.
     pub gap_windows_dropped: (usize, usize),
 }
@@ -64,8 +72,8 @@ impl Prepared {
             Ok((kept, dropped))
         };
         let (all, train_dropped) = cut(&train, "train")?;
-        let (train_windows, val_windows) =
-            all.split_validation(args.validation_fraction).map_err(|e| format!("train part: {e}"))?;
+        let (train_windows, val_windows, val_rows) =
+            split_blocks(&all, args.validation_fraction, args.validation_blocks.max(1) as usize, train.len())?;
         if train_windows.n == 0 {
             return Err("train part: no training windows left after the validation split".into());
         }
@@ -90,9 +98,51 @@ impl Prepared {
             baselines,
             val_baselines,
             validation_fraction: args.validation_fraction,
+            validation_blocks: args.validation_blocks,
+            val_rows,
             gap_windows_dropped: (train_dropped, test_dropped),
         })
     }
+}
+
+/// Hold out `fraction` of `all` (rounded up) as validation, in `blocks` equal
+/// blocks each ending one equal stretch of the series (the last at its end):
+/// a validation set that sees quiet and busy stretches alike, not only the
+/// last days (blocked cross-validation, Bergmeir & Benitez 2012). Training
+/// keeps the windows that touch no validation target row, so nothing it
+/// reads or predicts is scored. Returns the training windows, the validation
+/// windows and the mask of validation target rows.
+fn split_blocks(
+    all: &Windows,
+    fraction: f64,
+    blocks: usize,
+    rows: usize,
+) -> Result<(Windows, Windows, Vec<bool>), String> {
+    let n = all.n;
+    let n_val = ((n as f64 * fraction - 1e-9).ceil().max(0.0) as usize).min(n);
+    let mut in_val = vec![false; n];
+    if n_val > 0 {
+        let blocks = blocks.min(n_val);
+        for k in 0..blocks {
+            // Block k: the last windows of stretch k, sized so the blocks add up to n_val.
+            let size = n_val * (k + 1) / blocks - n_val * k / blocks;
+            let end = n * (k + 1) / blocks;
+            in_val[end.saturating_sub(size)..end].iter_mut().for_each(|v| *v = true);
+        }
+    }
+    let mut val_rows = vec![false; rows];
+    for i in (0..n).filter(|&i| in_val[i]) {
+        let first = all.first_target_row[i];
+        for r in first..(first + all.output_len).min(rows) {
+            val_rows[r] = true;
+        }
+    }
+    let val = all.retain(|i| in_val[i]);
+    let train = all.retain(|i| !in_val[i] && !all.touches(i, &val_rows));
+    if train.n == 0 {
+        return Err("train part: no training windows left after the validation split".into());
+    }
+    Ok((train, val, val_rows))
 }
 
 #[cfg(test)]
@@ -132,7 +182,7 @@ mod tests {
     }
 
     fn args(input: usize, output: usize, fraction: f64) -> WindowArgs {
-        WindowArgs { input_seq_len: input, output_seq_len: output, validation_fraction: fraction }
+        WindowArgs { input_seq_len: input, output_seq_len: output, validation_fraction: fraction, validation_blocks: 1 }
     }
 
     #[test]
@@ -151,6 +201,24 @@ mod tests {
         assert_eq!(p.test_windows.y[0], 140.0);
         // Last value: every error is one step of b.
         assert!((p.baselines.last_value.mae - 1.0).abs() < 1e-9, "{:?}", p.baselines.last_value);
+    }
+
+    #[test]
+    fn validation_blocks_are_spread_and_training_never_touches_their_targets() {
+        let mut a = args(10, 1, 0.2);
+        a.validation_blocks = 4;
+        // 110 rows -> 100 windows predicting rows 10..110; 20 validate, in 4 blocks of 5,
+        // each at the end of a quarter: windows 20..25, 45..50, 70..75, 95..100.
+        let p = Prepared::new(frame(0, 110), frame(110, 15), meta(), &a).unwrap();
+        let firsts: Vec<usize> = [20, 45, 70, 95].iter().flat_map(|&b| (b + 10..b + 15).collect::<Vec<_>>()).collect();
+        assert_eq!(p.val_windows.first_target_row, firsts);
+        assert_eq!(p.val_rows.iter().filter(|&&v| v).count(), 20);
+        // No training window reads or predicts a validation target row.
+        for (i, &first) in p.train_windows.first_target_row.iter().enumerate() {
+            assert!((first - 10..=first).all(|r| !p.val_rows[r]), "training window {i} touches validation");
+        }
+        // The windows that would read a block's targets as inputs are left out too.
+        assert_eq!(p.train_windows.n, 100 - 20 - 4 * 10 + 10, "{}", p.train_windows.n);
     }
 
     #[test]

@@ -317,7 +317,7 @@ mod tests {
             gaps: Vec::new(),
         };
         let (train, test) = (scaler.transform(&frame(0, 60)).unwrap(), scaler.transform(&frame(60, 14)).unwrap());
-        let args = WindowArgs { input_seq_len: 10, output_seq_len: 2, validation_fraction: 0.2 };
+        let args = WindowArgs { input_seq_len: 10, output_seq_len: 2, validation_fraction: 0.2, validation_blocks: 1 };
         Prepared::new(train, test, meta, &args).unwrap()
     }
 
