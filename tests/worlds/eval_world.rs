@@ -91,6 +91,7 @@ impl World {
             s3: stack().s3.clone(),
             mlflow: stack().mlflow.clone(),
             admin: service_kit::admin::AdminArgs { metrics_addr: "127.0.0.1:0".parse().expect("addr") },
+            once: Default::default(),
         }
     }
 

@@ -379,6 +379,83 @@ pub struct Decision {
     pub naive_test_nrmse: BTreeMap<String, NaiveNrmse>,
 }
 
+impl Decision {
+    /// The decision for people: per candidate what it was scored on, its
+    /// score, its validation choice and its test NRMSE per target beside the
+    /// naive forecasts', then the ensemble, the fallback and the winner.
+    /// `eval --once` and `flts report` print it.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let targets: Vec<&String> = self.naive_test_nrmse.keys().collect();
+        let f = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
+        let _ = write!(out, "{:<9} {:<9} {:<10} {:>9} {:>9}", "model", "status", "scored on", "score", "test RMSE");
+        for t in &targets {
+            let _ = write!(out, " {:>12}", format!("NRMSE {t}"));
+        }
+        out.push_str("  choice / note\n");
+        for c in &self.outcome.candidates {
+            let on = match c.scored_on {
+                ScoredOn::Validation => "validation",
+                ScoredOn::Test => "test",
+            };
+            let _ = write!(
+                out,
+                "{:<9} {:<9} {:<10} {:>9} {:>9}",
+                c.model_type.to_string(),
+                c.status,
+                if c.score.is_some() { on } else { "-" },
+                f(c.score),
+                f(c.metrics.map(|m| m.rmse))
+            );
+            for t in &targets {
+                let _ = write!(out, " {:>12}", f(c.test_nrmse.get(*t).copied()));
+            }
+            let choice: Vec<String> = c.choice.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            let _ = writeln!(out, "  {}{}{}", choice.join(", "), if choice.is_empty() { "" } else { "; " }, c.note);
+        }
+        for (name, pick) in [("last value", 0), ("seasonal naive", 1)] {
+            let _ = write!(
+                out,
+                "{:<9} {:<9} {:<10} {:>9} {:>9}",
+                "naive",
+                name.split(' ').next().unwrap_or(name),
+                "-",
+                "-",
+                "-"
+            );
+            for t in &targets {
+                let n = self.naive_test_nrmse[*t];
+                let _ = write!(out, " {:>12}", f(if pick == 0 { n.last_value } else { n.seasonal_naive }));
+            }
+            let _ = writeln!(out, "  {name} on the test actuals");
+        }
+        if let Some(e) = &self.ensemble {
+            let weights: Vec<String> = e.members.iter().map(|m| format!("{} {:.4}", m.model_type, m.weight)).collect();
+            let _ = writeln!(
+                out,
+                "ensemble: weights {} (inverse validation MSE, {} rows); validation score {:.6}; {}",
+                weights.join(", "),
+                e.rows,
+                e.validation_score,
+                if e.beats_members { "promoted" } else { "not promoted" }
+            );
+        }
+        if let Some(why) = &self.fallback {
+            let _ = writeln!(out, "fallback: {why}");
+        }
+        match self.outcome.winner.map(|i| &self.outcome.candidates[i]) {
+            Some(w) => {
+                let _ = writeln!(out, "winner: {} (run {}): {}", w.model_type, w.run_id, self.outcome.reason);
+            }
+            None => {
+                let _ = writeln!(out, "no promotion: {}", self.outcome.reason);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +549,57 @@ mod tests {
         let mut a = artifact();
         a.targets = vec!["x".repeat(300)];
         assert!(limits.check(&a).unwrap_err().contains("column name"));
+    }
+
+    #[test]
+    fn a_rendered_decision_shows_the_choice_the_nrmse_and_the_fallback() {
+        let candidate = |model_type, status: &str, nrmse: f64| Candidate {
+            model_type,
+            run_id: "r".into(),
+            status: status.into(),
+            metrics: Some(Metrics { mse: 0.04, rmse: 0.2, mae: 0.1 }),
+            score: Some(0.15),
+            baseline: None,
+            passed_gate: Some(false),
+            note: "note".into(),
+            scored_on: ScoredOn::Validation,
+            validation: None,
+            choice: BTreeMap::from([("outliers".to_string(), "percentile".to_string())]),
+            test_nrmse: BTreeMap::from([("down".to_string(), nrmse)]),
+        };
+        let d = Decision {
+            identifier: "site-1".into(),
+            config_hash: "c".repeat(64),
+            decided_at: Utc::now(),
+            trigger: Trigger::Complete,
+            expected: vec![ModelType::Gru],
+            missing: vec![],
+            weights: Weights::default(),
+            baseline_gate: true,
+            outcome: Outcome {
+                candidates: vec![
+                    candidate(ModelType::Gru, "SUCCESS", 0.8123),
+                    candidate(ModelType::Baseline, "COMPOSED", 1.026),
+                ],
+                winner: Some(1),
+                reason: "because".into(),
+            },
+            promotion: None,
+            published: false,
+            revision: 0,
+            ensemble: None,
+            fallback: Some("no model beat the naive baselines".into()),
+            naive_test_nrmse: BTreeMap::from([(
+                "down".to_string(),
+                NaiveNrmse { last_value: Some(1.026), seasonal_naive: Some(1.2) },
+            )]),
+        };
+        let text = d.render();
+        for want in
+            ["NRMSE down", "0.8123", "outliers = percentile", "1.2000", "fallback: no model", "winner: BASELINE"]
+        {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! - [`state`]: the tracking state kept in S3 (the decision record and the
 //!   pointers are the promotion contract, `contracts::promotion`).
 //! - [`service`]: the handler, the timeout sweeper, recovery at start-up.
+//! - [`once`]: `--once`, a decision from event files and run folders, no broker.
 //! - [`metrics`]: every `flts_eval_*` metric.
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub mod compose;
 pub mod composed;
 pub mod metrics;
+pub mod once;
 pub mod predictions;
 pub mod score;
 pub mod service;
@@ -69,10 +71,15 @@ pub struct Cli {
     pub mlflow: MlflowArgs,
     #[command(flatten)]
     pub admin: AdminArgs,
+    #[command(flatten)]
+    pub once: once::OnceArgs,
 }
 
 /// Run the stage until `cancel` fires.
 pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
+    if cli.once.once {
+        return once::run(&cli.eval, &cli.once);
+    }
     cli.kafka.validate().context("check Kafka settings")?;
     cli.s3.validate().context("check S3 settings")?;
     metrics::init();

@@ -65,7 +65,7 @@ pub struct EvalArgs {
 }
 
 impl EvalArgs {
-    fn weights(&self) -> Weights {
+    pub fn weights(&self) -> Weights {
         Weights { rmse: self.weight_rmse, mae: self.weight_mae, mse: self.weight_mse }
     }
 }

@@ -139,30 +139,9 @@ pub async fn report(kafka: &KafkaArgs, args: &ReportArgs) -> anyhow::Result<()> 
     let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
     let d = wait_for_decision(&store, args, deadline).await?;
     println!("\n== {} (config {}) ==", d.identifier, &d.config_hash[..12.min(d.config_hash.len())]);
-    println!(
-        "{:<8} {:<8} {:>10} {:>10} {:>10} {:>10}  {:<28} note",
-        "model", "status", "RMSE", "MAE", "MSE", "score", "best baseline (score)"
-    );
-    for c in &d.outcome.candidates {
-        let m = c.metrics;
-        let f = |v: Option<f64>| v.map(|x| format!("{x:.5}")).unwrap_or_else(|| "-".into());
-        let baseline = c.baseline.as_ref().map(|(n, s)| format!("{n} ({s:.5})")).unwrap_or_else(|| "-".into());
-        println!(
-            "{:<8} {:<8} {:>10} {:>10} {:>10} {:>10}  {:<28} {}",
-            c.model_type.to_string(),
-            c.status,
-            f(m.map(|m| m.rmse)),
-            f(m.map(|m| m.mae)),
-            f(m.map(|m| m.mse)),
-            f(c.score),
-            baseline,
-            c.note
-        );
-    }
-    match d.outcome.winner.map(|i| &d.outcome.candidates[i]) {
-        Some(w) => println!("winner: {} (run {}): {}", w.model_type, w.run_id, d.outcome.reason),
-        None => println!("no promotion: {}", d.outcome.reason),
-    }
+    // Per candidate: what it was chosen on, its validation choice, and test
+    // NRMSE per target beside the naive forecasts'; then ensemble, fallback, winner.
+    print!("{}", d.render());
     if !d.missing.is_empty() {
         println!("missing (timed out): {:?}", d.missing);
     }
