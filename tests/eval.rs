@@ -251,3 +251,49 @@ async fn a_series_no_model_beats_gets_the_best_naive_forecast_promoted() {
     cancel.cancel();
     task.await.expect("join").expect("eval ran cleanly");
 }
+
+/// The naive graphs eval promotes run in onnxruntime (the interop venv of
+/// `scripts/stack install`, as tests/interop.rs uses it) and forecast what
+/// they say: last value and seasonal naive, symbolic batch.
+#[test]
+fn naive_onnx_models_forecast_the_same_in_onnxruntime() {
+    let cache = std::env::var_os("FLTS_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cache/flts"));
+    let python = cache.join("interop-venv/bin/python");
+    assert!(python.exists(), "{} is missing: run `scripts/stack install`", python.display());
+    let dir = std::env::temp_dir().join(unique("naive-onnx"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (name, kind, input_len, output_len) in
+        [("last", nn::Naive::LastValue, 5, 2), ("seasonal", nn::Naive::SeasonalNaive { season: 4 }, 6, 3)]
+    {
+        let spec = nn::NaiveSpec { kind, input_len, n_features: 3, target_columns: vec![2, 0], output_len };
+        let path = dir.join(format!("{name}.onnx"));
+        std::fs::write(&path, nn::export_naive(&spec).expect("export")).expect("write");
+        // x[t, b, f] = 100 t + 10 b + f; the expected rows per step, in Python.
+        let rows: Vec<usize> = match kind {
+            nn::Naive::LastValue => vec![input_len - 1; output_len],
+            nn::Naive::SeasonalNaive { season } => (0..output_len).map(|h| input_len - season + h).collect(),
+        };
+        let script = format!(
+            "import numpy as np, onnxruntime as ort\n\
+             s = ort.InferenceSession({path:?}, providers=['CPUExecutionProvider'])\n\
+             t, b, f = {input_len}, 3, 3\n\
+             x = np.array([[[100*i + 10*j + k for k in range(f)] for j in range(b)] for i in range(t)], dtype=np.float32)\n\
+             y = s.run(None, {{'input': x}})[0]\n\
+             want = np.array([[x[r, j, c] for r in {rows:?} for c in [2, 0]] for j in range(b)], dtype=np.float32)\n\
+             assert y.shape == want.shape, (y.shape, want.shape)\n\
+             assert (y == want).all(), (y, want)\n\
+             print('ok')\n",
+            path = path.display().to_string(),
+        );
+        let out = std::process::Command::new(&python).arg("-c").arg(&script).output().expect("python");
+        assert!(
+            out.status.success(),
+            "{name}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
