@@ -40,6 +40,8 @@ pub struct OnceSummary {
     pub baselines: contracts::Baselines,
     /// The chosen candidate's validation scores and choice.
     pub validation: contracts::Validation,
+    /// Test NRMSE per target (RMSE / mean of the actuals), the model's.
+    pub test_nrmse: std::collections::BTreeMap<String, f64>,
 }
 
 pub async fn run<T: ModelTrainer>(
@@ -134,7 +136,31 @@ pub async fn fit_files<T: ModelTrainer>(
         per_target: eval.per_target.clone(),
         baselines: data.baselines.clone(),
         validation: chosen.validation_summary(&data),
+        test_nrmse: report::nrmse(&data, &trained.test_predictions)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .filter_map(|r| r.model.map(|v| (r.target, v)))
+            .collect(),
     };
     write("metrics.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    // The SUCCESS event the service would publish, for `eval --once --events`.
+    let model_sha256 = claim_check::sha256_hex(&trained.model_file.1);
+    let event = contracts::ModelTraining {
+        v: contracts::V1,
+        identifier: "local".into(),
+        model_type,
+        config_hash: data.meta.config_hash.clone(),
+        run_id: format!("once-{}", model_type.as_str().to_lowercase()),
+        status: contracts::TrainingStatus::Success(Box::new(crate::service::success_payload(
+            &data,
+            &chosen,
+            &trained,
+            &eval,
+            (train_start, Utc::now()),
+            &format!("file://{}", output.display()),
+            &model_sha256,
+        ))),
+    };
+    write("event.json", &serde_json::to_vec_pretty(&event)?)?;
     Ok(summary)
 }

@@ -271,6 +271,7 @@ impl<T: ModelTrainer> TrainHandler<T> {
             KeyValue::new("input_seq_len", data.spec.input_len.to_string()),
             KeyValue::new("output_seq_len", data.spec.output_len.to_string()),
             KeyValue::new("validation_fraction", self.window.validation_fraction.to_string()),
+            KeyValue::new("validation_blocks", self.window.validation_blocks.to_string()),
             KeyValue::new("features", data.meta.roles.features.join(",")),
             KeyValue::new("targets", data.meta.roles.targets.join(",")),
             KeyValue::new("train_windows", data.train_windows.n.to_string()),
@@ -346,27 +347,15 @@ impl<T: ModelTrainer> TrainHandler<T> {
         let success = self.event(
             msg,
             run_id,
-            TrainingStatus::Success(Box::new(TrainingSuccess {
-                test_rmse: eval.scaled.rmse,
-                test_mae: eval.scaled.mae,
-                test_mse: eval.scaled.mse,
-                train_start,
-                train_end,
-                artifact_uri: artifact_uri.to_string(),
-                model: ModelArtifact {
-                    format: trained.format,
-                    path: format!("model/{}", trained.model_file.0),
-                    scaler_path: "model/scaler.json".into(),
-                    input_len: data.spec.input_len as u32,
-                    output_len: data.spec.output_len as u32,
-                    features: data.meta.roles.features.clone(),
-                    targets: data.meta.roles.targets.clone(),
-                },
-                model_sha256: Some(model_sha256.clone()),
-                protocol: trained.protocol,
-                baselines: data.baselines.clone(),
-                validation: Some(chosen.validation_summary(&data)),
-            })),
+            TrainingStatus::Success(Box::new(success_payload(
+                &data,
+                &chosen,
+                &trained,
+                &eval,
+                (train_start, train_end),
+                artifact_uri,
+                &model_sha256,
+            ))),
         );
         files.push((SUCCESS_ARTIFACT.into(), serde_json::to_vec_pretty(&success).unwrap_or_default()));
         // The model's digest, tagged on the run: eval promotes it from there and
@@ -430,6 +419,40 @@ impl<T: ModelTrainer> TrainHandler<T> {
 
 async fn send<M: contracts::Message>(producer: &Producer, topic: &str, event: &M) -> Result<(), HandlerError> {
     producer.send_json(topic, Some(event.identifier()), event).await.map(|_| ()).map_err(HandlerError::from)
+}
+
+/// The SUCCESS payload of a finished fit (the service's event, and the
+/// `event.json` of `--once`).
+pub(crate) fn success_payload(
+    data: &Prepared,
+    chosen: &crate::candidates::Chosen,
+    trained: &crate::Trained,
+    eval: &series::Evaluation,
+    (train_start, train_end): (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
+    artifact_uri: &str,
+    model_sha256: &str,
+) -> TrainingSuccess {
+    TrainingSuccess {
+        test_rmse: eval.scaled.rmse,
+        test_mae: eval.scaled.mae,
+        test_mse: eval.scaled.mse,
+        train_start,
+        train_end,
+        artifact_uri: artifact_uri.to_string(),
+        model: ModelArtifact {
+            format: trained.format,
+            path: format!("model/{}", trained.model_file.0),
+            scaler_path: "model/scaler.json".into(),
+            input_len: data.spec.input_len as u32,
+            output_len: data.spec.output_len as u32,
+            features: data.meta.roles.features.clone(),
+            targets: data.meta.roles.targets.clone(),
+        },
+        model_sha256: Some(model_sha256.to_string()),
+        protocol: trained.protocol,
+        baselines: data.baselines.clone(),
+        validation: Some(chosen.validation_summary(data)),
+    }
 }
 
 /// A finished fit: the dataset's view, the chosen candidate, and the chosen
