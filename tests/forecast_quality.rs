@@ -58,7 +58,7 @@ async fn submit(name: &str, csv: &std::path::Path, config: &str) -> Submission {
         .collect();
     let started = Instant::now();
     w.submit(csv, config);
-    let selected = w.wait_for(&w.model_selected, Duration::from_secs(600), "model-selected", |m| {
+    let selected = w.wait_for(&w.model_selected, Duration::from_secs(300), "model-selected", |m| {
         decoded::<ModelSelected>(m).iter().any(|s| s.identifier == w.id)
     });
     let promotion = decoded::<ModelSelected>(&selected).into_iter().find(|s| s.identifier == w.id).expect("promotion");
@@ -155,9 +155,11 @@ impl Submission {
         }
     }
 
-    /// `POST /predict` of `windows` (rows as feature-name objects).
-    async fn predict(&self, windows: &[Vec<serde_json::Value>]) -> PredictResponse {
-        let body = json!({"identifier": self.w.id, "windows": windows});
+    /// `POST /predict` of `windows` (rows as feature-name objects, and the
+    /// rows' times, which models with a Prophet part forecast by).
+    async fn predict(&self, windows: &[Window]) -> PredictResponse {
+        let (rows, times): (Vec<_>, Vec<_>) = windows.iter().cloned().unzip();
+        let body = json!({"identifier": self.w.id, "windows": rows, "timestamps": times});
         let url = format!("http://127.0.0.1:{}/predict", self.port);
         let resp = reqwest::Client::new().post(url).json(&body).send().await.expect("POST /predict");
         let status = resp.status();
@@ -202,9 +204,13 @@ fn best_naive(b: &Baselines, weights: &Weights) -> f64 {
     weights.score(&b.last_value).min(seasonal)
 }
 
-/// Rows `range` of `frame` as `/predict` rows: objects keyed by feature name.
-fn window(frame: &series::Frame, features: &[String], range: std::ops::Range<usize>) -> Vec<serde_json::Value> {
-    range
+/// One `/predict` window: its rows and their times (ms).
+type Window = (Vec<serde_json::Value>, Vec<i64>);
+
+/// Rows `range` of `frame` as a `/predict` window: objects keyed by feature name.
+fn window(frame: &series::Frame, features: &[String], range: std::ops::Range<usize>) -> Window {
+    let times = frame.timestamps[range.clone()].to_vec();
+    let rows = range
         .map(|r| {
             let row: serde_json::Map<String, serde_json::Value> = features
                 .iter()
@@ -212,7 +218,8 @@ fn window(frame: &series::Frame, features: &[String], range: std::ops::Range<usi
                 .collect();
             serde_json::Value::Object(row)
         })
-        .collect()
+        .collect();
+    (rows, times)
 }
 
 /// Whether rows `range` of `frame` have a value in every column.
@@ -242,22 +249,30 @@ async fn candidates_are_chosen_on_validation_and_inference_serves_the_validation
     assert_eq!(d.fallback, None, "a trained model passed, so no fallback");
     let winner = &d.outcome.candidates[d.outcome.winner.expect("the decision has a winner")];
     assert_eq!((winner.model_type, &winner.run_id), (p.model_type, &p.run_id), "the decision's winner is promoted");
+    // An ensemble is promoted exactly when it beats every member and the
+    // naive baselines on validation.
+    let naive = s
+        .successes
+        .iter()
+        .filter_map(|(_, _, x)| x.validation.as_ref().map(|v| best_naive(&v.baselines, &d.weights)))
+        .fold(f64::INFINITY, f64::min);
+    let ensemble_wins = d.ensemble.as_ref().is_some_and(|e| {
+        e.validation_score < naive && e.members.iter().all(|m| e.validation_score < m.validation_score)
+    });
+    assert_eq!(p.model_type == ModelType::Ensemble, ensemble_wins, "ensemble tried: {:?}", d.ensemble);
     match p.model_type {
         ModelType::Ensemble => {
             let e = d.ensemble.as_ref().expect("the decision records the ensemble");
             assert!(e.beats_members && e.run_id.as_deref() == Some(p.run_id.as_str()), "{e:?}");
-            assert!(e.members.iter().all(|m| e.validation_score < m.validation_score), "{e:?}");
             let mut members: Vec<&str> = e.members.iter().map(|m| m.run_id.as_str()).collect();
             let mut trained: Vec<&str> = s.successes.iter().map(|(_, r, _)| r.as_str()).collect();
             members.sort_unstable();
             trained.sort_unstable();
             assert_eq!(members, trained, "the ensemble's members are the trainers' runs");
-            let naive = s
-                .successes
-                .iter()
-                .filter_map(|(_, _, x)| x.validation.as_ref().map(|v| best_naive(&v.baselines, &d.weights)))
-                .fold(f64::INFINITY, f64::min);
-            assert!(e.validation_score < naive, "the ensemble beats the naive baselines: {e:?} vs {naive}");
+            let best = passing[0].2;
+            assert!(e.validation_score < best, "the ensemble beats the best single model's validation score {best}");
+            let weights: f64 = e.members.iter().map(|m| m.weight).sum();
+            assert!((weights - 1.0).abs() < 1e-9 && e.members.iter().all(|m| m.weight > 0.0), "{e:?}");
         }
         other => {
             let (best_type, best_run, _) = &passing[0];
@@ -277,9 +292,14 @@ async fn candidates_are_chosen_on_validation_and_inference_serves_the_validation
     let info = s.served_model().await;
     assert_eq!((info.model_type, &info.run_id), (p.model_type, &p.run_id), "/model names the promoted run");
     assert_eq!(info.targets, ["down", "up"]);
+    if let Some(e) = d.ensemble.as_ref().filter(|_| p.model_type == ModelType::Ensemble) {
+        let served: Vec<(&str, f64)> = info.members.iter().map(|m| (m.run_id.as_str(), m.weight)).collect();
+        let decided: Vec<(&str, f64)> = e.members.iter().map(|m| (m.run_id.as_str(), m.weight)).collect();
+        assert_eq!(served, decided, "/model lists the ensemble's members and weights");
+    }
     let n = info.input_len as usize;
     let test_start = frame.len() * 4 / 5;
-    let mut windows: Vec<Vec<serde_json::Value>> = (test_start..frame.len() - n)
+    let mut windows: Vec<Window> = (test_start..frame.len() - n)
         .step_by(37)
         .filter(|&i| complete(&frame, i..i + n))
         .map(|i| window(&frame, &info.features, i..i + n))
@@ -287,7 +307,8 @@ async fn candidates_are_chosen_on_validation_and_inference_serves_the_validation
     assert!(windows.len() >= 5, "complete test windows: {}", windows.len());
     let zeros: serde_json::Map<String, serde_json::Value> =
         info.features.iter().map(|f| (f.clone(), json!(0.0))).collect();
-    windows.push(vec![serde_json::Value::Object(zeros); n]);
+    let times = windows[0].1.clone();
+    windows.push((vec![serde_json::Value::Object(zeros); n], times));
     let answer = s.predict(&windows).await;
     assert_eq!((answer.model.model_type, &answer.model.run_id), (p.model_type, &p.run_id));
     assert_eq!(answer.forecasts.len(), windows.len());
@@ -355,8 +376,7 @@ async fn a_series_no_model_beats_gets_a_promoted_baseline_that_inference_serves(
     assert_eq!((info.features.as_slice(), info.targets.as_slice()), (&["y".to_string()][..], &["y".to_string()][..]));
     let n = info.input_len as usize;
     let starts: Vec<usize> = (0..frame.len() - n).step_by(97).collect();
-    let windows: Vec<Vec<serde_json::Value>> =
-        starts.iter().map(|&i| window(&frame, &info.features, i..i + n)).collect();
+    let windows: Vec<Window> = starts.iter().map(|&i| window(&frame, &info.features, i..i + n)).collect();
     let answer = s.predict(&windows).await;
     assert_eq!((answer.model.model_type, &answer.model.run_id), (ModelType::Baseline, &p.run_id));
     let y = frame.column("y").expect("y");
