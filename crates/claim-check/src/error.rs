@@ -63,3 +63,35 @@ impl StoreError {
         Classified::code(self).as_str()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(status: u16) -> StoreError {
+        StoreError::Service {
+            op: "get",
+            bucket: "b".into(),
+            key: "k".into(),
+            status,
+            code: "X".into(),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn s3_trouble_is_retryable_s3_unavailable_and_refusals_are_permanent() {
+        for status in [500, 503, 408, 429] {
+            let e = service(status);
+            assert_eq!((Classified::code(&e), Classified::is_retryable(&e)), (Code::S3Unavailable, true), "{status}");
+        }
+        for status in [400, 403] {
+            let e = service(status);
+            assert_eq!((Classified::code(&e), Classified::is_retryable(&e)), (Code::S3ServiceError, false), "{status}");
+        }
+        let away = StoreError::Transport { op: "put", bucket: "b".into(), key: "k".into(), message: "refused".into() };
+        assert_eq!((away.code(), away.is_retryable()), ("s3_unavailable", true), "the inherent pair agrees");
+        let gone = StoreError::NotFound { bucket: "b".into(), key: "k".into() };
+        assert_eq!((gone.code(), gone.is_retryable()), ("object_not_found", false));
+    }
+}

@@ -331,3 +331,23 @@ impl Producer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::{Disposition, HandlerError};
+
+    fn delivery(code: RDKafkaErrorCode) -> ProduceError {
+        ProduceError::Delivery { topic: "t".into(), source: KafkaError::MessageProduction(code) }
+    }
+
+    #[test]
+    fn a_failed_send_is_publish_failed_and_retryable_only_while_the_broker_is_away() {
+        let away = delivery(RDKafkaErrorCode::AllBrokersDown);
+        let refused = delivery(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert_eq!((away.code(), Classified::is_retryable(&away)), (Code::PublishFailed, true));
+        assert_eq!((refused.code(), Classified::is_retryable(&refused)), (Code::PublishFailed, false));
+        assert_eq!(HandlerError::from(away).disposition, Disposition::Retryable);
+        assert_eq!(HandlerError::from(refused).disposition, Disposition::Permanent);
+    }
+}
