@@ -51,6 +51,9 @@ pub struct Inputs<'a> {
     pub files: &'a BTreeMap<ModelType, Files>,
     /// Each target's scale in the dataset scaler (`None`: scaler unavailable).
     pub scales: Option<&'a BTreeMap<String, f64>>,
+    /// The training part's actuals (the naive forecasts' look-back on test;
+    /// empty: only the prediction files' own rows).
+    pub history: &'a predictions::History,
 }
 
 /// What to build for the winner, when eval composes it.
@@ -106,9 +109,7 @@ pub fn plan(inputs: &Inputs<'_>, outcome: &mut Outcome) -> Plan {
             c.test_nrmse = test.nrmse();
         }
     }
-    if let Some(test) = inputs.files.values().find_map(|f| f.test.as_ref()) {
-        plan.naive_test_nrmse = test.naive_nrmse();
-    }
+    plan.naive_test_nrmse = naive_test_nrmse(inputs);
     match try_ensemble(inputs) {
         Ok(Some(report)) => {
             if report.beats_members {
@@ -285,10 +286,20 @@ fn choose_baseline(inputs: &Inputs<'_>) -> Result<(Build, Candidate), String> {
     Ok((Build::Baseline { naive, name: name.into(), reference, validation, test }, candidate))
 }
 
-/// The chosen naive forecast's test NRMSE per target, from the test actuals.
+/// The naive forecasts' test NRMSE per target, from the first test file's
+/// actuals looking back into the training part (or the validation rows).
+fn naive_test_nrmse(inputs: &Inputs<'_>) -> BTreeMap<String, NaiveNrmse> {
+    let Some(f) = inputs.files.values().find(|f| f.test.is_some()) else { return BTreeMap::new() };
+    let mut history = f.validation.as_ref().map(predictions::history_of).unwrap_or_default();
+    for (t, m) in inputs.history {
+        history.entry(t.clone()).or_default().extend(m.iter().map(|(k, v)| (*k, *v)));
+    }
+    f.test.as_ref().map(|t| t.naive_nrmse(&history)).unwrap_or_default()
+}
+
+/// The chosen naive forecast's test NRMSE per target.
 fn plan_naive_nrmse(inputs: &Inputs<'_>, name: &str) -> BTreeMap<String, f64> {
-    let Some(test) = inputs.files.values().find_map(|f| f.test.as_ref()) else { return BTreeMap::new() };
-    test.naive_nrmse()
+    naive_test_nrmse(inputs)
         .into_iter()
         .filter_map(|(t, n)| if name == "last_value" { n.last_value } else { n.seasonal_naive }.map(|v| (t, v)))
         .collect()
@@ -340,6 +351,7 @@ mod tests {
             complete: true,
             files: &f,
             scales: Some(&s),
+            history: &Default::default(),
         };
         let mut outcome = score::decide(&r, inputs.weights, true);
         let plan = plan(&inputs, &mut outcome);
@@ -366,6 +378,7 @@ mod tests {
             complete: true,
             files: &f,
             scales: Some(&s),
+            history: &Default::default(),
         };
         let mut outcome = score::decide(&r, inputs.weights, true);
         let plan = plan(&inputs, &mut outcome);
@@ -384,8 +397,15 @@ mod tests {
         // Both lose to last value (0.1) on validation; seasonal naive is 0.2.
         let r = reports(vec![event(ModelType::Gru, 0.3, 0.1, 1), event(ModelType::Prophet, 0.4, 0.1, 1)]);
         let f = BTreeMap::from([(ModelType::Gru, files(&[1.0; 30]))]);
-        let inputs =
-            Inputs { reports: &r, weights: &Weights::default(), gate: true, complete: false, files: &f, scales: None };
+        let inputs = Inputs {
+            reports: &r,
+            weights: &Weights::default(),
+            gate: true,
+            complete: false,
+            files: &f,
+            scales: None,
+            history: &Default::default(),
+        };
         let mut outcome = score::decide(&r, inputs.weights, true);
         let plan = plan(&inputs, &mut outcome);
         let w = &outcome.candidates[outcome.winner.expect("a baseline is promoted")];

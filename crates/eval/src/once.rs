@@ -7,8 +7,10 @@
 //! one (identifier, config_hash). For the ensemble and the test NRMSE, give
 //! each model type's prediction files with `--run TYPE=DIR`: DIR as
 //! `train-gru --once --output DIR` writes it (`validation_predictions.parquet`,
-//! `test_predictions.parquet`), or a downloaded run (`DIR/predictions/...`);
-//! and the dataset scaler with `--scaler` (`preprocess --once`'s `scaler.json`).
+//! `test_predictions.parquet`, and `event.json`, the SUCCESS it would have
+//! published, which counts as that type's event when `--events` has none), or
+//! a downloaded run (`DIR/predictions/...`); and the dataset scaler with
+//! `--scaler` (`preprocess --once`'s `scaler.json`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +32,8 @@ pub struct OnceArgs {
     /// Decide once on event files and exit (no broker, S3 or MLflow needed).
     #[arg(long)]
     pub once: bool,
-    /// model-training event files (JSON or JSONL), all of one set.
+    /// model-training event files (JSON or JSONL), all of one set (a `--run`
+    /// folder's `event.json` is read too).
     #[arg(long = "events", requires = "once", num_args = 1.., value_delimiter = ',')]
     pub events: Vec<PathBuf>,
     /// A model type's prediction files: `GRU=train-output/gru` (repeatable).
@@ -39,6 +42,10 @@ pub struct OnceArgs {
     /// The dataset scaler JSON (scaled units of the ensemble's score).
     #[arg(long, requires = "once")]
     pub scaler: Option<PathBuf>,
+    /// The processed training part (`preprocess --once`'s `train.parquet`):
+    /// the history the naive forecasts' test NRMSE looks back into.
+    #[arg(long, requires = "once")]
+    pub train: Option<PathBuf>,
     /// Where to write the decision JSON.
     #[arg(long, requires = "once", default_value = "decision.json")]
     pub output: PathBuf,
@@ -82,13 +89,21 @@ fn prediction_file(dir: &Path, name: &str, targets: &[String]) -> anyhow::Result
 /// Decide on the files `once` names, as the service would (without building
 /// or promoting anything).
 pub fn decide(args: &EvalArgs, once: &OnceArgs) -> anyhow::Result<Decision> {
-    if once.events.is_empty() {
-        bail!("--once needs --events FILE... (model-training events as JSON or JSONL)");
-    }
     let mut events = Vec::new();
     for path in &once.events {
         let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
         events.extend(parse_events(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+    }
+    // A trainer's --once folder holds the SUCCESS it would have published.
+    for (model_type, dir) in &once.runs {
+        let path = dir.join("event.json");
+        if path.is_file() && !events.iter().any(|e| e.model_type == *model_type) {
+            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            events.extend(parse_events(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+        }
+    }
+    if events.is_empty() {
+        bail!("--once needs --events FILE... or --run TYPE=DIR folders with an event.json");
     }
     let first = events.first().context("the event files hold no event")?;
     let mut set = SetState::new(&first.identifier, &first.config_hash);
@@ -122,6 +137,18 @@ pub fn decide(args: &EvalArgs, once: &OnceArgs) -> anyhow::Result<Decision> {
         }
         None => None,
     };
+    let targets = set.reports.values().find_map(|ev| match &ev.status {
+        contracts::TrainingStatus::Success(s) => Some(s.model.targets.clone()),
+        _ => None,
+    });
+    let history = match (&once.train, targets) {
+        (Some(path), Some(targets)) => {
+            let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+            predictions::history_of_processed(&bytes, &targets)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        _ => Default::default(),
+    };
     let weights = args.weights();
     let missing = set.missing(&args.expected_model_types);
     let mut outcome = score::decide(&set.reports, &weights, args.baseline_gate);
@@ -132,6 +159,7 @@ pub fn decide(args: &EvalArgs, once: &OnceArgs) -> anyhow::Result<Decision> {
         complete: missing.is_empty(),
         files: &files,
         scales: scales.as_ref(),
+        history: &history,
     };
     let plan = compose::plan(&inputs, &mut outcome);
     for c in outcome.candidates.iter_mut().filter(|c| c.status == COMPOSED) {
@@ -218,6 +246,7 @@ mod tests {
             events: vec![dir.join("gru.json"), dir.join("more.jsonl")],
             runs: vec![(ModelType::Gru, dir.join("gru")), (ModelType::Lstm, dir.join("lstm"))],
             scaler: Some(dir.join("scaler.json")),
+            train: None,
             output: dir.join("decision.json"),
         };
         run(&args(&[ModelType::Gru, ModelType::Lstm]), &once).expect("decided");
@@ -231,6 +260,11 @@ mod tests {
         let d = decide(&args(&[ModelType::Gru, ModelType::Lstm]), &OnceArgs { scaler: None, ..once.clone() })
             .expect("decided");
         assert!(d.outcome.reason.contains("dataset scaler is unavailable"), "{}", d.outcome.reason);
+        // A trainer's --once folder brings its own event.json.
+        std::fs::write(dir.join("lstm/event.json"), serde_json::to_vec(&lstm).expect("json")).expect("write");
+        let folders = OnceArgs { events: vec![dir.join("gru.json")], ..once.clone() };
+        let d = decide(&args(&[ModelType::Gru, ModelType::Lstm]), &folders).expect("decided");
+        assert!(d.missing.is_empty() && d.ensemble.is_some(), "{d:?}");
         // Events of two sets are refused.
         let mut other = lstm.clone();
         other.identifier = "site-2".into();

@@ -123,13 +123,16 @@ impl Predictions {
     }
 
     /// The naive forecasts' NRMSE per target on these rows' first-step
-    /// actuals: last value (the actual one interval earlier) and seasonal
-    /// naive (one day earlier), each on the rows that have that history here.
-    pub fn naive_nrmse(&self) -> BTreeMap<String, NaiveNrmse> {
+    /// actuals, as the trainers define them: last value (the actual one
+    /// interval earlier) and seasonal naive (one day earlier), looked up here
+    /// and in `history` (the training part's actuals, [`History`]), each on
+    /// the rows that have that lag.
+    pub fn naive_nrmse(&self, history: &History) -> BTreeMap<String, NaiveNrmse> {
         let mut out = BTreeMap::new();
         let Some(interval) = interval_ms(&self.timestamps) else { return out };
         for c in self.columns.iter().filter(|c| c.step == 1) {
-            let by_time: HashMap<i64, f64> = self.timestamps.iter().copied().zip(c.actual.iter().copied()).collect();
+            let mut by_time: HashMap<i64, f64> = history.get(&c.target).cloned().unwrap_or_default();
+            by_time.extend(self.timestamps.iter().copied().zip(c.actual.iter().copied()));
             let naive = |lag: i64| {
                 let mut acc = Acc::default();
                 for (ts, a) in self.timestamps.iter().zip(&c.actual) {
@@ -150,6 +153,35 @@ impl Predictions {
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Earlier actuals per target, by timestamp (original units): the history
+/// the naive forecasts look back into.
+pub type History = BTreeMap<String, HashMap<i64, f64>>;
+
+/// The first-step actuals of a prediction file, as history.
+pub fn history_of(p: &Predictions) -> History {
+    let mut h = History::new();
+    for c in p.columns.iter().filter(|c| c.step == 1) {
+        h.entry(c.target.clone()).or_default().extend(p.timestamps.iter().copied().zip(c.actual.iter().copied()));
+    }
+    h
+}
+
+/// The targets' actuals of a processed training Parquet (scaled with its own
+/// scaler, which is inverted here), as history.
+pub fn history_of_processed(bytes: &[u8], targets: &[String]) -> Result<History, String> {
+    let (frame, meta) = dataset::read_processed(bytes).map_err(|e| e.to_string())?;
+    let mut h = History::new();
+    for t in targets {
+        let Some(values) = frame.column(t) else { continue };
+        let mut m = HashMap::with_capacity(values.len());
+        for (ts, v) in frame.timestamps.iter().zip(values) {
+            m.insert(*ts, meta.scaler.inverse_value(t, *v).map_err(|e| e.to_string())?);
+        }
+        h.insert(t.clone(), m);
+    }
+    Ok(h)
+}
 
 /// The series' interval: the smallest positive step between rows.
 pub fn interval_ms(timestamps: &[i64]) -> Option<i64> {
@@ -279,8 +311,13 @@ pub(crate) mod tests {
         assert!((m.rmse - 0.5).abs() < 1e-12 && (m.mse - 0.25).abs() < 1e-12);
         // Last value: rows 1.. use the previous actual; seasonal needs a day of rows.
         let series: Vec<f64> = (0..30).map(|i| 10.0 + (i % 24) as f64).collect();
-        let naive = file(0, &series, &series).naive_nrmse();
+        let naive = file(0, &series, &series).naive_nrmse(&History::new());
         assert!(naive["down"].last_value.expect("last value") > 0.0);
         assert_eq!(naive["down"].seasonal_naive, Some(0.0), "a daily cycle is seasonal naive's best case");
+        // Less than a day of test rows: the history before them gives seasonal naive its lags.
+        let test = file(30, &series[..20], &series[..20]);
+        assert_eq!(test.naive_nrmse(&History::new())["down"].seasonal_naive, None);
+        let history = history_of(&file(0, &series, &series));
+        assert!(test.naive_nrmse(&history)["down"].seasonal_naive.is_some());
     }
 }

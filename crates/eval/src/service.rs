@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use contracts::error::Classified as _;
 
 use crate::metrics;
-use crate::predictions::Predictions;
+use crate::predictions::{self, Predictions};
 use crate::{compose, composed};
 
 /// Where a trainer run keeps its prediction files (original units, see [`crate::predictions`]).
@@ -387,6 +387,7 @@ impl Eval {
                 files.insert(*m, compose::Files { validation, test });
             }
         }
+        let history = self.training_actuals(set).await?;
         let original = outcome.clone();
         let weights = self.args.weights();
         let inputs = compose::Inputs {
@@ -396,6 +397,7 @@ impl Eval {
             complete,
             files: &files,
             scales: scaler.as_ref().map(|(_, scales)| scales),
+            history: &history,
         };
         let mut plan = compose::plan(&inputs, outcome);
         let Some(build) = plan.build.clone() else { return Ok((plan, None)) };
@@ -457,6 +459,27 @@ impl Eval {
                 warn!(%key, error = %e, "unreadable dataset scaler: no ensemble or baseline for this set");
                 Ok(None)
             }
+        }
+    }
+
+    /// The training part's actuals of the set's targets (processed
+    /// `train.parquet`, unscaled), where the naive forecasts look back on
+    /// test; empty when absent or unreadable.
+    async fn training_actuals(&self, set: &SetState) -> Result<predictions::History, HandlerError> {
+        let Some(targets) = set.reports.values().find_map(|ev| match &ev.status {
+            TrainingStatus::Success(s) => Some(s.model.targets.clone()),
+            _ => None,
+        }) else {
+            return Ok(Default::default());
+        };
+        let key = format!("{}/{}/train.parquet", set.identifier, set.config_hash);
+        match self.store.get_object(&self.args.processed_bucket, &key).await {
+            Ok(bytes) => Ok(predictions::history_of_processed(&bytes, &targets).unwrap_or_else(|e| {
+                warn!(%key, error = %e, "unreadable training part: naive NRMSE from the prediction files only");
+                Default::default()
+            })),
+            Err(claim_check::StoreError::NotFound { .. }) => Ok(Default::default()),
+            Err(e) => Err(e.into()),
         }
     }
 
