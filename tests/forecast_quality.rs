@@ -332,7 +332,7 @@ fn sticky_random_walk(rows: usize) -> series::Frame {
             let r = h.finish();
             if r % 100 >= 85 {
                 let step = 1.0 + ((r >> 8) % 3) as f64;
-                level += if (r >> 16) % 2 == 0 || level < 30.0 { step } else { -step };
+                level += if (r >> 16).is_multiple_of(2) || level < 30.0 { step } else { -step };
             }
             level
         })
