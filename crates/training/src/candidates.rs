@@ -443,11 +443,12 @@ impl Chosen {
         let _ = writeln!(
             s,
             "{} candidate(s) trained ({} stopped after {RUNG_EPOCH} epochs, behind the best third on validation there); each scored on the {} \
-             validation windows (the end of the training part) against raw actuals, scaled units. \
+             validation windows ({} blocks of the training part, the last at its end) against raw actuals, scaled units. \
              Chosen: **{}** (validation RMSE {:.6}; last value {:.6}). The test part played no part in the choice.\n",
             self.outcomes.len(),
             self.pruned(),
             base.val_windows.n,
+            base.validation_blocks,
             self.spec.label(),
             self.validation.rmse,
             base.val_baselines.last_value.rmse,

@@ -132,10 +132,9 @@ fn split_blocks(
     }
     let mut val_rows = vec![false; rows];
     for i in (0..n).filter(|&i| in_val[i]) {
-        let first = all.first_target_row[i];
-        for r in first..(first + all.output_len).min(rows) {
-            val_rows[r] = true;
-        }
+        let first = all.first_target_row[i].min(rows);
+        let end = (first + all.output_len).min(rows);
+        val_rows[first..end].iter_mut().for_each(|v| *v = true);
     }
     let val = all.retain(|i| in_val[i]);
     let train = all.retain(|i| !in_val[i] && !all.touches(i, &val_rows));
