@@ -479,8 +479,8 @@ const INPUT_LEN: usize = 4;
 
 fn predict_router() -> axum::Router {
     use inference::http::{self, Api, HttpArgs};
-    use inference::model::{ModelSource, ModelSpec};
-    use inference::synthetic::{Cell, NetSpec, SyntheticNet};
+    use model_runtime::model::{ModelSource, ModelSpec};
+    use model_runtime::synthetic::{Cell, NetSpec, SyntheticNet};
     use series::{Scaler, ScalerColumn, ScalerKind};
     let spec = ModelSpec {
         identifier: "site".into(),
@@ -512,14 +512,11 @@ fn predict_router() -> axum::Router {
     );
     let scaler = Scaler {
         kind: ScalerKind::MinMax,
-        columns: vec![
-            ScalerColumn::new("load".into(), 100.0, 50.0),
-            ScalerColumn::new("temp".into(), -5.0, 40.0),
-        ],
+        columns: vec![ScalerColumn::new("load".into(), 100.0, 50.0), ScalerColumn::new("temp".into(), -5.0, 40.0)],
     };
-    let model = inference::loader::build(&spec, &net.to_onnx(), scaler).expect("model builds");
+    let model = model_runtime::loader::build(&spec, &net.to_onnx(), scaler).expect("model builds");
     let ready = service_kit::admin::Readiness::default();
-    let registry = Arc::new(inference::Registry::new(ready.clone()));
+    let registry = Arc::new(model_runtime::Registry::new(ready.clone()));
     registry.install(model).expect("installed");
     let args = HttpArgs { body_limit_bytes: 16 * 1024, body_timeout_ms: HTTP_TIMEOUT_MS, ..HttpArgs::default() };
     http::router(Api::new(registry, args), ready)
@@ -934,9 +931,9 @@ fn check_selected(value: &Value) -> Result<(), TestCaseError> {
         Ok(s) => s,
         Err(e) => return error_says_where(&e),
     };
-    let spec = inference::model::ModelSpec::from_selected(&sel);
+    let spec = model_runtime::model::ModelSpec::from_selected(&sel);
     let limits = promotion::ModelLimits::default();
-    match inference::loader::check_limits(&spec) {
+    match model_runtime::loader::check_limits(&spec) {
         Ok(()) => {
             let a = &sel.model;
             let per_window = u64::from(a.input_len) * a.features.len() as u64;
@@ -944,7 +941,7 @@ fn check_selected(value: &Value) -> Result<(), TestCaseError> {
             prop_assert!(u64::from(a.output_len) * a.targets.len() as u64 <= limits.max_window_values);
             prop_assert!(a.input_len > 0 && a.output_len > 0 && !a.features.is_empty() && !a.targets.is_empty());
         }
-        Err(e) => prop_assert_eq!(e.code(), "bad_data", "{}", e),
+        Err(e) => prop_assert_eq!(contracts::error::Classified::code(&e).as_str(), "bad_data", "{}", e),
     }
     // Confirmation compares with the pointer, never with a time.
     let mut pointer = sel.clone();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use contracts::*;
 use flts_tests::*;
-use inference::synthetic::Cell;
+use model_runtime::synthetic::Cell;
 
 #[path = "worlds/inference_world.rs"]
 mod inference_world;

@@ -10,8 +10,8 @@ use claim_check::ClaimCheckStore;
 use contracts::topics::dlq_topic;
 use contracts::*;
 use flts_tests::*;
-use inference::synthetic::Cell;
 use mlflow_client::{KeyValue, MlflowClient};
+use model_runtime::synthetic::Cell;
 use serde_json::json;
 
 #[path = "worlds/eval_world.rs"]
@@ -442,7 +442,7 @@ async fn a_replaced_model_file_is_refused_and_the_previous_model_stays_served() 
     // The second promotion's file is replaced by another model's ONNX after training.
     let second = w.promotion(ModelType::Gru, &inference_world::synthetic(Cell::Gru, 62)).await;
     let intruder = inference_world::synthetic(Cell::Gru, 63).to_onnx();
-    let (bucket, key) = inference::loader::locate(
+    let (bucket, key) = model_runtime::loader::locate(
         &second.artifact_uri,
         &second.model.path,
         &"s3://mlflow".parse().expect("destination"),

@@ -2,6 +2,7 @@
 //! (a synthetic ONNX network uploaded to a real MLflow run's artifacts),
 //! promotions recorded as eval records them, events on real topics.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use chrono::Utc;
 use contracts::topics::dlq_topic;
 use contracts::*;
 use flts_tests::*;
-use inference::synthetic::{Cell, SyntheticNet};
+use model_runtime::synthetic::{Cell, SyntheticNet};
 use serde_json::{Value, json};
 
 #[path = "worlds/inference_world.rs"]
@@ -384,4 +385,89 @@ async fn an_ensemble_promotion_serves_the_weighted_mean_of_its_members() {
 
     cancel.cancel();
     task.await.expect("join").expect("inference ran cleanly");
+}
+
+/// `inference --once` (issue 19 item 6): the folder `train-gru --once` writes
+/// forecasts a raw CSV and the processed test Parquet of `preprocess --once`,
+/// with no broker, S3 or MLflow (the processes get an empty environment). On
+/// the test part both give the trainer's own test predictions; the actuals are
+/// the file's raw values; the JSONL, the PNG and the summary are written.
+#[test]
+fn once_forecasts_raw_and_processed_files_with_a_trained_model_folder() {
+    let dir = std::env::temp_dir().join(unique("flts-inference-once"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = |name: &str| dir.join(name).display().to_string();
+    let run = |bin: &str, args: &[&str]| {
+        let out = std::process::Command::new(bin_path(bin))
+            .env_clear()
+            .env("RUST_LOG", "warn")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+        assert!(out.status.success(), "{bin} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run("flts", &["generate", "--rows", "3000", "--output", &p("sample.csv")]);
+    run("preprocess", &["--once", "--input", &p("sample.csv"), "--output", &p("processed")]);
+    let (train, test) = (p("processed/train.parquet"), p("processed/test.parquet"));
+    run("train-gru", &["--once", "--train", &train, "--test", &test, "--output", &p("gru"), "--epochs", "2"]);
+    run("inference", &["--once", "--model", &p("gru"), "--input", &p("sample.csv"), "--output", &p("raw")]);
+    run("inference", &["--once", "--model", &p("gru"), "--input", &test, "--output", &p("processed-out")]);
+
+    // step-1 forecast and actual of `down` by time, from a --once output folder
+    let read = |out: &str| -> BTreeMap<i64, (f64, f64)> {
+        let summary: Value =
+            serde_json::from_slice(&std::fs::read(dir.join(out).join("summary.json")).expect("summary"))
+                .expect("summary JSON");
+        let png = std::fs::read(dir.join(out).join("forecast.png")).expect("forecast.png");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let jsonl = std::fs::read(dir.join(out).join("forecasts.jsonl")).expect("forecasts.jsonl");
+        let lines: Vec<inference::batch::WindowRecord> = jsonl
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(summary["windows"].as_u64(), Some(lines.len() as u64), "{summary}");
+        lines.iter().map(|l| (l.steps[0].timestamp, (l.steps[0].forecast["down"], l.steps[0].actual["down"]))).collect()
+    };
+    let (raw, processed) = (read("raw"), read("processed-out"));
+    assert!(
+        raw.len() > processed.len() && processed.len() > 100,
+        "{} raw, {} processed windows",
+        raw.len(),
+        processed.len()
+    );
+
+    // The raw CSV's `down` by time: the actuals are these values.
+    let csv = std::fs::read_to_string(dir.join("sample.csv")).expect("csv");
+    let mut rows = csv.lines();
+    let header: Vec<&str> = rows.next().expect("header").split(',').collect();
+    let down = header.iter().position(|h| *h == "down").expect("down column");
+    let ms = |t: &str| {
+        chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").expect("time").and_utc().timestamp_millis()
+    };
+    let values: BTreeMap<i64, f64> = rows
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (ms(f[0]), f[down].parse().expect("number"))
+        })
+        .collect();
+    for (t, (forecast, actual)) in &raw {
+        assert!(close(*actual, values[t], 1e-9), "actual at {t}: {actual} vs the file's {}", values[t]);
+        assert!(*forecast >= 0.0, "forecast at {t} below the floor: {forecast}");
+    }
+
+    // On the test part, both inputs give the trainer's own test predictions.
+    let predictions = std::fs::read_to_string(dir.join("gru/test_predictions.csv")).expect("test predictions");
+    let mut checked = 0;
+    for line in predictions.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let t = chrono::DateTime::parse_from_rfc3339(f[0]).expect("time").timestamp_millis();
+        let trained: f64 = f[1].parse().expect("number");
+        let Some((from_processed, _)) = processed.get(&t) else { continue };
+        assert!(close(*from_processed, trained, 1e-4), "at {t}: {from_processed} vs the trainer's {trained}");
+        assert!(close(raw[&t].0, trained, 1e-4), "at {t}: raw CSV gives {} vs the trainer's {trained}", raw[&t].0);
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} forecasts compared");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -66,8 +66,8 @@ const FEATURES: [&str; 11] = dataset::generate::COLUMNS;
 /// A served GRU for `identifier`, shaped like the pipeline's networks (10
 /// rows of the 11 generated columns, forecasting `down` and `up` one step),
 /// with a scaler fitted on generated data as preprocess would.
-fn served_network(identifier: &str, seed: u64) -> Arc<inference::model::Model> {
-    use inference::synthetic::{Cell, NetSpec, SyntheticNet};
+fn served_network(identifier: &str, seed: u64) -> Arc<model_runtime::model::Model> {
+    use model_runtime::synthetic::{Cell, NetSpec, SyntheticNet};
     let event: ModelTraining = serde_json::from_value(json!({
         "v": 1, "identifier": identifier, "model_type": "GRU", "config_hash": "c0ffee",
         "run_id": format!("interop-{identifier}"), "status": "SUCCESS",
@@ -81,7 +81,7 @@ fn served_network(identifier: &str, seed: u64) -> Arc<inference::model::Model> {
                        "seasonal_naive": null }
     }))
     .expect("a SUCCESS event");
-    let spec = inference::model::ModelSpec::from_training(&event).expect("success");
+    let spec = model_runtime::model::ModelSpec::from_training(&event).expect("success");
     let net = SyntheticNet::random(
         NetSpec { cell: Cell::Gru, n_features: 11, hidden: vec![8], input_len: 10, output_len: 1, n_targets: 2 },
         seed,
@@ -89,14 +89,14 @@ fn served_network(identifier: &str, seed: u64) -> Arc<inference::model::Model> {
     let frame = dataset::generate::traffic(&dataset::generate::Spec { rows: 2000, nan_every: 0, ..Default::default() });
     let names: Vec<String> = FEATURES.map(String::from).to_vec();
     let scaler = Scaler::fit(ScalerKind::MinMax, &frame, &names, &[]).expect("scaler");
-    inference::loader::build(&spec, &net.to_onnx(), scaler).expect("model builds")
+    model_runtime::loader::build(&spec, &net.to_onnx(), scaler).expect("model builds")
 }
 
 /// The HTTP API (the real router and server) serving `datasets`, on a free port.
 async fn api_server(datasets: &[&str]) -> (String, tokio_util::sync::CancellationToken) {
     use inference::http::{self, Api, HttpArgs};
     let ready = service_kit::admin::Readiness::default();
-    let registry = Arc::new(inference::Registry::new(ready.clone()));
+    let registry = Arc::new(model_runtime::Registry::new(ready.clone()));
     for (seed, id) in datasets.iter().enumerate() {
         registry.install(served_network(id, seed as u64)).expect("installed");
     }
@@ -255,9 +255,9 @@ async fn trained_models_are_mlflow_models_python_loads_and_forecasts_as_we_do() 
         client.download_artifact(uri, "model/input_example.json")
     )
     .expect("artifacts");
-    let spec = inference::model::ModelSpec::from_training(&gru).expect("success");
+    let spec = model_runtime::model::ModelSpec::from_training(&gru).expect("success");
     let scaler = Scaler::from_json(std::str::from_utf8(&scaler).expect("utf-8")).expect("scaler");
-    let model = inference::loader::build(&spec, &onnx, scaler).expect("inference loads the model");
+    let model = model_runtime::loader::build(&spec, &onnx, scaler).expect("inference loads the model");
     let example: Vec<Vec<Vec<f32>>> = serde_json::from_slice(&example).expect("[step][window][feature]");
     let n = example[0].len();
     // [step][window][feature] -> [window][step][feature]

@@ -12,8 +12,8 @@ use contracts::promotion::run_tags;
 use contracts::*;
 use flts::promote::{PromoteArgs, PromotionPlace, RollbackArgs};
 use flts_tests::*;
-use inference::synthetic::{Cell, SyntheticNet};
 use mlflow_client::{KeyValue, Metric, RunStatus};
+use model_runtime::synthetic::{Cell, SyntheticNet};
 use serde_json::Value;
 
 #[path = "worlds/eval_world.rs"]

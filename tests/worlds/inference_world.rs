@@ -14,9 +14,9 @@ use claim_check::ClaimCheckStore;
 use contracts::*;
 use flts_tests::*;
 use inference::batch::{WindowRecord, per_target_from_jsonl, result_stem};
-use inference::synthetic::{Cell, NetSpec, SyntheticNet};
 use kafka_utils::{ConsumerArgs, Producer};
 use mlflow_client::MlflowClient;
+use model_runtime::synthetic::{Cell, NetSpec, SyntheticNet};
 use rdkafka::message::Message as _;
 use serde_json::{Value, json};
 use series::{Column, Frame, ProcessedMeta, Roles, Scaler, ScalerKind, WindowSpec, make_windows};
@@ -143,10 +143,22 @@ impl World {
 
     pub async fn promotion(&self, model_type: ModelType, net: &SyntheticNet) -> ModelSelected {
         let (run_id, artifact_uri) = self.upload(model_type, net).await;
+        self.selected(model_type, run_id, artifact_uri, self.artifact(ModelFormat::Onnx), &net.to_onnx())
+    }
+
+    /// The promotion of `model` (whose file is `model_file`) in run `run_id`.
+    fn selected(
+        &self,
+        model_type: ModelType,
+        run_id: String,
+        artifact_uri: String,
+        model: ModelArtifact,
+        model_file: &[u8],
+    ) -> ModelSelected {
         ModelSelected {
             v: V1,
             identifier: self.identifier.clone(),
-            model_uri: format!("runs:/{run_id}/model/model.onnx"),
+            model_uri: format!("runs:/{run_id}/{}", model.path),
             model_type,
             run_id,
             config_hash: self.config_hash.clone(),
@@ -156,8 +168,8 @@ impl World {
             test_mse: 0.01,
             promotion_time: Utc::now(),
             artifact_uri,
-            model: self.artifact(ModelFormat::Onnx),
-            model_sha256: Some(claim_check::sha256_hex(&net.to_onnx())),
+            model,
+            model_sha256: Some(claim_check::sha256_hex(model_file)),
             missing: vec![],
             decision_object: promotion::decision_key(&self.identifier, &self.config_hash),
             // Eval's counter: every promotion made here gets the next number.
@@ -201,26 +213,7 @@ impl World {
             .expect("upload scaler");
         let mut model = self.artifact(ModelFormat::Ensemble);
         model.path = ensemble::MANIFEST_PATH.into();
-        let run_id = run.info.run_id;
-        ModelSelected {
-            v: V1,
-            identifier: self.identifier.clone(),
-            model_uri: format!("runs:/{run_id}/{}", ensemble::MANIFEST_PATH),
-            model_type: ModelType::Ensemble,
-            run_id,
-            config_hash: self.config_hash.clone(),
-            composite_score: 0.1,
-            test_rmse: 0.1,
-            test_mae: 0.08,
-            test_mse: 0.01,
-            promotion_time: Utc::now(),
-            artifact_uri: uri,
-            model,
-            model_sha256: Some(claim_check::sha256_hex(&manifest)),
-            missing: vec![],
-            decision_object: promotion::decision_key(&self.identifier, &self.config_hash),
-            sequence: SEQUENCE.fetch_add(1, Ordering::Relaxed),
-        }
+        self.selected(ModelType::Ensemble, run.info.run_id, uri, model, &manifest)
     }
 
     /// What eval does on a promotion: the pointer first, then the event.
@@ -285,6 +278,7 @@ impl World {
 
     pub fn cli(&self, port: u16, fast_path: bool) -> inference::Cli {
         inference::Cli {
+            once: Default::default(),
             http: inference::HttpArgs {
                 http_addr: format!("127.0.0.1:{port}").parse().expect("addr"),
                 ..Default::default()

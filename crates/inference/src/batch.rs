@@ -15,13 +15,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::Utc;
 use claim_check::{ClaimCheckStore, StoreError};
+use contracts::error::{Classified, Code};
 use contracts::{ClaimCheck, InferenceData, Metrics, PerformanceEval, V1};
 use serde::{Deserialize, Serialize};
 use series::{Evaluation, Frame, Roles, Scaler, WindowSpec, Windows, make_windows};
 use tracing::{info, warn};
 
 use crate::metrics;
-use crate::model::Model;
+use model_runtime::model::Model;
 
 /// Batch inference settings (`#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
@@ -56,16 +57,16 @@ pub enum BatchError {
     Model(String),
 }
 
-impl BatchError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, BatchError::Store(e) if e.is_retryable())
-    }
-    pub fn code(&self) -> &'static str {
+impl Classified for BatchError {
+    fn code(&self) -> Code {
         match self {
-            BatchError::Store(e) => e.code(),
-            BatchError::Data(_) => "bad_test_data",
-            BatchError::Model(_) => "model_failed",
+            BatchError::Store(e) => Classified::code(e),
+            BatchError::Data(_) => Code::BadTestData,
+            BatchError::Model(_) => Code::ModelFailed,
         }
+    }
+    fn is_retryable(&self) -> bool {
+        matches!(self, BatchError::Store(e) if Classified::is_retryable(e))
     }
 }
 
@@ -179,44 +180,54 @@ pub fn compute(
     chunk: usize,
     plot: bool,
 ) -> Result<Computed, BatchError> {
-    let (frame, meta) =
-        dataset::read_processed(parquet).map_err(|e| BatchError::Data(format!("{}: {e}", data.test.uri())))?;
+    let source = data.test.uri();
+    let (frame, meta) = dataset::read_processed(parquet).map_err(|e| BatchError::Data(format!("{source}: {e}")))?;
     if meta.config_hash != data.config_hash {
         return Err(BatchError::Data(format!(
-            "{} has config hash {} but the message says {}",
-            data.test.uri(),
-            meta.config_hash,
-            data.config_hash
+            "{source} has config hash {} but the message says {}",
+            meta.config_hash, data.config_hash
         )));
     }
+    let title = plot
+        .then(|| format!("{}: {} {} forecast vs actual", data.identifier, model.info.model_type, model.info.run_id));
+    compute_frame(&frame, data_scaler, &meta.roles, model, chunk, title.as_deref(), &source)
+}
+
+/// [`compute`] on a frame already read: `frame` is in `data_scaler`'s units
+/// (its timestamp and sampling interval in `roles`); a plot is drawn when
+/// `plot_title` is given. `source` names the data in errors.
+pub fn compute_frame(
+    frame: &Frame,
+    data_scaler: &Scaler,
+    roles: &Roles,
+    model: &Model,
+    chunk: usize,
+    plot_title: Option<&str>,
+    source: &str,
+) -> Result<Computed, BatchError> {
     let info = &model.info;
     let columns: Vec<String> =
         info.features.iter().chain(info.targets.iter().filter(|t| !info.features.contains(t))).cloned().collect();
-    let frame = to_model_units(&frame, data_scaler, &model.scaler, &columns)?;
+    let frame = to_model_units(frame, data_scaler, &model.scaler, &columns)?;
     let roles = Roles {
-        timestamp: meta.roles.timestamp.clone(),
+        timestamp: roles.timestamp.clone(),
         features: info.features.clone(),
         targets: info.targets.clone(),
-        interval_ms: meta.roles.interval_ms,
+        interval_ms: roles.interval_ms,
     };
     let spec = WindowSpec { input_len: model.input_len(), output_len: model.output_len() };
-    let windows =
-        make_windows(&frame, &roles, spec).map_err(|e| BatchError::Data(format!("{}: {e}", data.test.uri())))?;
-    let pred = forecast_windows(model, &frame, &windows, chunk)?;
+    let windows = make_windows(&frame, &roles, spec).map_err(|e| BatchError::Data(format!("{source}: {e}")))?;
+    let pred = forecast_windows(model, &frame, &windows, chunk.max(1))?;
     let evaluation = series::evaluate(&pred, &windows, &roles, &model.scaler)
         .map_err(|e| BatchError::Model(format!("scoring: {e}")))?;
     let jsonl = jsonl(model, &frame, &windows, &pred)?;
-    let png = if plot {
-        match render(data, model, &frame, &windows, &pred) {
-            Ok(png) => Some(png),
-            Err(e) => {
-                warn!(identifier = %data.identifier, error = %e, "forecast plot not drawn");
-                None
-            }
+    let png = plot_title.and_then(|title| match render(title, model, &frame, &windows, &pred) {
+        Ok(png) => Some(png),
+        Err(e) => {
+            warn!(source, error = %e, "forecast plot not drawn");
+            None
         }
-    } else {
-        None
-    };
+    });
     Ok(Computed { rows: frame.len(), windows: windows.n, evaluation, jsonl, png })
 }
 
@@ -304,13 +315,7 @@ fn jsonl(model: &Model, frame: &Frame, windows: &Windows, pred: &[f32]) -> Resul
 }
 
 /// Step-1 forecasts against actuals, one panel per target, original units.
-fn render(
-    data: &InferenceData,
-    model: &Model,
-    frame: &Frame,
-    windows: &Windows,
-    pred: &[f32],
-) -> Result<Vec<u8>, String> {
+fn render(title: &str, model: &Model, frame: &Frame, windows: &Windows, pred: &[f32]) -> Result<Vec<u8>, String> {
     let info = &model.info;
     let (h, k) = (windows.output_len, windows.n_targets);
     let mut panels = Vec::new();
@@ -334,12 +339,7 @@ fn render(
             band: None,
         });
     }
-    let fig = plots::Figure {
-        title: format!("{}: {} {} forecast vs actual", data.identifier, info.model_type, info.run_id),
-        x_label: "time (UTC)".into(),
-        time_axis: true,
-        panels,
-    };
+    let fig = plots::Figure { title: title.to_string(), x_label: "time (UTC)".into(), time_axis: true, panels };
     plots::render_png(&fig).map_err(|e| e.to_string())
 }
 
@@ -371,8 +371,26 @@ pub fn per_target_from_jsonl(jsonl: &[u8]) -> Result<BTreeMap<String, Metrics>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ModelInfo;
-    use crate::model::tests::{MeanNet, spec};
+    use contracts::ModelType;
+    use model_runtime::model::{ModelInfo, ModelSpec};
+    use model_runtime::net::{Net, NetError, NetInput};
+
+    /// Forecasts its last (one-feature, one-row) input.
+    struct LastValue;
+
+    impl Net for LastValue {
+        fn kind(&self) -> &'static str {
+            "last"
+        }
+        fn forecast(&self, input: &NetInput<'_>) -> Result<Vec<f32>, NetError> {
+            Ok(input.x.to_vec())
+        }
+    }
+
+    fn spec() -> ModelSpec {
+        let names = vec![TARGET.to_string()];
+        ModelSpec::promoted_onnx("site", ModelType::Baseline, "run1", (1, 1), names.clone(), names)
+    }
     use contracts::V1;
     use series::{Column, ProcessedMeta, ScalerColumn, ScalerKind};
 
@@ -416,10 +434,7 @@ mod tests {
                 ..ScalerColumn::new(TARGET.into(), 0.0, 10.0)
             }],
         };
-        let s = spec(&[TARGET], &[TARGET], 1, 1);
-        let model =
-            Model::new(ModelInfo::new(&s), model_scaler, Box::new(MeanNet { input_len: 1, n_features: 1, out: 1 }))
-                .unwrap();
+        let model = Model::new(ModelInfo::new(&spec()), model_scaler, Box::new(LastValue)).unwrap();
         let claim = |object: &str| contracts::ClaimCheck {
             bucket: "processed-data".into(),
             object: object.into(),

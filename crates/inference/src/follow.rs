@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use contracts::FailureKind;
-use kafka_utils::{ConsumerArgs, Disposition, Handler as _, KafkaArgs, Producer, Record};
+use kafka_utils::{ConsumerArgs, Disposition, Handler as _, KafkaArgs, Record, backoff};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -103,7 +103,6 @@ pub async fn run(
     kafka: KafkaArgs,
     start: StartOffsets,
     service: Arc<Service>,
-    producer: Producer,
     args: ConsumerArgs,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -136,42 +135,37 @@ pub async fn run(
                 }
             },
         };
-        handle(&record, &service, &producer, &args, &cancel).await;
+        handle(&record, &service, &args, &cancel).await;
     }
 }
 
-/// One record: retry what may pass later, dead-letter the rest.
-async fn handle(
-    record: &Record,
-    service: &Service,
-    producer: &Producer,
-    args: &ConsumerArgs,
-    cancel: &CancellationToken,
-) {
-    let mut attempt = 0u32;
+/// One record: retry what may pass later (the consumer's schedule,
+/// [`ConsumerArgs::retry_backoff`]), dead-letter the rest through the common
+/// path ([`Service::dead_letter`]).
+async fn handle(record: &Record, service: &Service, args: &ConsumerArgs, cancel: &CancellationToken) {
+    let mut schedule = args.retry_backoff().start();
     loop {
-        attempt += 1;
         let err = match service.handle(record).await {
             Ok(()) => return,
             Err(e) => e,
         };
         let kind = match err.disposition {
             Disposition::Cancelled => return,
-            Disposition::Retryable if attempt < args.handler_max_attempts.max(1) => {
-                warn!(topic = %record.topic, offset = record.offset, attempt, error = %err.message(), "model event failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(args.backoff(attempt)) => continue,
-                    _ = cancel.cancelled() => return,
+            Disposition::Retryable => match schedule.next_delay() {
+                Some(wait) => {
+                    warn!(topic = %record.topic, offset = record.offset, attempt = schedule.failures(), error = %err.message(), "model event failed; retrying in {wait:?}");
+                    if backoff::sleep(wait, cancel).await {
+                        continue;
+                    }
+                    return;
                 }
-            }
-            Disposition::Retryable => FailureKind::RetriesExhausted,
+                None => FailureKind::RetriesExhausted,
+            },
             Disposition::Decode => FailureKind::Decode,
             Disposition::Permanent => FailureKind::Permanent,
         };
-        let dlq = contracts::topics::dlq_topic(&record.topic);
-        warn!(topic = %record.topic, offset = record.offset, code = %err.code, error = %err.message(), dlq = %dlq, "model event dead-lettered");
-        let env = kafka_utils::dlq::envelope(record, kind, &err, attempt, "inference", producer.max_message_bytes());
-        let _ = kafka_utils::dlq::write(producer, &dlq, record, &env, args, cancel).await;
+        warn!(topic = %record.topic, offset = record.offset, code = %err.code, error = %err.message(), "model event dead-lettered");
+        service.dead_letter(record, kind, &err, schedule.failures() + 1).await;
         return;
     }
 }

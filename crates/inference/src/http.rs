@@ -35,9 +35,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
-use crate::model::{Model, ModelInfo, ModelSource, PredictError};
-use crate::registry::{Lookup, Registry};
 use contracts::ModelType;
+use model_runtime::model::{Model, ModelInfo, ModelSource, PredictError};
+use model_runtime::registry::{Lookup, Registry};
 
 /// HTTP API settings (`#[command(flatten)]`).
 #[derive(Debug, Clone, clap::Args)]
@@ -381,7 +381,7 @@ impl Drop for QueueSlot {
     }
 }
 
-fn response(model: &Model, forecast: crate::model::Forecast, n: usize) -> PredictResponse {
+fn response(model: &Model, forecast: model_runtime::model::Forecast, n: usize) -> PredictResponse {
     let (h, k) = (model.output_len(), model.n_targets());
     let forecasts = forecast.values.chunks(h * k).map(|w| w.chunks(k).map(<[f64]>::to_vec).collect()).collect();
     let timestamps = forecast.timestamps.map(|ts| ts.chunks(h).map(<[i64]>::to_vec).collect());

@@ -12,7 +12,7 @@
 //!   number, and the model file must have the SHA-256 recorded at training.
 //!   The model is loaded (ONNX through tract, Prophet from its saved
 //!   parameters) and swapped in atomically; requests in flight finish on the
-//!   old one. Promotions always win over the fast path ([`registry::supersedes`]).
+//!   old one. Promotions always win over the fast path ([`model_runtime::registry::supersedes`]).
 //! - **inference-data**, in the shared group: batch inference over the test
 //!   set, JSONL + PNG to `inference-logs`, a summary to `performance-eval`;
 //!   the offset is committed after both are durable. A test set that arrives
@@ -25,24 +25,21 @@
 //! `DLQ-<topic>`.
 //!
 //! # Layout
-//! - [`model`]: a served model, its scaling, raw rows in, original units out.
-//! - [`net`]: the forward pass ([`net::Net`]) and its tract ONNX implementation.
-//! - [`prophet`]: Prophet models from `prophet.json`.
-//! - [`loader`]: artifacts from the MLflow artifact store in S3, `current.json`.
-//! - [`registry`]: the served models and the precedence rules.
+//! The model runtime (loaders, ONNX and Prophet nets, ensembles, the registry
+//! of served models) is the `model_runtime` crate; this crate is the service:
 //! - [`batch`]: batch inference over an inference-data test set.
 //! - [`follow`]: the model events, followed without a consumer group.
 //! - [`pending`]: requests parked until a model for their identifier is served.
 //! - [`http`]: the HTTP API and its backpressure.
 //! - [`service`]: the Kafka handler and start-up loading.
-//! - [`synthetic`]: hand-built ONNX models with a reference forward pass (tests, benches).
-//! - [`metrics`]: every `flts_inference_*` metric.
+//! - [`once`]: `--once`, one local file forecast with a local model directory, no broker.
+//! - [`metrics`]: every `flts_inference_*` metric (the runtime's included).
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use claim_check::{ClaimCheckStore, S3Args};
-use kafka_utils::{ConsumerArgs, ConsumerSettings, KafkaArgs, Producer};
+use kafka_utils::{ConsumerArgs, ConsumerSettings, KafkaArgs, Producer, StageRunner};
 use service_kit::admin::{self, AdminArgs, Readiness};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -50,26 +47,22 @@ use tracing::info;
 pub mod batch;
 pub mod follow;
 pub mod http;
-pub mod loader;
 pub mod metrics;
-pub mod model;
-pub mod net;
+pub mod once;
 pub mod pending;
-pub mod prophet;
-pub mod registry;
 pub mod service;
-pub mod synthetic;
 
 pub use batch::BatchArgs;
 pub use http::HttpArgs;
-pub use loader::{ArtifactDestination, Loader};
-pub use registry::Registry;
+use model_runtime::{ArtifactDestination, Loader, Registry};
 pub use service::{Service, Topics};
 
 /// Serve the promoted model over HTTP, batch-forecast test sets, report to performance-eval.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "inference", version, about)]
 pub struct Cli {
+    #[command(flatten)]
+    pub once: once::OnceArgs,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]
@@ -124,8 +117,15 @@ impl Cli {
     }
 }
 
-/// Run the service until `cancel` fires.
+/// Run the service until `cancel` fires (or one of its tasks ends: the HTTP
+/// API, the admin server, the model-event follower, the inference-data consumer).
 pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
+    if cli.once.once {
+        let (once, batch) = (cli.once.clone(), cli.batch.clone());
+        return tokio::task::spawn_blocking(move || once::run(&once, &batch).map(|_| ()))
+            .await
+            .context("--once task")?;
+    }
     cli.kafka.validate().context("check Kafka settings")?;
     cli.s3.validate().context("check S3 settings")?;
     metrics::init();
@@ -144,13 +144,16 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
         cli.topics(),
         cli.run_inference_on_train_success,
         cli.batch.clone(),
+        cli.consumer.clone(),
+        cancel.clone(),
     ));
 
-    // HTTP first: /healthz answers and /readyz says "not ready" while models load.
+    // HTTP and admin first: /healthz answers and /readyz says "not ready" while models load.
     let listener = http::bind(cli.http.http_addr).await?;
+    let mut stage =
+        StageRunner::start(&cli.kafka, producer, &cli.admin, admin::router(ready.clone()), cancel.clone()).await?;
     let api = http::router(http::Api::new(registry.clone(), cli.http.clone()), ready.clone());
-    let http_task = tokio::spawn(http::serve(listener, api, cli.http.header_timeout(), cancel.clone()));
-    let admin_task = tokio::spawn(admin::serve(cli.admin.metrics_addr, admin::router(ready.clone()), cancel.clone()));
+    stage.spawn("HTTP API", http::serve(listener, api, cli.http.header_timeout(), cancel.clone()));
 
     // Model events are followed without a group (see [`follow`]): their end
     // offsets first, then the pointers, then everything after those offsets.
@@ -159,47 +162,29 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
         model_topics.push(cli.model_training_topic.clone());
     }
     let Some(start) = follow::wait_end_offsets(&cli.kafka, &model_topics, &cancel).await else {
-        return Ok(());
+        return stage.run().await;
     };
-    let loaded = service.load_promotions(&cli.identifiers, &cancel).await.context("load promoted models")?;
+    let loaded = match service.load_promotions(&cli.identifiers, &cancel).await {
+        Ok(n) => n,
+        Err(e) => {
+            cancel.cancel();
+            let _ = stage.run().await;
+            return Err(e.context("load promoted models"));
+        }
+    };
     info!(loaded, "promoted models loaded; following model events");
-    let models =
-        follow::run(cli.kafka.clone(), start, service.clone(), producer.clone(), cli.consumer.clone(), cancel.clone());
+    stage.spawn(
+        "model-event follower",
+        follow::run(cli.kafka.clone(), start, service.clone(), cli.consumer.clone(), cancel.clone()),
+    );
     let data = ConsumerSettings {
         service: "inference".into(),
         group_id: cli.group_id.clone(),
         topics: vec![cli.inference_data_topic.clone()],
         args: cli.consumer.clone(),
     };
-    let (models_result, data_result) = tokio::join!(
-        async {
-            let result = models.await;
-            cancel.cancel();
-            result
-        },
-        run_consumer(&cli.kafka, data, producer.clone(), service.clone(), cancel.clone()),
-    );
-    cancel.cancel();
-    let _ = producer.flush(std::time::Duration::from_secs(10));
-    http_task.await.context("HTTP task")?.context("HTTP API")?;
-    admin_task.await.context("admin server task")?.context("admin server")?;
-    models_result.context("model-event follower")?;
-    data_result.context("inference-data consumer")?;
-    Ok(())
-}
-
-/// One consumer loop; when it stops (error or shutdown) the whole service stops.
-async fn run_consumer(
-    kafka: &KafkaArgs,
-    settings: ConsumerSettings,
-    producer: Producer,
-    service: Arc<Service>,
-    cancel: CancellationToken,
-) -> anyhow::Result<()> {
-    let result = kafka_utils::consumer::run(kafka, settings, producer, service, cancel.clone()).await;
-    cancel.cancel();
-    result?;
-    Ok(())
+    stage.consume(data, service);
+    stage.run().await
 }
 
 #[cfg(test)]
@@ -207,5 +192,16 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn once_needs_no_broker_settings() {
+        use clap::Parser as _;
+        let cli =
+            super::Cli::try_parse_from(["inference", "--once", "--model", "m", "--input", "in.csv", "--output", "out"])
+                .unwrap();
+        assert!(cli.once.once);
+        assert_eq!(cli.once.model_dir.as_deref(), Some(std::path::Path::new("m")));
+        assert!(super::Cli::try_parse_from(["inference", "--model", "m"]).is_err(), "--model needs --once");
     }
 }

@@ -7,6 +7,9 @@ use prometheus::{
     register_int_counter_vec, register_int_gauge,
 };
 
+// The model runtime's families (forward passes, loads, served models, errors).
+pub use model_runtime::metrics::{DIGEST_FAILURES, ERRORS, MODEL_LOADS, MODEL_SECONDS, MODELS_LOADED, WINDOWS};
+
 /// HTTP requests answered, by route and status code.
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("flts_inference_http_requests_total", "HTTP requests answered", &["route", "status"])
@@ -30,38 +33,6 @@ pub static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
         .expect("metric registered once")
 });
 
-/// Time a model spent forecasting, by path (`http`, `batch`).
-pub static MODEL_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
-    register_histogram_vec!(
-        "flts_inference_model_seconds",
-        "Time spent in the model's forward pass",
-        &["path"],
-        vec![0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0]
-    )
-    .expect("metric registered once")
-});
-
-/// Windows forecast, by path (`http`, `batch`).
-pub static WINDOWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("flts_inference_windows_total", "Forecast windows", &["path"])
-        .expect("metric registered once")
-});
-
-/// Model loads by model type, source (`promotion`, `training`, `startup`) and outcome.
-pub static MODEL_LOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
-        "flts_inference_model_loads_total",
-        "Model load attempts",
-        &["model_type", "source", "outcome"]
-    )
-    .expect("metric registered once")
-});
-
-/// Models currently served (one per identifier).
-pub static MODELS_LOADED: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("flts_inference_models_loaded", "Models currently served").expect("metric registered once")
-});
-
 /// Rows of test data read by batch inference.
 pub static BATCH_ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!("flts_inference_batch_rows_total", "Test rows read by batch inference", &["identifier"])
@@ -74,12 +45,6 @@ pub static BATCH_RUNS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         .expect("metric registered once")
 });
 
-/// Errors by kind (`bad_request`, `overloaded`, `model`, `batch`, `load`).
-pub static ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("flts_inference_errors_total", "Errors by kind", &["kind"])
-        .expect("metric registered once")
-});
-
 /// Inference-data requests that arrived before any model was served for their
 /// identifier, by event: `parked` (written to `pending/`), `run` (forecast and
 /// deleted once a model was installed), `dead_lettered` (failed for good when run).
@@ -88,17 +53,6 @@ pub static PARKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "flts_inference_parked_requests_total",
         "Inference-data requests parked until a model is served, by event",
         &["event"]
-    )
-    .expect("metric registered once")
-});
-
-/// Model files refused because their SHA-256 is not the one recorded at
-/// training (or none was recorded). The previous model, if any, stays
-/// served. No identifier label: identifiers come from input.
-pub static DIGEST_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
-        "flts_inference_model_digest_failures_total",
-        "Model files refused because their SHA-256 differs from the one recorded at training"
     )
     .expect("metric registered once")
 });
@@ -119,35 +73,23 @@ pub const ROUTES: [&str; 6] = ["/predict", "/model", "/healthz", "/readyz", "/me
 /// fresh inference's /metrics lists them before the first request or record.
 /// Call once at start (a new family here belongs in this list too).
 pub fn init() {
+    model_runtime::metrics::init();
     for route in ROUTES {
         LATENCY.with_label_values(&[route]);
         REQUESTS.with_label_values(&[route, "200"]);
     }
     QUEUE_DEPTH.set(0);
-    for path in ["http", "batch"] {
-        MODEL_SECONDS.with_label_values(&[path]);
-        WINDOWS.with_label_values(&[path]);
-    }
-    for model_type in ["gru", "lstm", "prophet"] {
-        for source in ["promotion", "training"] {
-            for outcome in ["ok", "error"] {
-                MODEL_LOADS.with_label_values(&[model_type, source, outcome]);
-            }
-        }
-    }
-    MODELS_LOADED.set(0);
     // Labelled by identifier: the family shows with the first batch.
     LazyLock::force(&BATCH_ROWS);
     for outcome in ["ok", "error"] {
         BATCH_RUNS.with_label_values(&[outcome]);
     }
-    for kind in ["bad_request", "overloaded", "model", "batch", "load", "bad_data"] {
+    for kind in ["bad_request", "overloaded", "model", "batch"] {
         ERRORS.with_label_values(&[kind]);
     }
     for event in ["parked", "run", "dead_lettered"] {
         PARKED.with_label_values(&[event]);
     }
-    LazyLock::force(&DIGEST_FAILURES);
     LazyLock::force(&UNCONFIRMED_PROMOTIONS);
 }
 

@@ -16,18 +16,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use claim_check::StoreError;
+use contracts::error::Code;
 use contracts::promotion::Confirmation;
 use contracts::{FailureKind, InferenceData, ModelSelected, ModelTraining};
-use kafka_utils::{HandlerError, ProduceError, Producer, Record};
+use kafka_utils::backoff::{self, Stopped, Wait};
+use kafka_utils::{Backoff, ConsumerArgs, HandlerError, Producer, Record, dlq};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::batch::{self, BatchArgs, BatchError};
-use crate::loader::{LoadError, Loader};
+use crate::batch::{self, BatchArgs};
 use crate::metrics;
-use crate::model::{Model, ModelSpec};
 use crate::pending::{self, Parked};
-use crate::registry::Registry;
+use model_runtime::loader::{LoadError, Loader};
+use model_runtime::model::{Model, ModelSpec};
+use model_runtime::registry::Registry;
 
 /// Topic names the service reads and writes.
 #[derive(Debug, Clone)]
@@ -59,34 +61,27 @@ pub struct Service {
     /// Load a fresh SUCCESS model at once (RUN_INFERENCE_ON_TRAIN_SUCCESS).
     pub fast_path: bool,
     pub batch: BatchArgs,
+    /// The consumer settings (the DLQ writer's retry schedule).
+    consumer: ConsumerArgs,
+    /// The process's shutdown.
+    cancel: CancellationToken,
     /// Held while parking a request and while running parked ones.
     parking: tokio::sync::Mutex<()>,
 }
 
-fn load_err(e: LoadError) -> HandlerError {
-    HandlerError::classify(e.is_retryable(), e.code(), e)
-}
-
-fn batch_err(e: BatchError) -> HandlerError {
-    HandlerError::classify(e.is_retryable(), e.code(), e)
-}
-
-fn store_err(e: StoreError) -> HandlerError {
-    HandlerError::classify(e.is_retryable(), e.code(), e)
-}
-
-fn publish_err(e: ProduceError) -> HandlerError {
-    HandlerError::classify(e.is_retryable(), "publish_failed", e)
-}
+/// Start-up S3 reads are retried until they work or shutdown comes.
+const STARTUP_RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 
 fn check_ids(identifier: &str, config_hash: &str) -> Result<(), HandlerError> {
-    contracts::topics::validate_identifier(identifier).map_err(|e| HandlerError::permanent("invalid_identifier", e))?;
+    contracts::topics::validate_identifier(identifier)
+        .map_err(|e| HandlerError::permanent(Code::InvalidIdentifier, e))?;
     contracts::topics::validate_config_hash(config_hash)
-        .map_err(|e| HandlerError::permanent("invalid_config_hash", e))?;
+        .map_err(|e| HandlerError::permanent(Code::InvalidConfigHash, e))?;
     Ok(())
 }
 
 impl Service {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: Arc<Registry>,
         loader: Loader,
@@ -94,8 +89,11 @@ impl Service {
         topics: Topics,
         fast_path: bool,
         batch: BatchArgs,
+        consumer: ConsumerArgs,
+        cancel: CancellationToken,
     ) -> Self {
-        Service { registry, loader, producer, topics, fast_path, batch, parking: tokio::sync::Mutex::new(()) }
+        let parking = tokio::sync::Mutex::new(());
+        Service { registry, loader, producer, topics, fast_path, batch, consumer, cancel, parking }
     }
 
     /// Load and install `spec` unless the served model takes precedence.
@@ -128,59 +126,49 @@ impl Service {
     /// `cancel` (then it returns what it loaded); a broken model is logged and
     /// skipped.
     pub async fn load_promotions(&self, identifiers: &[String], cancel: &CancellationToken) -> anyhow::Result<usize> {
-        let mut backoff = Duration::from_millis(500);
-        let ids = loop {
-            let listed = if identifiers.is_empty() {
-                self.loader.promoted_identifiers().await
-            } else {
-                Ok(identifiers.to_vec())
-            };
-            match listed {
-                Ok(ids) => break ids,
-                Err(e) if e.is_retryable() => {
-                    warn!(error = %e, "cannot list promotions yet; retrying in {backoff:?}");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = cancel.cancelled() => return Ok(0),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let listed = backoff::retry(
+            STARTUP_RETRY,
+            cancel,
+            || async {
+                if identifiers.is_empty() { self.loader.promoted_identifiers().await } else { Ok(identifiers.to_vec()) }
+            },
+            |e, wait| warn!(error = %e, "cannot list promotions yet; retrying in {wait:?}"),
+        )
+        .await;
+        let ids = match listed {
+            Ok(ids) => ids,
+            Err(Stopped::Cancelled) => return Ok(0),
+            Err(Stopped::Permanent(e) | Stopped::Exhausted(e, _)) => return Err(e.into()),
         };
         let mut loaded = 0;
         for id in ids {
-            let mut backoff = Duration::from_millis(500);
-            loop {
-                match self.load_current(&id).await {
-                    Ok(Some(_)) => loaded += 1,
-                    Ok(None) => info!(identifier = %id, "no promotion recorded"),
-                    Err(e) if e.is_retryable() => {
-                        warn!(identifier = %id, error = %e, "promotion not loaded yet; retrying in {backoff:?}");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = cancel.cancelled() => return Ok(loaded),
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                        continue;
-                    }
-                    Err(e) => error!(identifier = %id, error = %e, "promoted model cannot be served"),
+            let current = backoff::retry(
+                STARTUP_RETRY,
+                cancel,
+                || self.load_current(&id),
+                |e, wait| warn!(identifier = %id, error = %e, "promotion not loaded yet; retrying in {wait:?}"),
+            )
+            .await;
+            match current {
+                Ok(Some(_)) => loaded += 1,
+                Ok(None) => info!(identifier = %id, "no promotion recorded"),
+                Err(Stopped::Cancelled) => return Ok(loaded),
+                Err(Stopped::Permanent(e) | Stopped::Exhausted(e, _)) => {
+                    error!(identifier = %id, error = %e, "promoted model cannot be served")
                 }
-                break;
             }
             // Requests parked before this instance stopped run now, before any event.
-            let mut backoff = Duration::from_millis(500);
+            let mut schedule = STARTUP_RETRY.start();
             loop {
                 match self.run_parked(&id).await {
                     Ok(_) => {}
+                    Err(e) if e.disposition == kafka_utils::Disposition::Cancelled => return Ok(loaded),
                     Err(e) if e.disposition == kafka_utils::Disposition::Retryable => {
-                        warn!(identifier = %id, error = %e, "parked requests not run yet; retrying in {backoff:?}");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = cancel.cancelled() => return Ok(loaded),
+                        warn!(identifier = %id, error = %e, "parked requests not run yet; retrying");
+                        match schedule.wait(cancel).await {
+                            Wait::Retry(_) => continue,
+                            Wait::Cancelled | Wait::Exhausted => return Ok(loaded),
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                        continue;
                     }
                     Err(e) => error!(identifier = %id, error = %e, "parked requests cannot be run"),
                 }
@@ -202,18 +190,18 @@ impl Service {
         let _parking = self.parking.lock().await;
         let bucket = &self.batch.logs_bucket;
         let store = self.loader.store();
-        let keys = store.list(bucket, &pending::prefix(identifier)).await.map_err(store_err)?;
+        let keys = store.list(bucket, &pending::prefix(identifier)).await?;
         let mut ran = 0;
         for (key, _) in keys.iter().filter(|(k, _)| pending::is_parked_key(k)) {
             let bytes = match store.get_object(bucket, key).await {
                 Ok(b) => b,
                 Err(StoreError::NotFound { .. }) => continue, // already run (by another replica)
-                Err(e) => return Err(store_err(e)),
+                Err(e) => return Err(e.into()),
             };
             let outcome = match serde_json::from_slice::<Parked>(&bytes) {
                 Ok(parked) => {
                     let model =
-                        self.registry.get(Some(identifier)).map_err(|e| HandlerError::retryable("no_model", e))?;
+                        self.registry.get(Some(identifier)).map_err(|e| HandlerError::retryable(Code::NoModel, e))?;
                     info!(identifier, key = %key, version = %model.info.version, offset = parked.offset, "running a parked request");
                     match self.forecast(&parked.request, model).await {
                         Ok(()) => Ok(()),
@@ -235,18 +223,42 @@ impl Service {
             };
             if let Err((record, kind, e)) = outcome {
                 error!(identifier, key = %key, error = %e, "parked request failed for good; dead-lettering it");
-                let env =
-                    kafka_utils::dlq::envelope(&record, kind, &e, 1, "inference", self.producer.max_message_bytes());
-                let dlq = contracts::topics::dlq_topic(&self.topics.inference_data);
-                self.producer.send_json(&dlq, Some(identifier), &env).await.map_err(publish_err)?;
+                if !self.dead_letter(&record, kind, &e, 1).await {
+                    // Shutdown came first: the request stays parked for the next start.
+                    return Err(HandlerError::cancelled());
+                }
                 metrics::PARKED.with_label_values(&["dead_lettered"]).inc();
             } else {
                 metrics::PARKED.with_label_values(&["run"]).inc();
                 ran += 1;
             }
-            store.delete(bucket, key).await.map_err(store_err)?;
+            store.delete(bucket, key).await?;
         }
         Ok(ran)
+    }
+
+    /// Dead-letter a parked request the way the consumer loop dead-letters a
+    /// record ([`kafka_utils::dlq::write`] to `DLQ-<its topic>`, retried until
+    /// acknowledged, counted in `flts_kafka_records_dead_lettered_total`).
+    /// False when shutdown came first.
+    pub(crate) async fn dead_letter(
+        &self,
+        record: &Record,
+        kind: FailureKind,
+        e: &HandlerError,
+        attempts: u32,
+    ) -> bool {
+        let env = dlq::envelope(record, kind, e, attempts, "inference", self.producer.max_message_bytes());
+        let topic = contracts::topics::dlq_topic(&record.topic);
+        match dlq::write(&self.producer, &topic, record, &env, &self.consumer, &self.cancel).await {
+            dlq::Written::Cancelled => false,
+            dlq::Written::Sent | dlq::Written::Minimal => {
+                let label = if kind == FailureKind::Decode { "decode" } else { "permanent" };
+                kafka_utils::metrics::DEAD_LETTERED.with_label_values(&[record.topic.as_str(), label]).inc();
+                true
+            }
+            dlq::Written::Dropped => true,
+        }
     }
 
     /// Write `data` to `pending/` (no model is served for it yet).
@@ -258,13 +270,9 @@ impl Service {
             parked_at: Utc::now(),
             request: data.clone(),
         };
-        let body = serde_json::to_vec(&parked).map_err(|e| HandlerError::permanent("encode_failed", e))?;
+        let body = serde_json::to_vec(&parked).map_err(|e| HandlerError::permanent(Code::EncodeFailed, e))?;
         let key = pending::key(data);
-        self.loader
-            .store()
-            .put(&self.batch.logs_bucket, &key, Bytes::from(body), "application/json")
-            .await
-            .map_err(store_err)?;
+        self.loader.store().put(&self.batch.logs_bucket, &key, Bytes::from(body), "application/json").await?;
         metrics::PARKED.with_label_values(&["parked"]).inc();
         info!(identifier = %data.identifier, config_hash = %data.config_hash, key = %key,
             "no model is served for this identifier yet: request parked until one is installed");
@@ -273,11 +281,8 @@ impl Service {
 
     /// Batch inference with `model`, then the summary to performance-eval.
     async fn forecast(&self, data: &InferenceData, model: Arc<Model>) -> Result<(), HandlerError> {
-        let eval = batch::run(self.loader.store(), &self.batch, data, model).await.map_err(batch_err)?;
-        self.producer
-            .send_json(&self.topics.performance_eval, Some(&eval.identifier), &eval)
-            .await
-            .map_err(publish_err)?;
+        let eval = batch::run(self.loader.store(), &self.batch, data, model).await?;
+        self.producer.send_json(&self.topics.performance_eval, Some(&eval.identifier), &eval).await?;
         Ok(())
     }
 
@@ -286,9 +291,9 @@ impl Service {
     /// not confirm is refused ([`contracts::promotion::confirm`]).
     async fn on_selected(&self, ev: ModelSelected) -> Result<(), HandlerError> {
         check_ids(&ev.identifier, &ev.config_hash)?;
-        crate::loader::check_limits(&ModelSpec::from_selected(&ev)).map_err(load_err)?;
+        model_runtime::loader::check_limits(&ModelSpec::from_selected(&ev))?;
         info!(identifier = %ev.identifier, model_type = %ev.model_type, run_id = %ev.run_id, sequence = ev.sequence, "promotion received");
-        let pointer = self.loader.current(&ev.identifier).await.map_err(load_err)?;
+        let pointer = self.loader.current(&ev.identifier).await?;
         match contracts::promotion::confirm(&ev, pointer.as_ref()) {
             Confirmation::Current => {}
             Confirmation::Superseded { record, pointer } => {
@@ -297,11 +302,11 @@ impl Service {
             Confirmation::Unconfirmed(why) => {
                 metrics::UNCONFIRMED_PROMOTIONS.inc();
                 error!(identifier = %ev.identifier, run_id = %ev.run_id, "refusing an unconfirmed promotion: {why}");
-                return Err(HandlerError::permanent("unconfirmed_promotion", why));
+                return Err(HandlerError::permanent(Code::UnconfirmedPromotion, why));
             }
         }
         let Some(pointer) = pointer else { return Ok(()) };
-        self.offer(&ModelSpec::from_selected(&pointer)).await.map_err(load_err)?;
+        self.offer(&ModelSpec::from_selected(&pointer)).await?;
         self.run_parked(&ev.identifier).await?;
         Ok(())
     }
@@ -316,7 +321,7 @@ impl Service {
             debug!(identifier = %ev.identifier, "fast path off: SUCCESS event ignored");
             return Ok(());
         }
-        self.offer(&spec).await.map_err(load_err)?;
+        self.offer(&spec).await?;
         // RUN_INFERENCE_ON_TRAIN_SUCCESS: the fresh model serves parked requests too.
         self.run_parked(&ev.identifier).await?;
         Ok(())
@@ -326,7 +331,7 @@ impl Service {
         check_ids(&data.identifier, &data.config_hash)?;
         let served = match self.registry.get(Some(&data.identifier)) {
             Ok(m) => Some(m),
-            Err(_) => self.load_current(&data.identifier).await.map_err(load_err)?,
+            Err(_) => self.load_current(&data.identifier).await?,
         };
         let model = match served {
             Some(m) => m,
@@ -365,7 +370,7 @@ impl kafka_utils::Handler for Service {
         } else if record.topic == t.inference_data {
             self.on_inference_data(record, record.decode()?).await
         } else {
-            Err(HandlerError::permanent("unexpected_topic", format!("inference does not read `{}`", record.topic)))
+            Err(HandlerError::permanent(Code::UnexpectedTopic, format!("inference does not read `{}`", record.topic)))
         }
     }
 }

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use contracts::{ModelArtifact, ModelFormat, ModelType};
 use inference::http::{self, Api, HttpArgs, ModelsResponse, PredictResponse};
-use inference::model::{Model, ModelInfo, ModelSource, ModelSpec};
-use inference::net::{Net, NetError, NetInput};
-use inference::synthetic::{Cell, NetSpec, SyntheticNet};
-use inference::{Registry, loader};
+use model_runtime::model::{Model, ModelInfo, ModelSource, ModelSpec};
+use model_runtime::net::{Net, NetError, NetInput};
+use model_runtime::synthetic::{Cell, NetSpec, SyntheticNet};
+use model_runtime::{Registry, loader};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use series::{Scaler, ScalerColumn, ScalerKind};
@@ -50,10 +50,7 @@ fn spec(identifier: &str, run_id: &str) -> ModelSpec {
 fn scaler() -> Scaler {
     Scaler {
         kind: ScalerKind::MinMax,
-        columns: vec![
-            ScalerColumn::new("load".into(), 100.0, 50.0),
-            ScalerColumn::new("temp".into(), -5.0, 40.0),
-        ],
+        columns: vec![ScalerColumn::new("load".into(), 100.0, 50.0), ScalerColumn::new("temp".into(), -5.0, 40.0)],
     }
 }
 

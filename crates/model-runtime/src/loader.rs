@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use claim_check::{ClaimCheckStore, StoreError};
 use contracts::ensemble::{EnsembleManifest, EnsembleMember};
+use contracts::error::{Classified, Code};
 use contracts::promotion::{self, ModelLimits};
 use contracts::{ModelFormat, ModelSelected};
 use series::Scaler;
@@ -33,18 +34,17 @@ pub enum LoadError {
     Digest(String),
 }
 
-impl LoadError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, LoadError::Store(e) if e.is_retryable())
-    }
-    /// Short machine-readable cause.
-    pub fn code(&self) -> &'static str {
+impl Classified for LoadError {
+    fn code(&self) -> Code {
         match self {
-            LoadError::Store(e) => e.code(),
-            LoadError::Invalid(_) => "invalid_model",
-            LoadError::BadData(_) => "bad_data",
-            LoadError::Digest(_) => "digest_mismatch",
+            LoadError::Store(e) => Classified::code(e),
+            LoadError::Invalid(_) => Code::InvalidModel,
+            LoadError::BadData(_) => Code::BadData,
+            LoadError::Digest(_) => Code::DigestMismatch,
         }
+    }
+    fn is_retryable(&self) -> bool {
+        matches!(self, LoadError::Store(e) if Classified::is_retryable(e))
     }
 }
 
@@ -217,6 +217,39 @@ impl Loader {
         info!(count = ids.len(), "promoted identifiers found");
         Ok(ids)
     }
+}
+
+/// Load a model from a local directory as `train-gru --once --output DIR`
+/// (or `train-lstm`, `prophet`) writes it: `event.json` (the SUCCESS event,
+/// with the artifact's shapes and the model file's SHA-256) beside the model
+/// file and `scaler.json`. Files are looked up at their artifact path under
+/// `dir` (`model/model.onnx`, as in an MLflow run) and then by file name.
+/// Blocking.
+pub fn load_dir(dir: &std::path::Path) -> Result<Arc<Model>, LoadError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| LoadError::Invalid(format!("read {}: {e}", path.display())))
+    };
+    let event: contracts::ModelTraining = serde_json::from_slice(&read(&dir.join("event.json"))?)
+        .map_err(|e| LoadError::Invalid(format!("{}/event.json is not a model-training event: {e}", dir.display())))?;
+    let spec = ModelSpec::from_training(&event).ok_or_else(|| {
+        LoadError::Invalid(format!("{}/event.json is not a SUCCESS event: no model to load", dir.display()))
+    })?;
+    if spec.artifact.format == ModelFormat::Ensemble {
+        return Err(LoadError::Invalid("an ensemble directory cannot be loaded from local files".into()));
+    }
+    check_limits(&spec)?;
+    let find = |artifact_path: &str| {
+        let nested = dir.join(artifact_path);
+        let name = std::path::Path::new(artifact_path).file_name().map(|n| dir.join(n));
+        match name {
+            Some(flat) if !nested.exists() => flat,
+            _ => nested,
+        }
+    };
+    let model_bytes = read(&find(&spec.artifact.path))?;
+    verify_digest(&spec, &model_bytes)?;
+    let scaler = parse_scaler(&read(&find(&spec.artifact.scaler_path))?, &spec.artifact.scaler_path)?;
+    build(&spec, &model_bytes, scaler)
 }
 
 /// Check every size `spec` states against [`ModelLimits`] before anything is

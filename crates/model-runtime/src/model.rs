@@ -99,6 +99,43 @@ impl ModelSpec {
         })
     }
 
+    /// A promoted ONNX model at `model/model.onnx` (scaler `model/scaler.json`)
+    /// of run `run_id`: sequence 1, promoted now, no digest, no test metrics.
+    /// What tests and benches build models from.
+    pub fn promoted_onnx(
+        identifier: &str,
+        model_type: ModelType,
+        run_id: &str,
+        (input_len, output_len): (u32, u32),
+        features: Vec<String>,
+        targets: Vec<String>,
+    ) -> Self {
+        ModelSpec {
+            identifier: identifier.into(),
+            model_type,
+            run_id: run_id.into(),
+            config_hash: "cfg".into(),
+            artifact_uri: format!("mlflow-artifacts:/0/{run_id}/artifacts"),
+            artifact: ModelArtifact {
+                format: ModelFormat::Onnx,
+                path: "model/model.onnx".into(),
+                scaler_path: "model/scaler.json".into(),
+                input_len,
+                output_len,
+                features,
+                targets,
+            },
+            source: ModelSource::Promotion,
+            promotion_time: Some(Utc::now()),
+            sequence: 1,
+            model_sha256: None,
+            trained_at: None,
+            test_rmse: 0.0,
+            test_mae: 0.0,
+            test_mse: 0.0,
+        }
+    }
+
     /// `<MODEL_TYPE>/<run_id>`: what `/predict` answers as the model version.
     pub fn version(&self) -> String {
         format!("{}/{}", self.model_type, self.run_id)
@@ -554,10 +591,10 @@ pub(crate) mod tests {
     use series::{ScalerColumn, ScalerKind};
 
     /// Forecasts the mean of the last row's features for every step and target.
-    pub(crate) struct MeanNet {
-        pub(crate) input_len: usize,
-        pub(crate) n_features: usize,
-        pub(crate) out: usize,
+    struct MeanNet {
+        input_len: usize,
+        n_features: usize,
+        out: usize,
     }
 
     impl Net for MeanNet {
@@ -579,30 +616,15 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn spec(features: &[&str], targets: &[&str], input_len: u32, output_len: u32) -> ModelSpec {
-        ModelSpec {
-            identifier: "site".into(),
-            model_type: ModelType::Gru,
-            run_id: "run1".into(),
-            config_hash: "hash".into(),
-            artifact_uri: "mlflow-artifacts:/1/run1/artifacts".into(),
-            artifact: ModelArtifact {
-                format: ModelFormat::Onnx,
-                path: "model/model.onnx".into(),
-                scaler_path: "model/scaler.json".into(),
-                input_len,
-                output_len,
-                features: features.iter().map(|s| s.to_string()).collect(),
-                targets: targets.iter().map(|s| s.to_string()).collect(),
-            },
-            source: ModelSource::Promotion,
-            promotion_time: Some(Utc::now()),
-            sequence: 1,
-            model_sha256: None,
-            trained_at: None,
-            test_rmse: 0.1,
-            test_mae: 0.08,
-            test_mse: 0.01,
-        }
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect();
+        ModelSpec::promoted_onnx(
+            "site",
+            ModelType::Gru,
+            "run1",
+            (input_len, output_len),
+            names(features),
+            names(targets),
+        )
     }
 
     fn scaler() -> Scaler {

@@ -2,40 +2,18 @@
 //! what the trained network computes, for both cells, one and several
 //! features and layers, single windows and batches beyond one tract plan.
 
-use chrono::Utc;
-use contracts::{ModelArtifact, ModelFormat, ModelType};
-use inference::loader;
-use inference::model::{ModelSource, ModelSpec};
+use contracts::ModelType;
+use model_runtime::loader;
+use model_runtime::model::ModelSpec;
 use series::{Scaler, ScalerColumn, ScalerKind};
 
 fn check(cell: nn::CellKind, n_features: usize, layers: usize, output_len: usize) {
     let config = nn::ModelConfig { cell, n_features, hidden: 12, layers, input_len: 10, n_outputs: output_len };
     let net = nn::Network::new(config, 9);
     let features: Vec<String> = (0..n_features).map(|i| format!("f{i}")).collect();
-    let spec = ModelSpec {
-        identifier: "site".into(),
-        model_type: if cell == nn::CellKind::Gru { ModelType::Gru } else { ModelType::Lstm },
-        run_id: "run".into(),
-        config_hash: "cfg".into(),
-        artifact_uri: "s3://mlflow/1/run/artifacts".into(),
-        artifact: ModelArtifact {
-            format: ModelFormat::Onnx,
-            path: "model/model.onnx".into(),
-            scaler_path: "model/scaler.json".into(),
-            input_len: 10,
-            output_len: output_len as u32,
-            features: features.clone(),
-            targets: vec!["f0".into()],
-        },
-        source: ModelSource::Promotion,
-        promotion_time: Some(Utc::now()),
-        sequence: 1,
-        model_sha256: None,
-        trained_at: None,
-        test_rmse: 0.0,
-        test_mae: 0.0,
-        test_mse: 0.0,
-    };
+    let model_type = if cell == nn::CellKind::Gru { ModelType::Gru } else { ModelType::Lstm };
+    let shape = (10, output_len as u32);
+    let spec = ModelSpec::promoted_onnx("site", model_type, "run", shape, features.clone(), vec!["f0".into()]);
     let scaler = Scaler {
         kind: ScalerKind::MinMax,
         columns: features.iter().map(|f| ScalerColumn::new(f.clone(), 0.0, 1.0)).collect(),

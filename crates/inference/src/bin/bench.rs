@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use contracts::{ModelArtifact, ModelFormat, ModelType};
+use contracts::ModelType;
 use inference::http::{self, Api, HttpArgs};
-use inference::model::{ModelSource, ModelSpec};
-use inference::synthetic::{Cell, NetSpec, SyntheticNet};
-use inference::{Registry, loader};
+use model_runtime::model::ModelSpec;
+use model_runtime::synthetic::{Cell, NetSpec, SyntheticNet};
+use model_runtime::{Registry, loader};
 use series::{Scaler, ScalerColumn, ScalerKind};
 use service_kit::admin::Readiness;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -169,33 +169,12 @@ fn feature_names(n: usize) -> Vec<String> {
 }
 
 fn spec(m: &ModelArgs) -> ModelSpec {
-    ModelSpec {
-        identifier: "bench".into(),
-        model_type: match m.cell {
-            CellArg::Gru => ModelType::Gru,
-            CellArg::Lstm => ModelType::Lstm,
-        },
-        run_id: "synthetic".into(),
-        config_hash: "bench".into(),
-        artifact_uri: "s3://mlflow/bench".into(),
-        artifact: ModelArtifact {
-            format: ModelFormat::Onnx,
-            path: "model/model.onnx".into(),
-            scaler_path: "model/scaler.json".into(),
-            input_len: m.input_len as u32,
-            output_len: 1,
-            features: feature_names(m.features),
-            targets: feature_names(m.targets.min(m.features)),
-        },
-        source: ModelSource::Promotion,
-        promotion_time: Some(chrono::Utc::now()),
-        sequence: 1,
-        model_sha256: None,
-        trained_at: None,
-        test_rmse: 0.0,
-        test_mae: 0.0,
-        test_mse: 0.0,
-    }
+    let model_type = match m.cell {
+        CellArg::Gru => ModelType::Gru,
+        CellArg::Lstm => ModelType::Lstm,
+    };
+    let (features, targets) = (feature_names(m.features), feature_names(m.targets.min(m.features)));
+    ModelSpec::promoted_onnx("bench", model_type, "synthetic", (m.input_len as u32, 1), features, targets)
 }
 
 fn scaler(n: usize) -> Scaler {
