@@ -299,6 +299,9 @@ pub struct EnsembleReport {
     pub validation_score: f64,
     /// Its test metrics (scaled units), reported only.
     pub test: Option<Metrics>,
+    /// Its test NRMSE per target (RMSE / mean of the actuals), reported only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub test_nrmse: BTreeMap<String, f64>,
     /// Whether it beat every member on validation.
     pub beats_members: bool,
     /// The MLflow run eval composed (when it beat its members).

@@ -157,7 +157,7 @@ fn ensemble_candidate(r: &EnsembleReport) -> Candidate {
         scored_on: ScoredOn::Validation,
         validation: Some(r.validation),
         choice: r.members.iter().map(|m| (m.model_type.to_string(), format!("weight {:.4}", m.weight))).collect(),
-        test_nrmse: BTreeMap::new(),
+        test_nrmse: r.test_nrmse.clone(),
     }
 }
 
@@ -193,16 +193,18 @@ fn try_ensemble(inputs: &Inputs<'_>) -> Result<Option<EnsembleReport>, String> {
     let member_metrics: Vec<Metrics> = val.iter().map(|p| p.scaled_metrics(scales)).collect::<Result<_, _>>()?;
     let w = inverse_mse_weights(&member_metrics.iter().map(|m| m.mse).collect::<Vec<_>>())?;
     let validation = predictions::weighted(&val, &w).scaled_metrics(scales)?;
-    let test_metrics = predictions::weighted(&test, &w).scaled_metrics(scales)?;
+    let test_weighted = predictions::weighted(&test, &w);
+    let test_metrics = test_weighted.scaled_metrics(scales)?;
     let validation_score = inputs.weights.score(&validation);
     let member_scores: Vec<f64> = member_metrics.iter().map(|m| inputs.weights.score(m)).collect();
     let best_member = member_scores.iter().copied().fold(f64::INFINITY, f64::min);
+    // The gate compares RMSE, as for single models (crate::score).
     let naive = members
         .iter()
         .filter_map(|(_, ev)| success(ev))
-        .map(|s| score::best_baseline(score::basis(s).2, inputs.weights))
+        .map(|s| score::best_baseline_rmse(score::basis(s).2))
         .min_by(|a, b| a.1.total_cmp(&b.1));
-    let beats_naive = !inputs.gate || naive.as_ref().is_none_or(|(_, b)| validation_score < *b);
+    let beats_naive = !inputs.gate || naive.as_ref().is_none_or(|(_, b)| validation.rmse < *b);
     let beats_members = validation_score < best_member && beats_naive;
     let note = match (validation_score < best_member, beats_naive) {
         (true, true) => format!(
@@ -213,7 +215,7 @@ fn try_ensemble(inputs: &Inputs<'_>) -> Result<Option<EnsembleReport>, String> {
         ),
         (true, false) => {
             let (name, b) = naive.unwrap_or_default();
-            format!("the ensemble's validation score {validation_score:.6} does not beat the {name} baseline {b:.6}")
+            format!("the ensemble's validation RMSE {:.6} does not beat the {name} baseline's {b:.6}", validation.rmse)
         }
     };
     Ok(Some(EnsembleReport {
@@ -232,6 +234,7 @@ fn try_ensemble(inputs: &Inputs<'_>) -> Result<Option<EnsembleReport>, String> {
         validation,
         validation_score,
         test: Some(test_metrics),
+        test_nrmse: test_weighted.nrmse(),
         beats_members,
         run_id: None,
         note,

@@ -8,7 +8,10 @@
 //!   its candidate says so (`scored_on = test`).
 //! - A candidate must beat the best naive baseline on the same windows (the
 //!   gate; can be switched off): the validation baselines when it is scored on
-//!   validation.
+//!   validation. The gate compares **RMSE**, the measure forecasts of load are
+//!   judged by (the study's NRMSE): on bursty series MAE favours the last
+//!   value, a median-like forecast, and a composite gate would hand a site
+//!   the naive forecast where the models forecast better by RMSE.
 //! - The winner is the lowest score among candidates that pass; a tie goes to
 //!   the newer training end time. What eval composes (an ensemble, a naive
 //!   baseline) is decided in [`crate::compose`] on the same scores.
@@ -46,6 +49,14 @@ pub fn best_baseline(baselines: &Baselines, weights: &Weights) -> (String, f64) 
     best
 }
 
+/// The best naive baseline of `baselines` by RMSE, the gate's measure: (name, RMSE).
+pub fn best_baseline_rmse(baselines: &Baselines) -> (String, f64) {
+    match &baselines.seasonal_naive {
+        Some(sn) if sn.rmse < baselines.last_value.rmse => ("seasonal_naive".to_string(), sn.rmse),
+        _ => ("last_value".to_string(), baselines.last_value.rmse),
+    }
+}
+
 /// Apply the rules to the final report of each model type.
 pub fn decide(reports: &BTreeMap<ModelType, ModelTraining>, weights: &Weights, gate: bool) -> Outcome {
     let mut candidates = Vec::new();
@@ -56,13 +67,15 @@ pub fn decide(reports: &BTreeMap<ModelType, ModelTraining>, weights: &Weights, g
                 let (scored_on, scored, baselines) = basis(s);
                 let score = weights.score(&scored);
                 let (name, b) = best_baseline(baselines, weights);
-                let passed = !gate || score < b;
+                let (gate_name, gate_rmse) = best_baseline_rmse(baselines);
+                let passed = !gate || scored.rmse < gate_rmse;
                 let on = match scored_on {
                     ScoredOn::Validation => "validation",
                     ScoredOn::Test => "test (the trainer reported no validation)",
                 };
-                let verdict = if passed { "vs" } else { "does not beat" };
-                let note = format!("{on} score {score:.6} {verdict} {name} baseline {b:.6}");
+                let verdict = if passed { "beats" } else { "does not beat" };
+                let note =
+                    format!("{on} score {score:.6}; RMSE {:.6} {verdict} {gate_name}'s {gate_rmse:.6}", scored.rmse);
                 candidates.push(Candidate {
                     model_type: *model_type,
                     run_id: ev.run_id.clone(),
@@ -286,6 +299,29 @@ pub(crate) mod tests {
             let gru = out.candidates.iter().find(|c| c.model_type == ModelType::Gru).expect("GRU");
             assert_eq!(gru.metrics.expect("test metrics reported").rmse, gru_test, "test metrics are reported");
         }
+    }
+
+    #[test]
+    fn the_gate_is_rmse_so_a_median_like_naive_forecast_cannot_shut_out_a_better_model() {
+        // Bursty series: the model's validation RMSE beats last value, its MAE does not
+        // (last value is right on every quiet step), so the composite score loses.
+        let mut ev = success(ModelType::Gru, 0.0090, 0.0092, 1);
+        if let TrainingStatus::Success(s) = &mut ev.status {
+            let v = s.validation.as_mut().unwrap();
+            v.metrics.mae = 0.0060;
+            v.baselines.last_value.mae = 0.0030;
+        }
+        let w = Weights::default();
+        let TrainingStatus::Success(s) = &ev.status else { unreachable!() };
+        let v = s.validation.as_ref().unwrap();
+        assert!(w.score(&v.metrics) > w.score(&v.baselines.last_value), "the composite favours last value");
+        let out = decide(&reports(vec![ev]), &w, true);
+        assert_eq!(out.winner, Some(0), "{:?}", out.candidates[0].note);
+        assert!(
+            out.candidates[0].note.contains("RMSE 0.009000 beats last_value's 0.009200"),
+            "{}",
+            out.candidates[0].note
+        );
     }
 
     #[test]
