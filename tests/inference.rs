@@ -106,6 +106,45 @@ fn metric(text: &str, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
 }
 
+/// A parked test set that fails for good when its model arrives (its Parquet
+/// was made for another config) is dead-lettered the way the consumer loop
+/// dead-letters: to `DLQ-<inference-data>` with its original bytes and
+/// offset, counted in `flts_kafka_records_dead_lettered_total` (issue 19
+/// item 5: before, a private path sent it without the metric).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_request_that_fails_for_good_is_dead_lettered_through_the_common_path() {
+    let w = World::new("parked-dlq").await;
+    let port = free_port();
+    let (cancel, task) = start(w.cli(port, false));
+    wait_alive(port).await;
+    let mut data = w.inference_data().await;
+    data.config_hash = claim_check::sha256_hex(b"another preprocess config");
+    w.send(&w.data_topic, &data).await;
+    wait_for_commit(&w.group, &w.data_topic, 0, 1, Duration::from_secs(60));
+    assert_eq!(w.parked().await, vec![inference::pending::key(&data)], "parked");
+
+    let sel = w.promotion(ModelType::Lstm, &synthetic(Cell::Lstm, 43)).await;
+    w.promote(&sel, true).await;
+    let dead = envelopes(&read_topic(&dlq_topic(&w.data_topic), 1, Duration::from_secs(60)));
+    assert_eq!(dead.len(), 1, "the parked request is dead-lettered");
+    assert_eq!(dead[0].error.code, "bad_test_data", "{:?}", dead[0].error);
+    assert_eq!((dead[0].original_topic.as_str(), dead[0].offset), (w.data_topic.as_str(), 0));
+    let (_, original) = kafka_utils::dlq::original_bytes(&dead[0]).expect("base64");
+    assert_eq!(decode::<InferenceData>(&original).expect("the request"), data);
+    assert!(w.parked().await.is_empty(), "the parked copy is deleted");
+    let metrics =
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.expect("metrics").text().await.expect("text");
+    let counted = metrics.lines().any(|l| {
+        l.starts_with("flts_kafka_records_dead_lettered_total{")
+            && l.contains(&format!("topic=\"{}\"", w.data_topic))
+            && l.contains("kind=\"permanent\"")
+            && l.ends_with(" 1")
+    });
+    assert!(counted, "dead letter counted for {}:\n{metrics}", w.data_topic);
+    cancel.cancel();
+    task.await.expect("join").expect("inference ran cleanly");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_request_survives_a_kill_and_runs_once_after_the_restart() {
     let w = World::new("park-kill").await;
