@@ -1,5 +1,5 @@
-# One image for every FLTS binary (preprocess, train-gru, train-lstm, prophet,
-# eval, inference, monitor, flts); docker-compose.yaml picks the binary per service.
+# One image for every FLTS binary: each stage of the topology (`flts topology
+# stages`) and the CLI `flts`; docker-compose.yaml picks the binary per service.
 #
 # The base images are build args so that a machine without a registry can
 # stand in its own (scripts/compose builds them from debootstrap). The
@@ -27,12 +27,9 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
-      -p preprocess -p train-nn -p prophet -p eval -p inference -p monitor -p flts \
+    cargo build --release --locked --workspace --bins \
  && mkdir /out \
- && cp target/release/preprocess target/release/train-gru target/release/train-lstm \
-       target/release/prophet target/release/eval target/release/inference target/release/monitor \
-       target/release/flts /out/
+ && for b in $(target/release/flts topology stages) flts; do cp "target/release/$b" /out/; done
 
 FROM runtime
 COPY --from=build /out/ /usr/local/bin/
