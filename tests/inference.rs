@@ -510,3 +510,41 @@ fn once_forecasts_raw_and_processed_files_with_a_trained_model_folder() {
     assert!(checked > 100, "only {checked} forecasts compared");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A BASELINE promotion (issue 18: eval's fallback when no model beats the
+/// naive forecasts) is plain ONNX (`nn::export_naive`) and is served like any
+/// model: the last-value baseline answers the window's last `load`, in
+/// original units, for every step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baseline_promotion_is_served_like_an_onnx_model() {
+    let w = World::new("baseline").await;
+    let spec = nn::NaiveSpec {
+        kind: nn::Naive::LastValue,
+        input_len: INPUT_LEN,
+        n_features: FEATURES.len(),
+        target_columns: vec![0],
+        output_len: OUTPUT_LEN,
+    };
+    let sel = w.promotion_of(ModelType::Baseline, nn::export_naive(&spec).expect("naive ONNX")).await;
+    w.promote(&sel, false).await;
+    let port = free_port();
+    let (cancel, task) = start(w.cli(port, false));
+    wait_served(port, Some(&format!("BASELINE/{}", sel.run_id)), Duration::from_secs(60)).await;
+    let window = raw_window(17);
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/predict"))
+        .header("content-type", "application/json")
+        .body(json!({ "window": window }).to_string())
+        .send()
+        .await
+        .expect("predict");
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    let last = window[INPUT_LEN - 1][0];
+    for s in 0..OUTPUT_LEN {
+        let got = v["forecasts"][0][s][0].as_f64().expect("number");
+        assert!(close(got, last, 1e-5), "step {s}: {got} vs the last value {last}");
+    }
+    cancel.cancel();
+    task.await.expect("join").expect("inference ran cleanly");
+}

@@ -131,9 +131,14 @@ impl World {
 
     /// A real MLflow run holding `net` as `model/model.onnx` and the scaler.
     pub async fn upload(&self, model_type: ModelType, net: &SyntheticNet) -> (String, String) {
+        self.upload_onnx(model_type, net.to_onnx()).await
+    }
+
+    /// A real MLflow run holding `onnx` as `model/model.onnx` and the scaler.
+    pub async fn upload_onnx(&self, model_type: ModelType, onnx: Vec<u8>) -> (String, String) {
         let run = self.mlflow.create_run(&self.experiment, model_type.as_str(), &[]).await.expect("run");
         let uri = run.info.artifact_uri.clone();
-        self.mlflow.upload_artifact(&uri, "model/model.onnx", net.to_onnx()).await.expect("upload model");
+        self.mlflow.upload_artifact(&uri, "model/model.onnx", onnx).await.expect("upload model");
         self.mlflow
             .upload_artifact(&uri, "model/scaler.json", scaler().to_json().into_bytes())
             .await
@@ -142,8 +147,13 @@ impl World {
     }
 
     pub async fn promotion(&self, model_type: ModelType, net: &SyntheticNet) -> ModelSelected {
-        let (run_id, artifact_uri) = self.upload(model_type, net).await;
-        self.selected(model_type, run_id, artifact_uri, self.artifact(ModelFormat::Onnx), &net.to_onnx())
+        self.promotion_of(model_type, net.to_onnx()).await
+    }
+
+    /// The promotion of an ONNX model of this world's shapes.
+    pub async fn promotion_of(&self, model_type: ModelType, onnx: Vec<u8>) -> ModelSelected {
+        let (run_id, artifact_uri) = self.upload_onnx(model_type, onnx.clone()).await;
+        self.selected(model_type, run_id, artifact_uri, self.artifact(ModelFormat::Onnx), &onnx)
     }
 
     /// The promotion of `model` (whose file is `model_file`) in run `run_id`.
