@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use claim_check::{ClaimCheckStore, StoreError};
+use contracts::error::Classified as _;
 use flts_tests::*;
 
 const BUCKET: &str = "processed-data";

@@ -50,20 +50,6 @@ impl Classified for StoreError {
     }
 }
 
-/// For callers without [`Classified`] in scope (crates/inference until it
-/// converts with `HandlerError::from`); both follow the trait.
-impl StoreError {
-    /// Whether the same call may succeed later (server or network trouble).
-    pub fn is_retryable(&self) -> bool {
-        Classified::is_retryable(self)
-    }
-
-    /// Short machine-readable cause (DLQ envelopes, metrics).
-    pub fn code(&self) -> &'static str {
-        Classified::code(self).as_str()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,15 +69,15 @@ mod tests {
     fn s3_trouble_is_retryable_s3_unavailable_and_refusals_are_permanent() {
         for status in [500, 503, 408, 429] {
             let e = service(status);
-            assert_eq!((Classified::code(&e), Classified::is_retryable(&e)), (Code::S3Unavailable, true), "{status}");
+            assert_eq!((e.code(), e.is_retryable()), (Code::S3Unavailable, true), "{status}");
         }
         for status in [400, 403] {
             let e = service(status);
-            assert_eq!((Classified::code(&e), Classified::is_retryable(&e)), (Code::S3ServiceError, false), "{status}");
+            assert_eq!((e.code(), e.is_retryable()), (Code::S3ServiceError, false), "{status}");
         }
         let away = StoreError::Transport { op: "put", bucket: "b".into(), key: "k".into(), message: "refused".into() };
-        assert_eq!((away.code(), away.is_retryable()), ("s3_unavailable", true), "the inherent pair agrees");
+        assert_eq!((away.code(), away.is_retryable()), (Code::S3Unavailable, true));
         let gone = StoreError::NotFound { bucket: "b".into(), key: "k".into() };
-        assert_eq!((gone.code(), gone.is_retryable()), ("object_not_found", false));
+        assert_eq!((gone.code(), gone.is_retryable()), (Code::ObjectNotFound, false));
     }
 }

@@ -476,6 +476,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use contracts::error::Classified as _;
+
     use super::*;
 
     #[test]

@@ -162,23 +162,14 @@ impl HandlerError {
     pub fn decode(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(Disposition::Decode, Code::Decode, source)
     }
-    /// Processing can never succeed for this record. `code` is a
-    /// [`Code`] (or, until every caller names one, its string).
+    /// Processing can never succeed for this record. `code` is a [`Code`]
+    /// (a string must be one of them: debug builds panic on any other).
     pub fn permanent(code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(Disposition::Permanent, code, source)
     }
     /// Processing may succeed later.
     pub fn retryable(code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(Disposition::Retryable, code, source)
-    }
-    /// Retryable or permanent as the failed operation says. Prefer
-    /// [`HandlerError::from_classified`] (or `?`), which takes both from the error.
-    pub fn classify(
-        retryable: bool,
-        code: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        if retryable { Self::retryable(code, source) } else { Self::permanent(code, source) }
     }
     /// The disposition and code of a [`Classified`] error: [`Code::Decode`]
     /// is a decode failure, [`Code::Cancelled`] a shutdown, any other code is
@@ -324,13 +315,6 @@ impl ConsumerArgs {
     pub fn retry_backoff(&self) -> Backoff {
         Backoff::new(Duration::from_millis(self.handler_backoff_ms), Duration::from_millis(self.handler_backoff_max_ms))
             .max_attempts(self.handler_max_attempts.max(1))
-    }
-
-    /// The upper bound of the wait after `attempt` failed attempts (no
-    /// jitter). Kept for inference's follower until it retries through
-    /// [`ConsumerArgs::retry_backoff`].
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        self.retry_backoff().ceiling(attempt)
     }
 
     /// Why `record` is refused before its handler (its key or headers exceed
@@ -898,12 +882,12 @@ mod tests {
             handler_max_attempts: 4,
             ..Default::default()
         };
-        let ceilings: Vec<u128> = [1, 2, 4, 5, 60].map(|n| args.backoff(n).as_millis()).to_vec();
+        let ceilings: Vec<u128> = [1, 2, 4, 5, 60].map(|n| args.retry_backoff().ceiling(n).as_millis()).to_vec();
         assert_eq!(ceilings, [100, 200, 800, 1_000, 1_000]);
         let mut schedule = args.retry_backoff().start_seeded(5);
         for n in 1..4 {
             let wait = schedule.next_delay().expect("attempts left");
-            assert!(wait <= args.backoff(n), "wait {n}: {wait:?}");
+            assert!(wait <= args.retry_backoff().ceiling(n), "wait {n}: {wait:?}");
         }
         assert_eq!(schedule.next_delay(), None, "4 attempts in all");
         let none = ConsumerArgs { handler_max_attempts: 0, ..Default::default() };

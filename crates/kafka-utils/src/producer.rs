@@ -78,12 +78,6 @@ impl Classified for ProduceError {
 }
 
 impl ProduceError {
-    /// [`Classified::is_retryable`], for callers without the trait in scope
-    /// (crates/inference until it adopts `HandlerError::from`).
-    pub fn is_retryable(&self) -> bool {
-        Classified::is_retryable(self)
-    }
-
     /// Whether this message can never be sent as it is (see [`is_permanent_code`]).
     pub fn is_permanent(&self) -> bool {
         match self {
@@ -345,8 +339,8 @@ mod tests {
     fn a_failed_send_is_publish_failed_and_retryable_only_while_the_broker_is_away() {
         let away = delivery(RDKafkaErrorCode::AllBrokersDown);
         let refused = delivery(RDKafkaErrorCode::MessageSizeTooLarge);
-        assert_eq!((away.code(), Classified::is_retryable(&away)), (Code::PublishFailed, true));
-        assert_eq!((refused.code(), Classified::is_retryable(&refused)), (Code::PublishFailed, false));
+        assert_eq!((away.code(), away.is_retryable()), (Code::PublishFailed, true));
+        assert_eq!((refused.code(), refused.is_retryable()), (Code::PublishFailed, false));
         assert_eq!(HandlerError::from(away).disposition, Disposition::Retryable);
         assert_eq!(HandlerError::from(refused).disposition, Disposition::Permanent);
     }
