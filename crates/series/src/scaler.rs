@@ -60,9 +60,12 @@ impl ScalerColumn {
         }
     }
 
-    /// `clip` in scaled units, if any.
+    /// `clip` in scaled units, if any, low first (a negative scale swaps them).
     pub fn scaled_clip(&self) -> Option<(f64, f64)> {
-        self.clip.map(|[lo, hi]| ((lo - self.offset) / self.scale, (hi - self.offset) / self.scale))
+        self.clip.map(|[lo, hi]| {
+            let (a, b) = ((lo - self.offset) / self.scale, (hi - self.offset) / self.scale);
+            (a.min(b), a.max(b))
+        })
     }
 }
 
@@ -353,6 +356,10 @@ mod tests {
         let mut bad = s.clone();
         bad.columns[0].clip = Some([3.0, 1.0]);
         assert!(bad.validate().is_err());
+        // A negative scale (valid, if never fitted) swaps the scaled bounds: no panic.
+        let mut neg = ScalerColumn::new("a".into(), 0.0, -2.0);
+        neg.clip = Some([0.0, 4.0]);
+        assert_eq!(neg.scaled_clip(), Some((-2.0, 0.0)));
     }
 
     #[test]

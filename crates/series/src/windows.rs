@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(kept.n, 4);
         assert_eq!(kept.y, vec![102., 103., 108., 109.]);
         assert_eq!(&kept.x[kept.x_stride() * 2..kept.x_stride() * 3], &[6., 106., 7., 107.]);
-        assert_eq!(w.without_rows(&vec![false; 10]), w);
+        assert_eq!(w.without_rows(&[false; 10]), w);
     }
 
     #[test]
