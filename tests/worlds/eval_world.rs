@@ -167,7 +167,7 @@ impl World {
         model_type: ModelType,
         rmse: f64,
         baseline_rmse: f64,
-        extra: Option<(Validation, Vec<(String, Vec<u8>)>)>,
+        extra: Option<(Validation, Vec<Artifact>)>,
     ) -> ModelTraining {
         let (validation, files) = match extra {
             Some((v, f)) => (Some(v), f),
@@ -294,6 +294,9 @@ impl World {
         envelopes(&read_topic(&topics::dlq_topic(&self.training), at_least, wait))
     }
 }
+
+/// A run artifact: its path and bytes.
+pub type Artifact = (String, Vec<u8>);
 
 /// The scale of `down` in the test datasets' scaler.
 pub const SCALE: f64 = 10.0;
