@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use contracts::error::Code;
 use contracts::topics::dlq_topic;
 use contracts::{DlqEnvelope, DlqError, FailureKind, V1};
 use flts_tests::*;
@@ -251,7 +252,7 @@ async fn an_envelope_refused_for_good_is_replaced_by_the_minimal_one_without_ret
         payload: vec![b'p'; 100_000],
         headers: vec![],
     };
-    let err = HandlerError::permanent("bad_data", "refused");
+    let err = HandlerError::permanent(Code::BadData, "refused");
     let env = dlq::envelope(&record, FailureKind::Permanent, &err, 1, "hostile-test", 1_000_000);
     assert_eq!(env.payload_truncated_from, None, "built whole for the larger limit");
     let started = Instant::now();

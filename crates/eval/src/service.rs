@@ -18,7 +18,7 @@ use tokio::sync::{Mutex, OnceCell};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use contracts::error::Classified as _;
+use contracts::error::{Classified as _, Code};
 
 use crate::metrics;
 use crate::predictions::{self, Predictions};
@@ -84,8 +84,8 @@ pub struct Eval {
 }
 
 /// A refused event: dead-lettered alone, counted by code.
-fn refuse(code: &'static str, message: String) -> HandlerError {
-    metrics::REFUSED.with_label_values(&[code]).inc();
+fn refuse(code: Code, message: String) -> HandlerError {
+    metrics::REFUSED.with_label_values(&[code.as_str()]).inc();
     HandlerError::permanent(code, message)
 }
 
@@ -109,12 +109,12 @@ fn compare(claimed: &TrainingSuccess, trusted: &TrainingSuccess, what: &str) -> 
         ("test_mse", claimed.test_mse, trusted.test_mse),
     ] {
         if !close(c, t) {
-            return Err(refuse("metrics_mismatch", format!("{what}: event says {key} = {c}, MLflow has {t}")));
+            return Err(refuse(Code::MetricsMismatch, format!("{what}: event says {key} = {c}, MLflow has {t}")));
         }
     }
     if claimed.artifact_uri != trusted.artifact_uri {
         return Err(refuse(
-            "artifact_mismatch",
+            Code::ArtifactMismatch,
             format!(
                 "{what}: event says artifact_uri {:?}, the run's is {:?}",
                 claimed.artifact_uri, trusted.artifact_uri
@@ -124,12 +124,15 @@ fn compare(claimed: &TrainingSuccess, trusted: &TrainingSuccess, what: &str) -> 
     if claimed.model != trusted.model || claimed.baselines != trusted.baselines || claimed.protocol != trusted.protocol
     {
         return Err(refuse(
-            "model_mismatch",
+            Code::ModelMismatch,
             format!("{what}: the event's model, baselines or protocol differ from the run's success.json"),
         ));
     }
     if claimed.model_sha256.as_ref().is_some_and(|d| Some(d) != trusted.model_sha256.as_ref()) {
-        return Err(refuse("digest_mismatch", format!("{what}: the event's model_sha256 differs from the run's tag")));
+        return Err(refuse(
+            Code::DigestMismatch,
+            format!("{what}: the event's model_sha256 differs from the run's tag"),
+        ));
     }
     Ok(())
 }
@@ -225,19 +228,22 @@ impl Eval {
         let run_id_ok =
             !ev.run_id.is_empty() && ev.run_id.len() <= 64 && ev.run_id.bytes().all(|b| b.is_ascii_alphanumeric());
         if !run_id_ok {
-            return Err(refuse("unverifiable_event", format!("{what}: not an MLflow run id, so it cannot be checked")));
+            return Err(refuse(
+                Code::UnverifiableEvent,
+                format!("{what}: not an MLflow run id, so it cannot be checked"),
+            ));
         }
         let run = match self.mlflow.get_run(&ev.run_id).await {
             Ok(run) => run,
             Err(e) if e.is_not_found() => {
-                return Err(refuse("run_not_found", format!("{what}: no such run in MLflow ({e})")));
+                return Err(refuse(Code::RunNotFound, format!("{what}: no such run in MLflow ({e})")));
             }
             Err(e) => return Err(e.into()),
         };
         let experiment = self.experiment_id().await?;
         if run.info.experiment_id != experiment {
             return Err(refuse(
-                "run_not_in_experiment",
+                Code::RunNotInExperiment,
                 format!(
                     "{what}: the run is in experiment {}, the trainers log to {} ({})",
                     run.info.experiment_id, experiment, self.args.experiment
@@ -251,7 +257,7 @@ impl Eval {
         ] {
             if run.tag(tag) != Some(claimed) {
                 return Err(refuse(
-                    "run_mismatch",
+                    Code::RunMismatch,
                     format!("{what}: the run's tag {tag} is {:?}, the event says {claimed:?}", run.tag(tag)),
                 ));
             }
@@ -260,7 +266,10 @@ impl Eval {
             TrainingStatus::Running { .. } => Ok(ev.clone()),
             TrainingStatus::Failed { .. } => {
                 if run.info.status == "FINISHED" {
-                    return Err(refuse("run_mismatch", format!("{what}: the event says FAILED but the run FINISHED")));
+                    return Err(refuse(
+                        Code::RunMismatch,
+                        format!("{what}: the event says FAILED but the run FINISHED"),
+                    ));
                 }
                 Ok(ev.clone())
             }
@@ -282,10 +291,10 @@ impl Eval {
     ) -> Result<TrainingSuccess, HandlerError> {
         let set = (ev.identifier.as_str(), ev.config_hash.as_str(), ev.model_type);
         if run.info.run_id != ev.run_id {
-            return Err(refuse("run_mismatch", format!("{what}: MLflow returned run {}", run.info.run_id)));
+            return Err(refuse(Code::RunMismatch, format!("{what}: MLflow returned run {}", run.info.run_id)));
         }
         flts_promotion::trusted_success(&self.mlflow, run, set, what).await.map_err(|e| match e {
-            CheckError::Refused { code, message } => refuse(code.as_str(), message),
+            CheckError::Refused { code, message } => refuse(code, message),
             CheckError::Mlflow(e) => e.into(),
         })
     }
@@ -580,8 +589,8 @@ impl Eval {
 impl kafka_utils::Handler for Eval {
     async fn handle(&self, record: &Record) -> Result<(), HandlerError> {
         let ev: ModelTraining = record.decode()?;
-        contracts::topics::validate_identifier(&ev.identifier).map_err(|e| refuse("invalid_identifier", e))?;
-        contracts::topics::validate_config_hash(&ev.config_hash).map_err(|e| refuse("invalid_config_hash", e))?;
+        contracts::topics::validate_identifier(&ev.identifier).map_err(|e| refuse(Code::InvalidIdentifier, e))?;
+        contracts::topics::validate_config_hash(&ev.config_hash).map_err(|e| refuse(Code::InvalidConfigHash, e))?;
         metrics::EVENTS.with_label_values(&[status_name(&ev.status)]).inc();
         // Only what MLflow confirms counts: an event that fails the check is
         // dead-lettered alone and never joins (or closes) its set.

@@ -140,35 +140,25 @@ pub enum Disposition {
 pub struct HandlerError {
     pub disposition: Disposition,
     /// Short cause, e.g. `checksum_mismatch`; ends up in the DLQ envelope.
-    pub code: String,
+    pub code: Code,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl HandlerError {
-    fn new(
-        disposition: Disposition,
-        code: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
-    ) -> Self {
-        let code = code.into();
-        debug_assert!(
-            Code::parse(&code).is_some(),
-            "error code `{code}` is not listed in contracts::error::Code (and docs/reliability.md, Error codes)"
-        );
+    fn new(disposition: Disposition, code: Code, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         HandlerError { disposition, code, source: source.into() }
     }
     /// The payload could not be decoded.
     pub fn decode(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(Disposition::Decode, Code::Decode, source)
     }
-    /// Processing can never succeed for this record. `code` is a [`Code`]
-    /// (a string must be one of them: debug builds panic on any other).
-    pub fn permanent(code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    /// Processing can never succeed for this record.
+    pub fn permanent(code: Code, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(Disposition::Permanent, code, source)
     }
     /// Processing may succeed later.
-    pub fn retryable(code: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    pub fn retryable(code: Code, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::new(Disposition::Retryable, code, source)
     }
     /// The disposition and code of a [`Classified`] error: [`Code::Decode`]
@@ -938,7 +928,7 @@ mod tests {
         assert_eq!(e.message(), "no such object");
         assert_eq!(e.disposition, Disposition::Permanent);
         let e = e.context("train part");
-        assert_eq!((e.code.as_str(), e.message()), ("object_not_found", "train part: no such object".to_string()));
+        assert_eq!((e.code, e.message()), (Code::ObjectNotFound, "train part: no such object".to_string()));
     }
 
     #[derive(Debug, thiserror::Error)]
@@ -957,7 +947,7 @@ mod tests {
     fn a_classified_error_brings_its_code_and_disposition() {
         let of = |code, retryable| {
             let e = HandlerError::from(Failed(code, retryable));
-            (e.code.clone(), e.disposition)
+            (e.code.to_string(), e.disposition)
         };
         assert_eq!(of(Code::S3Unavailable, true), ("s3_unavailable".into(), Disposition::Retryable));
         assert_eq!(of(Code::ChecksumMismatch, false), ("checksum_mismatch".into(), Disposition::Permanent));

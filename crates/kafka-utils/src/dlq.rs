@@ -120,7 +120,7 @@ pub fn envelope(
         key_sha256: None,
         error: DlqError {
             kind,
-            code: truncate_chars(&err.code, MAX_CODE_CHARS),
+            code: truncate_chars(err.code.as_str(), MAX_CODE_CHARS),
             message: truncate_chars(&err.message(), MAX_MESSAGE_CHARS),
         },
         attempts,
@@ -283,7 +283,6 @@ mod tests {
     use contracts::error::Code;
 
     use super::*;
-    use crate::consumer::Disposition;
 
     const LIMIT: usize = 1_000_000;
 
@@ -355,12 +354,7 @@ mod tests {
         for limit in [crate::config::MIN_MESSAGE_MAX_BYTES, 20_000, 100_000, LIMIT] {
             for (key, payload) in [(None, vec![b'p'; 2_000_000]), (big_key.clone(), vec![b'p'; 50_000])] {
                 let record = record(key, payload);
-                // An unlisted code, built directly: the envelope bounds whatever it is given.
-                let err = HandlerError {
-                    disposition: Disposition::Permanent,
-                    code: "c".repeat(10_000),
-                    source: "m".repeat(100_000).into(),
-                };
+                let err = HandlerError::permanent(Code::BadData, "m".repeat(100_000));
                 let env = envelope(&record, FailureKind::Permanent, &err, 1, "s", limit);
                 let wire = wire_len(&record, &env, limit);
                 assert!(wire <= limit, "limit {limit}: {wire} bytes");

@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use claim_check::{ClaimCheckStore, StoreError};
 use contracts::TrainingData;
+use contracts::error::Code;
 use dataset::{DatasetError, ReadLimits};
 use kafka_utils::HandlerError;
 use series::WindowSpec;
@@ -104,7 +105,7 @@ impl InputArgs {
         let limits = self.read_limits();
         let decode = |part: &str, bytes: &[u8]| {
             dataset::read_processed_limited(bytes, &limits).map_err(|e: DatasetError| {
-                let code = if e.is_hostile() { "bad_data" } else { "bad_parquet" };
+                let code = if e.is_hostile() { Code::BadData } else { Code::BadParquet };
                 HandlerError::permanent(code, format!("{part} part: {e}"))
             })
         };
@@ -114,23 +115,29 @@ impl InputArgs {
         for (part, hash) in [("train", &meta.config_hash), ("test", &test_meta.config_hash)] {
             if hash != config_hash {
                 return Err(HandlerError::permanent(
-                    "config_hash_mismatch",
+                    Code::ConfigHashMismatch,
                     format!("{part} part has config_hash {hash}, the claim check says {config_hash}"),
                 ));
             }
         }
         let spec = WindowSpec { input_len: window.input_seq_len, output_len: window.output_seq_len };
         let (nf, nt) = (meta.roles.features.len(), meta.roles.targets.len());
+        // The dataset's windows, and one more copy per preprocessing candidate (training::candidates).
+        let copies = 1 + series::outliers::settings_from_config(&meta.config)
+            .map_or(1, |(method, _)| method.candidates().len()) as u64;
         for (part, rows) in [("train", train.len()), ("test", test.len())] {
-            let bytes = spec.tensor_values(rows, nf, nt).map(|(x, y)| (x as u64 + y as u64).saturating_mul(4));
+            let bytes = spec
+                .tensor_values(rows, nf, nt)
+                .map(|(x, y)| (x as u64 + y as u64).saturating_mul(4).saturating_mul(copies));
             // Too few rows is Prepared's error; too many values to count, or to hold, is ours.
             let fits = rows < spec.rows() || bytes.is_some_and(|b| b <= self.max_decoded_bytes);
             if !fits {
                 return Err(HandlerError::permanent(
-                    "bad_data",
+                    Code::BadData,
                     format!(
-                        "{part} part: windows of {} rows over {rows} rows and {nf} features take {} bytes, over \
-                         the limit max_decoded_bytes = {}",
+                        "{part} part: windows of {} rows over {rows} rows and {nf} features take {} bytes ({copies} \
+                         copies: the dataset's and one per preprocessing candidate), over the limit \
+                         max_decoded_bytes = {}",
                         spec.rows(),
                         bytes.unwrap_or(u64::MAX),
                         self.max_decoded_bytes
@@ -138,7 +145,7 @@ impl InputArgs {
                 ));
             }
         }
-        Prepared::new(train, test, meta, window).map_err(|e| HandlerError::permanent("too_few_rows", e))
+        Prepared::new(train, test, meta, window).map_err(|e| HandlerError::permanent(Code::TooFewRows, e))
     }
 }
 

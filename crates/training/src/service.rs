@@ -217,7 +217,7 @@ impl<T: ModelTrainer> Handler for TrainHandler<T> {
             run_id,
             status: TrainingStatus::Failed {
                 reason: error.message(),
-                error_kind: error.code.clone(),
+                error_kind: error.code.to_string(),
                 failed_at: Utc::now(),
             },
         };
@@ -475,7 +475,7 @@ pub(crate) async fn fit<T: ModelTrainer>(
 ) -> Result<Fitted, HandlerError> {
     let model_type = trainer.model_type();
     let (method, params) = series::outliers::settings_from_config(&base.meta.config)
-        .map_err(|e| HandlerError::permanent("bad_data", format!("processed config: {e}")))?;
+        .map_err(|e| HandlerError::permanent(Code::BadData, format!("processed config: {e}")))?;
     let specs = crate::candidates::specs(method, &trainer.seeds());
     let joined = tokio::task::spawn_blocking(move || {
         let display = std::sync::Mutex::new(ProgressDisplay::new(model_type, std::io::stderr().is_terminal()));
