@@ -311,11 +311,24 @@ fn plan_naive_nrmse(inputs: &Inputs<'_>, name: &str) -> BTreeMap<String, f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::predictions::History;
     use crate::predictions::tests::file;
     use crate::score::tests::success as event;
 
     fn reports(evs: Vec<ModelTraining>) -> BTreeMap<ModelType, ModelTraining> {
         evs.into_iter().map(|e| (e.model_type, e)).collect()
+    }
+
+    static WEIGHTS: Weights = Weights { rmse: 0.5, mae: 0.3, mse: 0.2 };
+
+    /// A complete set with the gate on and the default weights.
+    fn inputs<'a>(
+        reports: &'a BTreeMap<ModelType, ModelTraining>,
+        files: &'a BTreeMap<ModelType, Files>,
+        scales: Option<&'a BTreeMap<String, f64>>,
+        history: &'a History,
+    ) -> Inputs<'a> {
+        Inputs { reports, weights: &WEIGHTS, gate: true, complete: true, files, scales, history }
     }
 
     fn scales() -> BTreeMap<String, f64> {
@@ -346,16 +359,8 @@ mod tests {
             (ModelType::Gru, files(&[1.0, -1.0, 1.0, 1.0])),
             (ModelType::Lstm, files(&[-1.0, 1.0, -1.0, -1.0])),
         ]);
-        let s = scales();
-        let inputs = Inputs {
-            reports: &r,
-            weights: &Weights::default(),
-            gate: true,
-            complete: true,
-            files: &f,
-            scales: Some(&s),
-            history: &Default::default(),
-        };
+        let (s, h) = (scales(), History::new());
+        let inputs = inputs(&r, &f, Some(&s), &h);
         let mut outcome = score::decide(&r, inputs.weights, true);
         let plan = plan(&inputs, &mut outcome);
         let report = plan.ensemble.clone().expect("an ensemble was tried");
@@ -373,16 +378,8 @@ mod tests {
         let r = reports(vec![event(ModelType::Gru, 0.1, 1.0, 1), event(ModelType::Lstm, 0.2, 1.0, 1)]);
         // Same-signed errors: the mix lies between the two, worse than GRU.
         let f = BTreeMap::from([(ModelType::Gru, files(&[0.1, 0.1, 0.1])), (ModelType::Lstm, files(&[2.0, 2.0, 2.0]))]);
-        let s = scales();
-        let inputs = Inputs {
-            reports: &r,
-            weights: &Weights::default(),
-            gate: true,
-            complete: true,
-            files: &f,
-            scales: Some(&s),
-            history: &Default::default(),
-        };
+        let (s, h) = (scales(), History::new());
+        let inputs = inputs(&r, &f, Some(&s), &h);
         let mut outcome = score::decide(&r, inputs.weights, true);
         let plan = plan(&inputs, &mut outcome);
         assert!(!plan.ensemble.expect("tried").beats_members);
@@ -400,15 +397,8 @@ mod tests {
         // Both lose to last value (0.1) on validation; seasonal naive is 0.2.
         let r = reports(vec![event(ModelType::Gru, 0.3, 0.1, 1), event(ModelType::Prophet, 0.4, 0.1, 1)]);
         let f = BTreeMap::from([(ModelType::Gru, files(&[1.0; 30]))]);
-        let inputs = Inputs {
-            reports: &r,
-            weights: &Weights::default(),
-            gate: true,
-            complete: false,
-            files: &f,
-            scales: None,
-            history: &Default::default(),
-        };
+        let h = History::new();
+        let inputs = Inputs { complete: false, ..inputs(&r, &f, None, &h) };
         let mut outcome = score::decide(&r, inputs.weights, true);
         let plan = plan(&inputs, &mut outcome);
         let w = &outcome.candidates[outcome.winner.expect("a baseline is promoted")];

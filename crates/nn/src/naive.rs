@@ -18,11 +18,10 @@
 //! - seasonal naive with season `S` rows (`T >= S >= H`): step `h` (from 0)
 //!   reads row `T - S + h`, the value one season before the forecast row.
 
-use prost::Message;
 use tract_onnx::pb;
 
 use crate::NnError;
-use crate::onnx::{Dim, GraphBuilder, IR_VERSION, OPSET, int_attr, value_info};
+use crate::onnx::{Dim, GraphBuilder, int_attr, model_bytes, value_info};
 
 /// Which naive forecast.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,28 +94,21 @@ pub fn export_naive(spec: &NaiveSpec) -> Result<Vec<u8>, NnError> {
         Naive::LastValue => "last value".to_string(),
         Naive::SeasonalNaive { season } => format!("seasonal naive (season {season} rows)"),
     };
-    let model = pb::ModelProto {
-        ir_version: IR_VERSION,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
-        producer_name: "flts-nn".to_string(),
-        producer_version: env!("CARGO_PKG_VERSION").to_string(),
-        doc_string: format!(
-            "{what}: input [input_len={}, batch, n_features={}] time-major, scaled; output [batch, {}] scaled, step-major",
-            spec.input_len,
-            spec.n_features,
-            h * k
-        ),
-        graph: Some(pb::GraphProto {
-            name: "flts_naive".to_string(),
-            node: graph.nodes,
-            initializer: graph.initializers,
-            input: vec![value_info("input", &[Dim::Fixed(spec.input_len), Dim::Batch, Dim::Fixed(spec.n_features)])],
-            output: vec![value_info("output", &[Dim::Batch, Dim::Fixed(h * k)])],
-            ..Default::default()
-        }),
+    let doc = format!(
+        "{what}: input [input_len={}, batch, n_features={}] time-major, scaled; output [batch, {}] scaled, step-major",
+        spec.input_len,
+        spec.n_features,
+        h * k
+    );
+    let graph = pb::GraphProto {
+        name: "flts_naive".to_string(),
+        node: graph.nodes,
+        initializer: graph.initializers,
+        input: vec![value_info("input", &[Dim::Fixed(spec.input_len), Dim::Batch, Dim::Fixed(spec.n_features)])],
+        output: vec![value_info("output", &[Dim::Batch, Dim::Fixed(h * k)])],
         ..Default::default()
     };
-    Ok(model.encode_to_vec())
+    Ok(model_bytes(doc, graph))
 }
 
 #[cfg(test)]

@@ -29,8 +29,8 @@ use tract_onnx::pb;
 use crate::config::CellKind;
 use crate::network::{Network, Weights};
 
-pub(crate) const OPSET: i64 = 14;
-pub(crate) const IR_VERSION: i64 = 8;
+const OPSET: i64 = 14;
+const IR_VERSION: i64 = 8;
 const FLOAT: i32 = pb::tensor_proto::DataType::Float as i32;
 const INT64: i32 = pb::tensor_proto::DataType::Int64 as i32;
 
@@ -107,27 +107,35 @@ pub fn export_onnx(net: &Network) -> Vec<u8> {
     graph.floats("head_b", &[cfg.n_outputs], w.b_out.to_vec());
     graph.node("Gemm", "head", &["last_h2", "head_W", "head_b"], &["output"], vec![int_attr("transB", 1)]);
 
-    let model = pb::ModelProto {
-        ir_version: IR_VERSION,
-        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
-        producer_name: "flts-nn".to_string(),
-        producer_version: env!("CARGO_PKG_VERSION").to_string(),
-        doc_string: format!(
+    model_bytes(
+        format!(
             "{} x{} hidden {}: input [input_len={}, batch, n_features={}] time-major, scaled; \
              output [batch, {}] scaled, step-major",
             cfg.cell, cfg.layers, h, cfg.input_len, cfg.n_features, cfg.n_outputs
         ),
-        graph: Some(pb::GraphProto {
+        pb::GraphProto {
             name: format!("flts_{}", cfg.cell.to_string().to_lowercase()),
             node: graph.nodes,
             initializer: graph.initializers,
             input: vec![value_info("input", &[Dim::Fixed(cfg.input_len), Dim::Batch, Dim::Fixed(cfg.n_features)])],
             output: vec![value_info("output", &[Dim::Batch, Dim::Fixed(cfg.n_outputs)])],
             ..Default::default()
-        }),
+        },
+    )
+}
+
+/// An ONNX model (opset 14, IR 8, producer `flts-nn`) of `graph`, as protobuf bytes.
+pub(crate) fn model_bytes(doc_string: String, graph: pb::GraphProto) -> Vec<u8> {
+    pb::ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        producer_name: "flts-nn".to_string(),
+        producer_version: env!("CARGO_PKG_VERSION").to_string(),
+        doc_string,
+        graph: Some(graph),
         ..Default::default()
-    };
-    model.encode_to_vec()
+    }
+    .encode_to_vec()
 }
 
 /// Reorder the gate blocks of a `[gates * h, cols]` matrix (or bias with
@@ -152,7 +160,14 @@ pub(crate) struct GraphBuilder {
 }
 
 impl GraphBuilder {
-    pub(crate) fn node(&mut self, op: &str, name: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<pb::AttributeProto>) {
+    pub(crate) fn node(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attribute: Vec<pb::AttributeProto>,
+    ) {
         self.nodes.push(pb::NodeProto {
             op_type: op.to_string(),
             name: name.to_string(),
