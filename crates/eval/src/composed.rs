@@ -246,7 +246,10 @@ async fn fill_run(
         validation: Some(Validation {
             metrics: validation,
             baselines: val_baselines,
-            windows: 0,
+            windows: match build {
+                Build::Ensemble { report } => report.rows as u32,
+                Build::Baseline { .. } => 0,
+            },
             candidates: 1,
             choice: match build {
                 Build::Ensemble { report } => report

@@ -450,11 +450,12 @@ impl Eval {
         let key = format!("{}/{}/scaler.json", set.identifier, set.config_hash);
         let bytes = match self.store.get_object(&self.args.processed_bucket, &key).await {
             Ok(b) => b.to_vec(),
-            Err(claim_check::StoreError::NotFound { .. }) => {
-                warn!(bucket = %self.args.processed_bucket, %key, "no dataset scaler: no ensemble or baseline for this set");
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            // Absent, or not readable with eval's credentials: decide without it.
+            Err(e) => {
+                warn!(bucket = %self.args.processed_bucket, %key, error = %e, "no dataset scaler: no ensemble or baseline for this set");
                 return Ok(None);
             }
-            Err(e) => return Err(e.into()),
         };
         let parsed = std::str::from_utf8(&bytes)
             .map_err(|e| e.to_string())
@@ -487,8 +488,11 @@ impl Eval {
                 warn!(%key, error = %e, "unreadable training part: naive NRMSE from the prediction files only");
                 Default::default()
             })),
-            Err(claim_check::StoreError::NotFound { .. }) => Ok(Default::default()),
-            Err(e) => Err(e.into()),
+            Err(e) if e.is_retryable() => Err(e.into()),
+            Err(e) => {
+                info!(%key, error = %e, "no training part: naive NRMSE from the prediction files only");
+                Ok(Default::default())
+            }
         }
     }
 
