@@ -107,8 +107,10 @@ pub const STAGES: &[Stage] = &[
         name: "eval",
         consumes: &[shared(MODEL_TRAINING, "eval-promoter")],
         produces: &[MODEL_SELECTED],
-        reads: &[buckets::MODEL_PROMOTION],
-        writes: &[buckets::MODEL_PROMOTION],
+        // The dataset scaler and training part (ensemble scores, naive forecasts),
+        // the trainers' runs, and the ensemble and baseline runs it composes.
+        reads: &[buckets::PROCESSED_DATA, buckets::MLFLOW, buckets::MODEL_PROMOTION],
+        writes: &[buckets::MLFLOW, buckets::MODEL_PROMOTION],
         model_type: None,
     },
     Stage {
@@ -137,7 +139,7 @@ pub const STAGES: &[Stage] = &[
 pub const BUCKETS: &[(&str, &[&str])] = &[
     (buckets::RAW_DATA, &["flts"]),
     (buckets::PROCESSED_DATA, &["preprocess"]),
-    (buckets::MLFLOW, &["train-gru", "train-lstm", "prophet"]),
+    (buckets::MLFLOW, &["train-gru", "train-lstm", "prophet", "eval"]),
     (buckets::MODEL_PROMOTION, &["eval"]),
     (buckets::INFERENCE_LOGS, &["inference"]),
 ];
