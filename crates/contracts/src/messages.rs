@@ -221,9 +221,9 @@ pub struct TrainingSuccess {
     pub validation: Option<Validation>,
 }
 
-/// Scores on the validation windows (the last part of the training part, see
-/// docs/data-contract.md), against raw actuals, in the dataset scaler's units
-/// like the test metrics. Every choice (preprocessing, seed, model type,
+/// Scores on the validation windows (blocks of the training part, the last at
+/// its end; see docs/data-contract.md), against raw actuals, in the dataset
+/// scaler's units like the test metrics. Every choice (preprocessing, seed, model type,
 /// ensemble weights) is made on these; the test part is only reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Validation {
