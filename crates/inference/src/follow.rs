@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use contracts::FailureKind;
-use kafka_utils::{ConsumerArgs, Disposition, Handler as _, KafkaArgs, Record, backoff};
+use kafka_utils::{Backoff, ConsumerArgs, Disposition, Handler as _, KafkaArgs, Record, backoff};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -77,24 +77,23 @@ pub async fn wait_end_offsets(
     topics: &[String],
     cancel: &CancellationToken,
 ) -> Option<StartOffsets> {
-    let mut backoff = Duration::from_millis(500);
+    let retry = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut schedule = retry.start();
     loop {
         let (k, t) = (kafka.clone(), topics.to_vec());
         let result = tokio::task::spawn_blocking(move || end_offsets(&k, &t))
             .await
             .unwrap_or_else(|e| Err(anyhow::anyhow!("end-offset task failed: {e}")));
-        match result {
+        let e = match result {
             Ok(start) => return Some(start),
-            Err(e) => warn!(
-                error = format!("{e:#}"),
-                "cannot read the model topics' end offsets yet; retrying in {backoff:?}"
-            ),
+            Err(e) => e,
+        };
+        // No attempt limit or budget: there is always a next wait.
+        let wait = schedule.next_delay().unwrap_or(retry.cap);
+        warn!(error = format!("{e:#}"), "cannot read the model topics' end offsets yet; retrying in {wait:?}");
+        if !backoff::sleep(wait, cancel).await {
+            return None;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = cancel.cancelled() => return None,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 
