@@ -59,8 +59,7 @@ async fn three_successes_promote_the_best_once_even_when_replayed() {
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(w.selected_events(2, Duration::from_secs(5)).len(), 1, "a replay must not promote twice");
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    stop(cancel, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,8 +78,7 @@ async fn a_failed_trainer_and_the_timeout_still_promote_and_say_why() {
     assert!(gru.note.contains("nan_loss"), "{}", gru.note);
     let sel = w.selected_events(1, Duration::from_secs(30));
     assert_eq!(sel[0].missing, vec![ModelType::Lstm], "the event says what was missing");
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    stop(cancel, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,8 +93,7 @@ async fn nothing_is_promoted_when_every_model_is_worse_than_naive() {
     assert!(w.selected_events(1, Duration::from_secs(5)).is_empty(), "no model-selected event");
     let store = ClaimCheckStore::new(&stack().s3);
     assert!(store.head(BUCKET, &format!("{}/current.json", w.identifier)).await.expect("head").is_none(), "no pointer");
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    stop(cancel, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,8 +110,7 @@ async fn metrics_that_disagree_with_mlflow_go_to_the_dlq() {
     assert_eq!(dlq[0].error.code, "metrics_mismatch");
     assert!(dlq[0].error.message.contains("test_rmse"), "{}", dlq[0].error.message);
     assert!(w.selected_events(1, Duration::from_secs(3)).is_empty());
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    stop(cancel, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,8 +205,7 @@ async fn an_ensemble_better_on_validation_than_every_model_is_built_and_promoted
     let sel = w.selected_events(1, Duration::from_secs(30));
     assert_eq!((sel[0].model_type, sel[0].model.format), (ModelType::Ensemble, ModelFormat::Ensemble));
     assert!(eval::metrics::ENSEMBLE_PROMOTIONS.get() >= 1);
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    stop(cancel, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,8 +243,7 @@ async fn a_series_no_model_beats_gets_the_best_naive_forecast_promoted() {
     assert_eq!(own_scaler, scaler);
     assert_eq!(w.pointer().await.expect("pointer").run_id, p.run_id, "inference is pointed at it");
     assert!(eval::metrics::BASELINE_PROMOTIONS.get() >= 1);
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    stop(cancel, task).await;
 }
 
 /// The naive graphs eval promotes run in onnxruntime (the interop venv of

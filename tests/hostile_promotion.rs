@@ -107,8 +107,7 @@ async fn forged_successes_are_dead_lettered_and_the_honest_one_is_promoted() {
     assert_eq!(p.sequence, 1, "the first promotion of the dataset");
     assert_eq!(victim.pointer().await.expect("pointer").run_id, honest.run_id);
     assert_eq!(victim.dead_letters(6, SHORT).len(), 5, "the honest event is not dead-lettered");
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    eval_world::stop(cancel, task).await;
 }
 
 /// Seen: a SUCCESS naming a run that does not exist made eval dead-letter an
@@ -136,8 +135,7 @@ async fn a_success_naming_a_missing_run_is_dead_lettered_alone() {
     let (_, payload) = kafka_utils::dlq::original_bytes(&dead[0]).expect("base64");
     let original: ModelTraining = decode(&payload).expect("the ghost event");
     assert_eq!(original.run_id, ghost.run_id);
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    eval_world::stop(cancel, task).await;
 }
 
 /// Seen: a training-data record with no `v` naming another dataset made the
@@ -170,8 +168,7 @@ async fn failures_that_were_never_the_sets_do_not_close_it_and_later_successes_d
     let closed = w.wait_decision(LONG).await;
     assert!(closed.promotion.is_none());
     assert_eq!(closed.outcome.reason, "no trainer reported SUCCESS");
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    eval_world::stop(cancel, task).await;
 
     // ...but the successes trained later decide it again, across a restart.
     let (cancel, task) = eval_world::start(cli.clone());
@@ -185,8 +182,7 @@ async fn failures_that_were_never_the_sets_do_not_close_it_and_later_successes_d
     w.send(&lstm).await;
     let d = w.wait_decision_where(LONG, |d| d.promotion.as_ref().is_some_and(|p| p.run_id == lstm.run_id)).await;
     assert_eq!(d.promotion.expect("LSTM").sequence, 2, "every promotion gets the next number");
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    eval_world::stop(cancel, task).await;
 
     let (cancel, task) = eval_world::start(cli);
     let prophet = w.success(ModelType::Prophet, 0.5, 1.0).await;
@@ -203,8 +199,7 @@ async fn failures_that_were_never_the_sets_do_not_close_it_and_later_successes_d
     for kept in ["decision-0.json", "decision-1.json", "decision-2.json", "decision.json", "state.json"] {
         assert!(names.contains(&kept), "{kept} in {names:?}");
     }
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    eval_world::stop(cancel, task).await;
 }
 
 /// The trainer half of the same case: an undecodable training-data record
@@ -274,8 +269,7 @@ async fn quotes_in_identifiers_never_change_an_mlflow_search() {
     w.send(&ev).await;
     let dead = w.dead_letters(1, LONG);
     assert_eq!(dead[0].error.code, "invalid_config_hash", "{:?}", dead[0].error);
-    cancel.cancel();
-    task.await.expect("join").expect("eval ran cleanly");
+    eval_world::stop(cancel, task).await;
 
     let mlflow = MlflowClient::new(&stack().mlflow).expect("client");
     let exp = mlflow.get_or_create_experiment(&unique("flts-tests-filter")).await.expect("experiment");

@@ -335,6 +335,17 @@ pub fn start(cli: eval::Cli) -> (CancellationToken, tokio::task::JoinHandle<anyh
     (cancel, tokio::spawn(async move { eval::run(cli, c).await }))
 }
 
+/// Cancel an eval started with [`start`] and wait for it to stop cleanly: a
+/// stage that does not stop within 60 s of its cancel fails the test (seen
+/// once: its consumer kept polling) instead of hanging the suite.
+pub async fn stop(cancel: CancellationToken, task: tokio::task::JoinHandle<anyhow::Result<()>>) {
+    cancel.cancel();
+    match tokio::time::timeout(std::time::Duration::from_secs(60), task).await {
+        Ok(joined) => joined.expect("join").expect("eval ran cleanly"),
+        Err(_) => panic!("eval did not stop within 60 s of its cancel"),
+    }
+}
+
 pub fn spawn_eval(w: &World, group: &str) -> StageProcess {
     let mut cmd = StageProcess::command("eval");
     cmd.env("EVAL_GROUP_ID", group)
