@@ -33,4 +33,4 @@ pub use frame::{Column, Frame};
 pub use outliers::{OutlierMethod, OutlierParams, fit_bounds};
 pub use roles::Roles;
 pub use scaler::{ProcessedMeta, Scaler, ScalerColumn, ScalerKind};
-pub use windows::{WindowSpec, Windows, gap_rows, make_windows};
+pub use windows::{ValidationSplit, WindowSpec, Windows, gap_rows, make_windows};

@@ -1,8 +1,6 @@
 //! Windows: `input_len` rows of every feature followed by `output_len` rows of
 //! the targets, as flat row-major `f32` tensors (what the models consume).
 
-use std::ops::Range;
-
 use crate::error::SeriesError;
 use crate::frame::Frame;
 use crate::roles::Roles;
@@ -105,6 +103,15 @@ pub fn make_windows(frame: &Frame, roles: &Roles, spec: WindowSpec) -> Result<Wi
     })
 }
 
+/// What [`Windows::split_validation`] cut.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationSplit {
+    pub train: Windows,
+    pub val: Windows,
+    /// The frame rows that are validation targets.
+    pub val_rows: Vec<bool>,
+}
+
 /// Mark the rows of `timestamps` inside any inclusive `[first, last]` range of
 /// `gaps` (the long gaps preprocess filled, `ProcessedMeta::gaps`).
 pub fn gap_rows(timestamps: &[i64], gaps: &[[i64; 2]]) -> Vec<bool> {
@@ -122,34 +129,40 @@ impl Windows {
         self.output_len * self.n_targets
     }
 
-    /// Cut chronologically: the last `fraction` of the windows (rounded up)
-    /// become the validation set, the rest the training set. A fraction of 0
-    /// gives an empty validation set.
-    pub fn split_validation(self, fraction: f64) -> Result<(Windows, Windows), SeriesError> {
+    /// Hold out `fraction` of the windows (rounded up) for validation, in
+    /// `blocks` equal blocks, each ending one equal stretch of the series (the
+    /// last at its very end): a validation set that sees quiet and busy
+    /// stretches alike, not only the last days (blocked cross-validation,
+    /// Bergmeir & Benitez 2012). One block is the chronological tail. Training
+    /// keeps the windows that touch no validation target row, so nothing it
+    /// reads or predicts is scored. `rows` is the length of the frame the
+    /// windows were cut from. A fraction of 0 gives an empty validation set.
+    pub fn split_validation(&self, fraction: f64, blocks: usize, rows: usize) -> Result<ValidationSplit, SeriesError> {
         if !(0.0..1.0).contains(&fraction) {
             return Err(SeriesError::InvalidFraction(fraction));
         }
+        let n = self.n;
         // The epsilon keeps an exact product (10 * 0.2) from rounding up.
-        let n_val = ((self.n as f64 * fraction - 1e-9).ceil().max(0.0) as usize).min(self.n);
-        let cut = self.n - n_val;
-        Ok((self.subset(0..cut), self.subset(cut..self.n)))
-    }
-
-    /// Windows `range` as a new set. The range is clamped to `0..n`.
-    pub fn subset(&self, range: Range<usize>) -> Windows {
-        let end = range.end.min(self.n);
-        let start = range.start.min(end);
-        let (xs, ys) = (self.x_stride(), self.y_stride());
-        Windows {
-            n: end - start,
-            input_len: self.input_len,
-            output_len: self.output_len,
-            n_features: self.n_features,
-            n_targets: self.n_targets,
-            x: self.x[start * xs..end * xs].to_vec(),
-            y: self.y[start * ys..end * ys].to_vec(),
-            first_target_row: self.first_target_row[start..end].to_vec(),
+        let n_val = ((n as f64 * fraction - 1e-9).ceil().max(0.0) as usize).min(n);
+        let mut in_val = vec![false; n];
+        if n_val > 0 {
+            let blocks = blocks.clamp(1, n_val);
+            for k in 0..blocks {
+                // Block k: the last windows of stretch k, sized so the blocks add up to n_val.
+                let size = n_val * (k + 1) / blocks - n_val * k / blocks;
+                let end = n * (k + 1) / blocks;
+                in_val[end.saturating_sub(size)..end].iter_mut().for_each(|v| *v = true);
+            }
         }
+        let mut val_rows = vec![false; rows];
+        for i in (0..n).filter(|&i| in_val[i]) {
+            let first = self.first_target_row[i].min(rows);
+            let end = (first + self.output_len).min(rows);
+            val_rows[first..end].iter_mut().for_each(|v| *v = true);
+        }
+        let val = self.retain(|i| in_val[i]);
+        let train = self.retain(|i| !in_val[i] && !self.touches(i, &val_rows));
+        Ok(ValidationSplit { train, val, val_rows })
     }
 
     /// The windows for which `keep(i)` holds (`i` the window's index), in order.
@@ -294,26 +307,19 @@ mod tests {
     fn validation_is_the_chronological_tail() {
         let w = make_windows(&frame(20), &roles(), WindowSpec { input_len: 1, output_len: 1 }).unwrap();
         assert_eq!(w.n, 19);
-        let (train, val) = w.clone().split_validation(0.2).unwrap();
+        let split = w.split_validation(0.2, 1, 20).unwrap();
+        let (train, val) = (&split.train, &split.val);
         // 19 * 0.2 = 3.8 -> 4 validation windows
         assert_eq!((train.n, val.n), (15, 4));
         assert_eq!(val.first_target_row, vec![16, 17, 18, 19]);
         assert_eq!(val.y, vec![116., 117., 118., 119.]);
         assert_eq!(train.x.len(), 15 * 2);
-        let (train, val) = w.clone().split_validation(0.0).unwrap();
-        assert_eq!((train.n, val.n), (19, 0));
-        assert!(w.clone().split_validation(1.0).is_err());
-        assert!(w.clone().split_validation(f64::NAN).is_err());
-        let ten = w.subset(0..10);
-        let (train, val) = ten.split_validation(0.2).unwrap();
-        assert_eq!((train.n, val.n), (8, 2), "an exact product is not rounded up");
-    }
-
-    #[test]
-    fn subset_clamps() {
-        let w = make_windows(&frame(6), &roles(), WindowSpec { input_len: 1, output_len: 1 }).unwrap();
-        assert_eq!(w.subset(3..99).n, 2);
-        assert_eq!(w.subset(9..12).n, 0);
-        assert_eq!(w.subset(1..2).first_target_row, vec![2]);
+        let split = w.split_validation(0.0, 1, 20).unwrap();
+        assert_eq!((split.train.n, split.val.n), (19, 0));
+        assert!(w.split_validation(1.0, 1, 20).is_err());
+        assert!(w.split_validation(f64::NAN, 1, 20).is_err());
+        let ten = make_windows(&frame(11), &roles(), WindowSpec { input_len: 1, output_len: 1 }).unwrap();
+        let split = ten.split_validation(0.2, 1, 11).unwrap();
+        assert_eq!((split.train.n, split.val.n), (8, 2), "an exact product is not rounded up");
     }
 }

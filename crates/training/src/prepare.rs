@@ -72,8 +72,9 @@ impl Prepared {
             Ok((kept, dropped))
         };
         let (all, train_dropped) = cut(&train, "train")?;
-        let (train_windows, val_windows, val_rows) =
-            split_blocks(&all, args.validation_fraction, args.validation_blocks.max(1) as usize, train.len())?;
+        let series::ValidationSplit { train: train_windows, val: val_windows, val_rows } = all
+            .split_validation(args.validation_fraction, args.validation_blocks as usize, train.len())
+            .map_err(|e| format!("train part: {e}"))?;
         if train_windows.n == 0 {
             return Err("train part: no training windows left after the validation split".into());
         }
@@ -103,45 +104,6 @@ impl Prepared {
             gap_windows_dropped: (train_dropped, test_dropped),
         })
     }
-}
-
-/// Hold out `fraction` of `all` (rounded up) as validation, in `blocks` equal
-/// blocks each ending one equal stretch of the series (the last at its end):
-/// a validation set that sees quiet and busy stretches alike, not only the
-/// last days (blocked cross-validation, Bergmeir & Benitez 2012). Training
-/// keeps the windows that touch no validation target row, so nothing it
-/// reads or predicts is scored. Returns the training windows, the validation
-/// windows and the mask of validation target rows.
-fn split_blocks(
-    all: &Windows,
-    fraction: f64,
-    blocks: usize,
-    rows: usize,
-) -> Result<(Windows, Windows, Vec<bool>), String> {
-    let n = all.n;
-    let n_val = ((n as f64 * fraction - 1e-9).ceil().max(0.0) as usize).min(n);
-    let mut in_val = vec![false; n];
-    if n_val > 0 {
-        let blocks = blocks.min(n_val);
-        for k in 0..blocks {
-            // Block k: the last windows of stretch k, sized so the blocks add up to n_val.
-            let size = n_val * (k + 1) / blocks - n_val * k / blocks;
-            let end = n * (k + 1) / blocks;
-            in_val[end.saturating_sub(size)..end].iter_mut().for_each(|v| *v = true);
-        }
-    }
-    let mut val_rows = vec![false; rows];
-    for i in (0..n).filter(|&i| in_val[i]) {
-        let first = all.first_target_row[i].min(rows);
-        let end = (first + all.output_len).min(rows);
-        val_rows[first..end].iter_mut().for_each(|v| *v = true);
-    }
-    let val = all.retain(|i| in_val[i]);
-    let train = all.retain(|i| !in_val[i] && !all.touches(i, &val_rows));
-    if train.n == 0 {
-        return Err("train part: no training windows left after the validation split".into());
-    }
-    Ok((train, val, val_rows))
 }
 
 #[cfg(test)]
