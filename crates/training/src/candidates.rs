@@ -70,22 +70,22 @@ pub fn specs(method: OutlierMethod, seeds: &[u64]) -> Vec<CandidateSpec> {
 }
 
 /// `frame` in original units (the inverse of `scaler` on every column it knows).
-fn to_raw(frame: &Frame, scaler: &Scaler) -> Result<Frame, String> {
+fn to_raw(frame: &Frame, scaler: &Scaler) -> Frame {
     let mut raw = frame.clone();
     for col in &mut raw.columns {
         if let Some(c) = scaler.columns.iter().find(|c| c.name == col.name) {
             col.values.iter_mut().for_each(|v| *v = *v * c.scale + c.offset);
         }
     }
-    Ok(raw)
+    raw
 }
 
 /// The data as candidate `outliers` sees it: frames and windows in its own
 /// scaler's units, with the same windows (gaps dropped alike) as `base`.
 pub fn candidate_data(base: &Prepared, outliers: OutlierMethod, params: &OutlierParams) -> Result<Prepared, String> {
     let roles = &base.meta.roles;
-    let raw_train = to_raw(&base.train, &base.meta.scaler)?;
-    let raw_test = to_raw(&base.test, &base.meta.scaler)?;
+    let raw_train = to_raw(&base.train, &base.meta.scaler);
+    let raw_test = to_raw(&base.test, &base.meta.scaler);
     // Bounds are fitted on the training rows only, never on validation targets.
     let fit_row = |r: usize| !base.val_rows.get(r).copied().unwrap_or(false);
     let passthrough: Vec<String> = roles.features.iter().filter(|f| CALENDAR.contains(&f.as_str())).cloned().collect();
@@ -122,19 +122,30 @@ pub fn candidate_data(base: &Prepared, outliers: OutlierMethod, params: &Outlier
         validation_fraction: base.validation_fraction,
         validation_blocks: base.validation_blocks,
     };
-    let learned = Prepared::new(learn, test, meta, &args)?;
-    let honest = Prepared::new(honest_train, learned.test.clone(), learned.meta.clone(), &args)?;
-    let mut val_windows = honest.val_windows;
-    let mut test_windows = learned.test_windows.clone();
-    for w in [&mut val_windows, &mut test_windows] {
-        learned.meta.scaler.clip_scaled_inputs(&mut w.x, &roles.features).map_err(|e| e.to_string())?;
+    let mut view = Prepared::new(learn, test, meta, &args)?;
+    // Validation inputs come clipped from the clipped part (clipping then
+    // scaling is scaling then clipping); their targets are the raw ones.
+    let k = roles.targets.len();
+    let raw_targets: Vec<&[f64]> =
+        roles.targets.iter().map(|t| honest_train.require(t)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let w = &mut view.val_windows;
+    for (i, &first) in w.first_target_row.iter().enumerate() {
+        for step in 0..w.output_len {
+            for (j, col) in raw_targets.iter().enumerate() {
+                w.y[(i * w.output_len + step) * k + j] = col[first + step] as f32;
+            }
+        }
     }
-    if val_windows.first_target_row != base.val_windows.first_target_row
-        || test_windows.first_target_row != base.test_windows.first_target_row
+    view.meta.scaler.clip_scaled_inputs(&mut view.test_windows.x, &roles.features).map_err(|e| e.to_string())?;
+    if view.val_windows.first_target_row != base.val_windows.first_target_row
+        || view.test_windows.first_target_row != base.test_windows.first_target_row
     {
         return Err("candidate windows differ from the dataset's (internal error)".into());
     }
-    Ok(Prepared { val_windows, test_windows, baselines: base.baselines.clone(), ..learned })
+    // The baselines are the dataset's, scored in its units.
+    view.baselines = base.baselines.clone();
+    view.val_baselines = base.val_baselines.clone();
+    Ok(view)
 }
 
 /// Scaled predictions of a candidate (its own units, laid out like
