@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use contracts::{EvalProtocol, ModelFormat, ModelType};
-use prophet_model::{Fitter, ProphetConfig, RegressorSpec, SeasonalityMode, SeasonalitySwitch};
+use prophet_model::{FittedSet, Fitter, ProphetConfig, RegressorSpec, SeasonalityMode, SeasonalitySwitch};
 use training::{ModelTrainer, Prepared, Progress, TrainError, Trained, TrainerCli};
 
 /// Prophet's settings. Each one left unset takes the config file's value, else Prophet's default (given in
@@ -160,35 +160,13 @@ impl ProphetTrainer {
         if w.n == 0 {
             return Ok(Vec::new());
         }
-        let roles = &data.meta.roles;
         let pick = |keep: bool| -> Vec<usize> {
             (0..data.train.len()).filter(|&r| data.val_rows.get(r).copied().unwrap_or(false) != keep).collect()
         };
         let (fit_rows, val_rows) = (pick(true), pick(false));
-        let head = data.train.take(&fit_rows);
-        let tail = data.train.take(&val_rows);
-        let targets = roles
-            .targets
-            .iter()
-            .map(|t| Ok((t.clone(), original_column(data, &head, t)?)))
-            .collect::<Result<Vec<_>, TrainError>>()?;
-        let regressors = |frame: &series::Frame| {
-            self.config
-                .regressors
-                .iter()
-                .map(|r| Ok((r.name.clone(), original_column(data, frame, &r.name)?)))
-                .collect::<Result<Vec<_>, TrainError>>()
-        };
-        let mut fitted = self
-            .fitter
-            .fit_all(&self.config, &head.timestamps, &targets, &regressors(&head)?, self.threads)
-            .map_err(|e| TrainError::Data(format!("validation fit: {e}")))?;
-        for c in data.meta.scaler.columns.iter().filter(|c| roles.targets.contains(&c.name)) {
-            fitted.rescale(&c.name, c.offset, c.scale).map_err(|e| TrainError::Data(e.to_string()))?;
-        }
-        let forecasts = fitted
-            .predict_with_regressors(&tail.timestamps, &regressors(&tail)?)
-            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let (head, tail) = (data.train.take(&fit_rows), data.train.take(&val_rows));
+        let fitted = self.fit_scaled(data, &head).map_err(|e| TrainError::Data(format!("validation fit: {e}")))?;
+        let forecasts = self.forecast(&fitted, data, &tail)?;
         let mut preds = vec![0f32; w.y.len()];
         for i in 0..w.n {
             for s in 0..w.output_len {
@@ -201,6 +179,52 @@ impl ProphetTrainer {
             }
         }
         Ok(preds)
+    }
+
+    /// Prophet fitted on `frame`'s rows. It fits the columns in their original
+    /// units, as Python Prophet on the raw data: its priors and multiplicative
+    /// terms are relative to the data's own scale and zero. The fitted model
+    /// then forecasts in the scaler's units, like every other model type: the
+    /// scaler's affine map is folded into its parameters (exactly).
+    fn fit_scaled(&self, data: &Prepared, frame: &series::Frame) -> Result<FittedSet, TrainError> {
+        let roles = &data.meta.roles;
+        let targets = roles
+            .targets
+            .iter()
+            .map(|t| Ok((t.clone(), original_column(data, frame, t)?)))
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        let mut fitted = self
+            .fitter
+            .fit_all(&self.config, &frame.timestamps, &targets, &self.regressors(data, frame)?, self.threads)
+            .map_err(|e| TrainError::Data(e.to_string()))?;
+        for t in &roles.targets {
+            let c = data
+                .meta
+                .scaler
+                .columns
+                .iter()
+                .find(|c| &c.name == t)
+                .ok_or_else(|| TrainError::Data(format!("the scaler has no entry for target `{t}`")))?;
+            fitted.rescale(t, c.offset, c.scale).map_err(|e| TrainError::Data(e.to_string()))?;
+        }
+        Ok(fitted)
+    }
+
+    /// `fitted`'s forecasts (scaled) at `frame`'s timestamps.
+    fn forecast(
+        &self,
+        fitted: &FittedSet,
+        data: &Prepared,
+        frame: &series::Frame,
+    ) -> Result<Vec<prophet_model::Forecast>, TrainError> {
+        fitted
+            .predict_with_regressors(&frame.timestamps, &self.regressors(data, frame)?)
+            .map_err(|e| TrainError::Data(e.to_string()))
+    }
+
+    /// The extra regressors' columns of `frame`, original units.
+    fn regressors(&self, data: &Prepared, frame: &series::Frame) -> Result<Vec<(String, Vec<f64>)>, TrainError> {
+        self.config.regressors.iter().map(|r| Ok((r.name.clone(), original_column(data, frame, &r.name)?))).collect()
     }
 }
 
@@ -253,25 +277,8 @@ impl ModelTrainer for ProphetTrainer {
     ) -> Result<Trained, TrainError> {
         let roles = &data.meta.roles;
         let val_predictions = self.validation_predictions(data)?;
-        // Prophet fits the columns in their original units, as Python Prophet on the raw data: its priors and
-        // multiplicative terms are relative to the data's own scale and zero.
-        let targets = roles
-            .targets
-            .iter()
-            .map(|t| Ok((t.clone(), original_column(data, &data.train, t)?)))
-            .collect::<Result<Vec<_>, TrainError>>()?;
-        let regressor_columns = |frame: &series::Frame| {
-            self.config
-                .regressors
-                .iter()
-                .map(|r| Ok((r.name.clone(), original_column(data, frame, &r.name)?)))
-                .collect::<Result<Vec<_>, TrainError>>()
-        };
         let started = Instant::now();
-        let mut fitted = self
-            .fitter
-            .fit_all(&self.config, &data.train.timestamps, &targets, &regressor_columns(&data.train)?, self.threads)
-            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let fitted = self.fit_scaled(data, &data.train)?;
         let p = Progress {
             step: 1,
             total: 1,
@@ -283,21 +290,7 @@ impl ModelTrainer for ProphetTrainer {
         if progress(&p).is_break() {
             return Err(TrainError::Cancelled);
         }
-        // The saved model forecasts in the dataset's scaled units, like every other model type: the
-        // scaler's affine map is folded into the fitted parameters (exactly).
-        for t in &roles.targets {
-            let c = data
-                .meta
-                .scaler
-                .columns
-                .iter()
-                .find(|c| &c.name == t)
-                .ok_or_else(|| TrainError::Data(format!("the scaler has no entry for target `{t}`")))?;
-            fitted.rescale(t, c.offset, c.scale).map_err(|e| TrainError::Data(e.to_string()))?;
-        }
-        let forecasts = fitted
-            .predict_with_regressors(&data.test.timestamps, &regressor_columns(&data.test)?)
-            .map_err(|e| TrainError::Data(e.to_string()))?;
+        let forecasts = self.forecast(&fitted, data, &data.test)?;
 
         // Test predictions in the windows' layout: window i, step s, target j
         // is the forecast for test row first_target_row[i] + s.
@@ -361,7 +354,7 @@ impl ModelTrainer for ProphetTrainer {
             one.scaled.rmse,
             one.scaled.mae,
             one.scaled.mse,
-            targets.len(),
+            roles.targets.len(),
             p.seconds,
             self.threads
         );
