@@ -269,15 +269,7 @@ async fn a_restart_serves_the_promoted_model_before_any_new_event() {
     let body = wait_served(port, None, Duration::from_secs(60)).await;
     assert_eq!(body["models"][0]["version"], second_version, "{body}");
     assert_eq!(body["models"][0]["source"], "promotion");
-    let resp = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/predict"))
-        .header("content-type", "application/json")
-        .body(json!({ "window": raw_window(0) }).to_string())
-        .send()
-        .await
-        .expect("predict");
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().await.expect("json");
+    let v = predict_ok(port, &raw_window(0)).await;
     assert_eq!(v["model"]["version"], second_version);
     assert!(restarted.terminate().success(), "a SIGTERM stops the service cleanly");
 }
@@ -373,15 +365,7 @@ async fn an_ensemble_promotion_serves_the_weighted_mean_of_its_members() {
     // Window 15 reaches past member 0's clip (load peaks at ~706 in row 22).
     let window = raw_window(15);
     assert!(window.iter().any(|r| r[0] > 600.0), "the window exercises the clip");
-    let resp = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/predict"))
-        .header("content-type", "application/json")
-        .body(json!({ "window": window }).to_string())
-        .send()
-        .await
-        .expect("predict");
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().await.expect("json");
+    let v = predict_ok(port, &window).await;
     let got: Vec<f64> = (0..OUTPUT_LEN).map(|s| v["forecasts"][0][s][0].as_f64().expect("number")).collect();
     let want = expected(&window);
     assert!(got.iter().zip(&want).all(|(g, w)| close(*g, *w, 1e-4)), "served {got:?}, members' weighted mean {want:?}");
@@ -531,6 +515,18 @@ async fn a_baseline_promotion_is_served_like_an_onnx_model() {
     let (cancel, task) = start(w.cli(port, false));
     wait_served(port, Some(&format!("BASELINE/{}", sel.run_id)), Duration::from_secs(60)).await;
     let window = raw_window(17);
+    let v = predict_ok(port, &window).await;
+    let last = window[INPUT_LEN - 1][0];
+    for s in 0..OUTPUT_LEN {
+        let got = v["forecasts"][0][s][0].as_f64().expect("number");
+        assert!(close(got, last, 1e-5), "step {s}: {got} vs the last value {last}");
+    }
+    cancel.cancel();
+    task.await.expect("join").expect("inference ran cleanly");
+}
+
+/// POST one window to `/predict` on `port`; the answer must be 200 with JSON.
+async fn predict_ok(port: u16, window: &[Vec<f64>]) -> Value {
     let resp = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/predict"))
         .header("content-type", "application/json")
@@ -539,12 +535,5 @@ async fn a_baseline_promotion_is_served_like_an_onnx_model() {
         .await
         .expect("predict");
     assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().await.expect("json");
-    let last = window[INPUT_LEN - 1][0];
-    for s in 0..OUTPUT_LEN {
-        let got = v["forecasts"][0][s][0].as_f64().expect("number");
-        assert!(close(got, last, 1e-5), "step {s}: {got} vs the last value {last}");
-    }
-    cancel.cancel();
-    task.await.expect("join").expect("inference ran cleanly");
+    resp.json().await.expect("json")
 }
