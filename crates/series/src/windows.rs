@@ -110,6 +110,8 @@ pub struct ValidationSplit {
     pub val: Windows,
     /// The frame rows that are validation targets.
     pub val_rows: Vec<bool>,
+    /// Blocks the validation windows were cut into (see [`Windows::usable_blocks`]).
+    pub blocks: usize,
 }
 
 /// Mark the rows of `timestamps` inside any inclusive `[first, last]` range of
@@ -133,7 +135,11 @@ impl Windows {
     /// `blocks` equal blocks, each ending one equal stretch of the series (the
     /// last at its very end): a validation set that sees quiet and busy
     /// stretches alike, not only the last days (blocked cross-validation,
-    /// Bergmeir & Benitez 2012). One block is the chronological tail. Training
+    /// Bergmeir & Benitez 2012). One block is the chronological tail. Every
+    /// block costs training the `input_len + output_len - 1` windows around it
+    /// that read its rows, so a block holds at least `input_len + output_len`
+    /// windows: fewer blocks than asked when the validation share is small
+    /// ([`Windows::usable_blocks`]). Training
     /// keeps the windows that touch no validation target row, so nothing it
     /// reads or predicts is scored. `rows` is the length of the frame the
     /// windows were cut from. A fraction of 0 gives an empty validation set.
@@ -145,8 +151,8 @@ impl Windows {
         // The epsilon keeps an exact product (10 * 0.2) from rounding up.
         let n_val = ((n as f64 * fraction - 1e-9).ceil().max(0.0) as usize).min(n);
         let mut in_val = vec![false; n];
+        let blocks = if n_val > 0 { self.usable_blocks(n_val, blocks) } else { 0 };
         if n_val > 0 {
-            let blocks = blocks.clamp(1, n_val);
             for k in 0..blocks {
                 // Block k: the last windows of stretch k, sized so the blocks add up to n_val.
                 let size = n_val * (k + 1) / blocks - n_val * k / blocks;
@@ -162,7 +168,15 @@ impl Windows {
         }
         let val = self.retain(|i| in_val[i]);
         let train = self.retain(|i| !in_val[i] && !self.touches(i, &val_rows));
-        Ok(ValidationSplit { train, val, val_rows })
+        Ok(ValidationSplit { train, val, val_rows, blocks })
+    }
+
+    /// How many of `asked` blocks `n_val` validation windows are cut into:
+    /// at least 1, and each block at least one window span
+    /// (`input_len + output_len` windows).
+    pub fn usable_blocks(&self, n_val: usize, asked: usize) -> usize {
+        let span = self.input_len.saturating_add(self.output_len).max(1);
+        asked.min(n_val / span).max(1)
     }
 
     /// The windows for which `keep(i)` holds (`i` the window's index), in order.

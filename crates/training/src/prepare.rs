@@ -18,14 +18,17 @@ pub struct WindowArgs {
     pub validation_fraction: f64,
     /// Validation blocks: the held-out share is cut into this many equal
     /// blocks, each at the end of one equal stretch of the training part (the
-    /// last at its very end). 1 holds out the tail only, as the published study.
-    #[arg(long, env = "VALIDATION_BLOCKS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=20))]
+    /// last at its very end), so that validation sees the series' regimes in
+    /// about the proportions training does (fewer when a block would be
+    /// shorter than a window span). 1 holds out the tail only, as the
+    /// published study.
+    #[arg(long, env = "VALIDATION_BLOCKS", default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=50))]
     pub validation_blocks: u16,
 }
 
 impl Default for WindowArgs {
     fn default() -> Self {
-        WindowArgs { input_seq_len: 10, output_seq_len: 1, validation_fraction: 0.2, validation_blocks: 4 }
+        WindowArgs { input_seq_len: 10, output_seq_len: 1, validation_fraction: 0.2, validation_blocks: 20 }
     }
 }
 
@@ -43,7 +46,8 @@ pub struct Prepared {
     pub baselines: Baselines,
     /// Naive baselines on the validation windows (what choices are compared with).
     pub val_baselines: Baselines,
-    /// The share of training windows held out for validation, and in how many blocks.
+    /// The share of training windows held out for validation, and in how many
+    /// blocks (as cut: fewer than asked when they would be shorter than a window span).
     pub validation_fraction: f64,
     pub validation_blocks: u16,
     /// Train-part rows that are validation targets: no training window touches them.
@@ -72,7 +76,7 @@ impl Prepared {
             Ok((kept, dropped))
         };
         let (all, train_dropped) = cut(&train, "train")?;
-        let series::ValidationSplit { train: train_windows, val: val_windows, val_rows } = all
+        let series::ValidationSplit { train: train_windows, val: val_windows, val_rows, blocks } = all
             .split_validation(args.validation_fraction, args.validation_blocks as usize, train.len())
             .map_err(|e| format!("train part: {e}"))?;
         if train_windows.n == 0 {
@@ -99,7 +103,7 @@ impl Prepared {
             baselines,
             val_baselines,
             validation_fraction: args.validation_fraction,
-            validation_blocks: args.validation_blocks,
+            validation_blocks: blocks as u16,
             val_rows,
             gap_windows_dropped: (train_dropped, test_dropped),
         })
@@ -168,18 +172,35 @@ mod tests {
     fn validation_blocks_are_spread_and_training_never_touches_their_targets() {
         let mut a = args(10, 1, 0.2);
         a.validation_blocks = 4;
-        // 110 rows -> 100 windows predicting rows 10..110; 20 validate, in 4 blocks of 5,
-        // each at the end of a quarter: windows 20..25, 45..50, 70..75, 95..100.
-        let p = Prepared::new(frame(0, 110), frame(110, 15), meta(), &a).unwrap();
-        let firsts: Vec<usize> = [20, 45, 70, 95].iter().flat_map(|&b| (b + 10..b + 15).collect::<Vec<_>>()).collect();
+        // 230 rows -> 220 windows predicting rows 10..230; 44 validate, in 4 blocks of 11,
+        // each at the end of a quarter: windows 44..55, 99..110, 154..165, 209..220.
+        let p = Prepared::new(frame(0, 230), frame(230, 15), meta(), &a).unwrap();
+        assert_eq!(p.validation_blocks, 4);
+        let firsts: Vec<usize> =
+            [44, 99, 154, 209].iter().flat_map(|&b| (b + 10..b + 21).collect::<Vec<_>>()).collect();
         assert_eq!(p.val_windows.first_target_row, firsts);
-        assert_eq!(p.val_rows.iter().filter(|&&v| v).count(), 20);
+        assert_eq!(p.val_rows.iter().filter(|&&v| v).count(), 44);
         // No training window reads or predicts a validation target row.
         for (i, &first) in p.train_windows.first_target_row.iter().enumerate() {
             assert!((first - 10..=first).all(|r| !p.val_rows[r]), "training window {i} touches validation");
         }
         // The windows that would read a block's targets as inputs are left out too.
-        assert_eq!(p.train_windows.n, 100 - 20 - 4 * 10 + 10, "{}", p.train_windows.n);
+        assert_eq!(p.train_windows.n, 220 - 44 - 4 * 10 + 10, "{}", p.train_windows.n);
+    }
+
+    #[test]
+    fn blocks_shorter_than_a_window_span_are_merged() {
+        // 100 windows, 20 validate: 20 blocks of one window would cost training 10
+        // windows each; blocks of at least 11 windows leave one block.
+        let mut a = args(10, 1, 0.2);
+        a.validation_blocks = 20;
+        let p = Prepared::new(frame(0, 110), frame(110, 15), meta(), &a).unwrap();
+        assert_eq!(p.validation_blocks, 1);
+        assert_eq!(p.val_windows.first_target_row, (90..110).collect::<Vec<_>>());
+        assert_eq!(p.train_windows.n, 80);
+        // 44 validation windows hold 4 blocks of 11, not 20.
+        let p = Prepared::new(frame(0, 230), frame(230, 15), meta(), &a).unwrap();
+        assert_eq!((p.validation_blocks, p.val_windows.n), (4, 44));
     }
 
     #[test]
