@@ -121,9 +121,10 @@ impl ModelTrainer for NeuralTrainer {
         let mut net = Network::new(config, seed);
         let mut history = Vec::new();
         let v = &data.val_windows;
+        // The candidates are compared at the rung on these (training::candidates).
+        let rung = training::candidates::rung_epoch(w.n.div_ceil(a.batch_size.max(1)));
         let mut on_epoch = |r: &nn::EpochReport, net: &Network| {
-            // The candidates are compared at the rung on these (training::candidates).
-            let val_predictions = (r.epoch == training::candidates::RUNG_EPOCH).then(|| net.predict(&v.x, v.n));
+            let val_predictions = (r.epoch == rung).then(|| net.predict(&v.x, v.n));
             let p = Progress {
                 step: r.epoch,
                 total: a.epochs,

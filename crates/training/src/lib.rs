@@ -45,8 +45,8 @@ pub struct Progress {
     pub val_loss: f64,
     pub seconds: f64,
     /// The model's predictions for the validation windows (its own scaled
-    /// units) as this epoch left it; trainers with epochs give them at
-    /// [`candidates::RUNG_EPOCH`], where candidates are compared.
+    /// units) as this epoch left it; trainers with epochs give them once, at
+    /// [`candidates::rung_epoch`], where candidates are compared.
     pub val_predictions: Option<Vec<f32>>,
 }
 
