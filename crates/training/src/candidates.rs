@@ -18,8 +18,8 @@
 //! (the first epoch that ends at least [`RUNG_UPDATES`] optimiser updates in,
 //! [`rung_epoch`]) only the best by validation RMSE there goes on, the others
 //! stop. Counting updates, not epochs, compares candidates after the same
-//! optimisation effort on a small file and a large one: on El Born (3,300
-//! training windows, batch 128) the rung is epoch 5; on 16,000 rows, epoch 2.
+//! optimisation effort on a small file and a large one: on El Born (3,155
+//! training windows, batch 128) the rung is epoch 6; on 16,000 rows, epoch 2.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
