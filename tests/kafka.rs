@@ -117,6 +117,44 @@ async fn produce_consume_commit() {
     assert_eq!(committed_offset(&group, &topic, 0), Some(5));
 }
 
+/// A runtime dropped while a consumer loop runs, its token never cancelled
+/// (what a panic elsewhere in a stage or a test does), shuts down: the loop's
+/// blocking thread stops with the future that awaited it. Before, the drop
+/// waited for it forever.
+#[test]
+fn a_dropped_runtime_stops_its_consumer_loop() {
+    let topic = unique("t-dropped");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rec = Arc::new(Recorder::default());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    rt.block_on(async {
+        create_topic_with_dlq(&topic, 1).await;
+        let (kafka, handler, c) = (stack().kafka.clone(), rec.clone(), cancel.clone());
+        let producer = Producer::new(&kafka, "test").expect("producer");
+        let loop_producer = Producer::new(&kafka, "test-consumer").expect("producer");
+        let settings = kafka_utils::ConsumerSettings {
+            service: "test-consumer".into(),
+            group_id: unique("g-dropped"),
+            topics: vec![topic.clone()],
+            args: fast_args(),
+        };
+        tokio::spawn(async move { kafka_utils::consumer::run(&kafka, settings, loop_producer, handler, c).await });
+        // The loop is polling once it handled a record.
+        producer.send_json(&topic, None, &serde_json::json!({ "i": 0 })).await.expect("acknowledged");
+        rec.wait_seen(1, Duration::from_secs(60)).await;
+    });
+    let (done, dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(rt);
+        let _ = done.send(());
+    });
+    assert!(
+        dropped.recv_timeout(Duration::from_secs(20)).is_ok(),
+        "the runtime did not shut down within 20 s: its consumer loop kept polling"
+    );
+    assert!(!cancel.is_cancelled(), "nobody cancelled the loop's own token");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_failing_every_attempt_sends_record_to_dlq_with_original_bytes() {
     let topic = unique("t-dlq");

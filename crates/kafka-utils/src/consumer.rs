@@ -503,7 +503,14 @@ pub async fn run<H: Handler>(
     info!(group = %settings.group_id, topics = ?settings.topics, "consumer started");
 
     let rt = Handle::current();
-    let thread = tokio::task::spawn_blocking(move || poll_loop(consumer, rt, settings, producer, handler, cancel));
+    // The loop also stops when this future is dropped (its task aborted, or the
+    // runtime dropped after a panic elsewhere): tokio never cancels a blocking
+    // task and a runtime waits for them when dropped, so without the guard a
+    // dropped `run` kept the process polling forever (seen as a test hanging
+    // after a failed assertion, instead of failing).
+    let stop = cancel.child_token();
+    let _stop_when_dropped = stop.clone().drop_guard();
+    let thread = tokio::task::spawn_blocking(move || poll_loop(consumer, rt, settings, producer, handler, stop));
     thread.await.map_err(|e| ConsumerError::Thread(e.to_string()))
 }
 
