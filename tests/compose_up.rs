@@ -172,7 +172,9 @@ fn served(port: u16, id: &str) -> Value {
 }
 
 /// `POST /predict` with the first window of `frame` without gaps, in the
-/// model's feature order; returns the answer's model version.
+/// model's feature order, and its rows' timestamps (a model that forecasts by
+/// time, Prophet or an ensemble with a Prophet member, needs them; the others
+/// accept them); returns the answer's model version.
 fn predict(port: u16, id: &str, frame: &series::Frame) -> String {
     let info = served(port, id);
     let input_len = info["input_len"].as_u64().expect("input_len") as usize;
@@ -186,8 +188,11 @@ fn predict(port: u16, id: &str, frame: &series::Frame) -> String {
         .find(|&s| features.iter().all(|c| c[s..s + input_len].iter().all(|v| v.is_finite())))
         .expect("a window without gaps");
     let window: Vec<Vec<f64>> = (start..start + input_len).map(|r| features.iter().map(|c| c[r]).collect()).collect();
-    let (status, body) =
-        call(&format!("http://127.0.0.1:{port}/predict"), Some(json!({ "identifier": id, "window": window })));
+    let timestamps = &frame.timestamps[start..start + input_len];
+    let (status, body) = call(
+        &format!("http://127.0.0.1:{port}/predict"),
+        Some(json!({ "identifier": id, "window": window, "timestamps": timestamps })),
+    );
     assert_eq!(status, 200, "/predict on :{port}: {body}");
     assert!(body["forecasts"][0].as_array().is_some_and(|f| !f.is_empty()), "{body}");
     body["model"]["version"].as_str().expect("version").to_string()
