@@ -244,7 +244,19 @@ fn consumer(group: &str) -> BaseConsumer {
 /// Topics with their partition counts, and every stage group's committed offsets.
 fn kafka_state() -> (BTreeMap<String, usize>, BTreeMap<String, i64>) {
     let c = consumer(&unique("compose-probe"));
-    let md = c.fetch_metadata(None, Duration::from_secs(10)).expect("metadata");
+    // Right after `up` the broker container can pass its healthcheck before the
+    // host's external listener answers (seen once: "Broker transport failure").
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let md = loop {
+        match c.fetch_metadata(None, Duration::from_secs(10)) {
+            Ok(md) => break md,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("[compose_up] metadata not yet: {e}; retrying");
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            Err(e) => panic!("metadata within 60 s: {e}"),
+        }
+    };
     let topics: BTreeMap<String, usize> =
         md.topics().iter().map(|t| (t.name().to_string(), t.partitions().len())).collect();
     let mut offsets = BTreeMap::new();
