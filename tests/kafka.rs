@@ -126,22 +126,15 @@ fn a_dropped_runtime_stops_its_consumer_loop() {
     let topic = unique("t-dropped");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let rec = Arc::new(Recorder::default());
-    let cancel = tokio_util::sync::CancellationToken::new();
-    rt.block_on(async {
+    let cancel = rt.block_on(async {
         create_topic_with_dlq(&topic, 1).await;
-        let (kafka, handler, c) = (stack().kafka.clone(), rec.clone(), cancel.clone());
-        let producer = Producer::new(&kafka, "test").expect("producer");
-        let loop_producer = Producer::new(&kafka, "test-consumer").expect("producer");
-        let settings = kafka_utils::ConsumerSettings {
-            service: "test-consumer".into(),
-            group_id: unique("g-dropped"),
-            topics: vec![topic.clone()],
-            args: fast_args(),
-        };
-        tokio::spawn(async move { kafka_utils::consumer::run(&kafka, settings, loop_producer, handler, c).await });
+        let (stop, _task) = start(&topic, &unique("g-dropped"), fast_args(), rec.clone());
         // The loop is polling once it handled a record.
+        let producer = Producer::new(&stack().kafka, "test").expect("producer");
         producer.send_json(&topic, None, &serde_json::json!({ "i": 0 })).await.expect("acknowledged");
         rec.wait_seen(1, Duration::from_secs(60)).await;
+        // Keep the loop's token uncancelled: only the runtime's drop may stop it.
+        stop.disarm()
     });
     let (done, dropped) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

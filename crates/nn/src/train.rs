@@ -114,7 +114,6 @@ pub fn train(
                 report.best_epoch = epoch;
                 report.best_val_loss = val_loss;
             }
-
             let epoch_report =
                 EpochReport { epoch, train_loss, val_loss, seconds: started.elapsed().as_secs_f64(), best };
             report.epochs_run = epoch;

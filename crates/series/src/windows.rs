@@ -152,13 +152,11 @@ impl Windows {
         let n_val = ((n as f64 * fraction - 1e-9).ceil().max(0.0) as usize).min(n);
         let mut in_val = vec![false; n];
         let blocks = if n_val > 0 { self.usable_blocks(n_val, blocks) } else { 0 };
-        if n_val > 0 {
-            for k in 0..blocks {
-                // Block k: the last windows of stretch k, sized so the blocks add up to n_val.
-                let size = n_val * (k + 1) / blocks - n_val * k / blocks;
-                let end = n * (k + 1) / blocks;
-                in_val[end.saturating_sub(size)..end].iter_mut().for_each(|v| *v = true);
-            }
+        for k in 0..blocks {
+            // Block k: the last windows of stretch k, sized so the blocks add up to n_val.
+            let size = n_val * (k + 1) / blocks - n_val * k / blocks;
+            let end = n * (k + 1) / blocks;
+            in_val[end.saturating_sub(size)..end].iter_mut().for_each(|v| *v = true);
         }
         let mut val_rows = vec![false; rows];
         for i in (0..n).filter(|&i| in_val[i]) {
