@@ -232,12 +232,31 @@ pub fn read_topic(topic: &str, expected: usize, timeout: Duration) -> Vec<OwnedM
     read_topic_from(stack().kafka.bootstrap().expect("stack has a broker"), topic, expected, timeout)
 }
 
-/// [`read_topic`] from the broker at `bootstrap`.
+/// [`read_topic`] from the broker at `bootstrap`. The reader assigns itself
+/// every partition from the beginning instead of joining a consumer group, so
+/// that what a test reads never waits on a group rebalance (see
+/// [`StageProcess::crash`] for tansu's). A topic that does not exist yet is looked up
+/// again until it does or `timeout` passes.
 pub fn read_topic_from(bootstrap: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<OwnedMessage> {
     let consumer = plain_consumer_on(bootstrap, &unique("reader"));
-    consumer.subscribe(&[topic]).expect("subscribe reader");
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
+    let partitions = loop {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
+        let count = metadata.ok().and_then(|m| m.topics().first().map(|t| t.partitions().len())).unwrap_or(0);
+        if count > 0 {
+            break count;
+        }
+        if Instant::now() >= deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning).expect("partition offset");
+    }
+    consumer.assign(&tpl).expect("assign reader");
     while out.len() < expected && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
             out.push(m.detach());
