@@ -82,6 +82,7 @@ async fn killed_before_commit_gets_the_record_again() {
     let starts = log_lines(&log).iter().filter(|l| *l == "start 0").count();
     assert_eq!(starts, 2, "the record was redelivered after the crash: {:?}", log_lines(&log));
     wait_for_commit(&group, &topic, 0, 1, Duration::from_secs(30));
+    let _ = std::fs::remove_file(&log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,4 +103,5 @@ async fn killed_after_commit_does_not_get_the_record_again() {
     wait_for_line(&log, "done 1", Duration::from_secs(90));
     let lines = log_lines(&log);
     assert_eq!(lines.iter().filter(|l| *l == "start 0").count(), 1, "committed record was not redelivered: {lines:?}");
+    let _ = std::fs::remove_file(&log);
 }

@@ -99,6 +99,8 @@ pub const SESSION_TIMEOUT_MS: u64 = 6000;
 pub struct StageProcess {
     name: String,
     child: Child,
+    /// Where [`StageProcess::spawn_logged`] sends the stage's output.
+    log: Option<PathBuf>,
 }
 
 impl StageProcess {
@@ -120,7 +122,25 @@ impl StageProcess {
         let name =
             Path::new(cmd.get_program()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        StageProcess { name, child }
+        StageProcess { name, child, log: None }
+    }
+
+    /// [`StageProcess::spawn`] with stdout and stderr in a file of its own,
+    /// whose last [`LOG_TAIL_LINES`] lines are printed if the test panics while
+    /// the stage runs: a failed pipeline test shows what each stage did last,
+    /// at whatever level `cmd`'s `RUST_LOG` asks for, without the noise of the
+    /// runs that pass.
+    pub fn spawn_logged(mut cmd: Command) -> Self {
+        let name =
+            Path::new(cmd.get_program()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = std::env::temp_dir().join("flts-tests");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let path = dir.join(format!("{}.log", unique(&name)));
+        let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        cmd.stdout(file.try_clone().expect("clone log handle")).stderr(file);
+        let mut stage = StageProcess::spawn(cmd);
+        stage.log = Some(path);
+        stage
     }
 
     /// SIGKILL: the process gets no chance to finish or commit anything.
@@ -156,10 +176,22 @@ impl StageProcess {
     }
 }
 
+/// Lines of a logged stage's output printed when its test fails.
+pub const LOG_TAIL_LINES: usize = 60;
+
 impl Drop for StageProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let Some(path) = self.log.take() else { return };
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!("--- last {} lines of {} ({}) ---\n{}", tail.len(), self.name, path.display(), tail.join("\n"));
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 

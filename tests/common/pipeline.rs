@@ -117,9 +117,9 @@ impl World {
             .env("KAFKA_SESSION_TIMEOUT_MS", super::SESSION_TIMEOUT_MS.to_string())
             .env("KAFKA_COMMIT_INTERVAL_MS", "200")
             .env("LOG_FORMAT", "text")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .envs(extra.iter().copied());
-        StageProcess::spawn(cmd)
+        StageProcess::spawn_logged(cmd)
     }
 
     /// Submit `csv` through `flts submit` with the preprocess config

@@ -354,6 +354,6 @@ pub fn spawn_eval(w: &World, group: &str) -> StageProcess {
         .env("MLFLOW_EXPERIMENT", EXPERIMENT)
         .env("KAFKA_SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
         .env("KAFKA_COMMIT_INTERVAL_MS", "200")
-        .env("RUST_LOG", "warn");
-    StageProcess::spawn(cmd)
+        .env("RUST_LOG", "info");
+    StageProcess::spawn_logged(cmd)
 }

@@ -468,8 +468,8 @@ pub fn spawn_inference(w: &World, port: u16, selected_topic: &str) -> StageProce
         // The rebalance timeout: how long a restarted member may wait for its killed predecessor.
         .env("KAFKA_MAX_POLL_INTERVAL_MS", "10000")
         .env("KAFKA_COMMIT_INTERVAL_MS", "200")
-        .env("RUST_LOG", "warn");
-    StageProcess::spawn(cmd)
+        .env("RUST_LOG", "info");
+    StageProcess::spawn_logged(cmd)
 }
 
 /// A running in-process inference serving a first promoted LSTM (from
