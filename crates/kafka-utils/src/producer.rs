@@ -24,6 +24,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -34,6 +36,9 @@ use contracts::error::{Classified, Code};
 use crate::backoff::Backoff;
 use crate::config::{ConfigError, KafkaArgs};
 use crate::metrics;
+
+/// One librdkafka producer instance (see [`QuietContext`]).
+type Client = FutureProducer<QuietContext>;
 
 /// The resend schedule of a failed send, within the delivery timeout.
 const RESEND: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
@@ -168,7 +173,25 @@ pub fn producer_config(args: &KafkaArgs, service: &str) -> Result<ClientConfig, 
 /// The librdkafka instance in use and how many times it was replaced.
 struct Instance {
     generation: u64,
-    producer: FutureProducer,
+    producer: Client,
+}
+
+/// librdkafka's log lines, as [`DefaultClientContext`] passes them on, less
+/// the warning that `enable.gapless.guarantee` is experimental: it is set on
+/// purpose (see the module docs), and a warning on every start of every stage
+/// that nobody can act on teaches operators to ignore warnings. It goes to
+/// debug instead.
+#[derive(Clone, Copy)]
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if fac == "CONFWARN" && log_message.contains("enable.gapless.guarantee") {
+            tracing::debug!(target: "librdkafka", "{fac} {log_message}");
+        } else {
+            DefaultClientContext.log(level, fac, log_message);
+        }
+    }
 }
 
 struct Shared {
@@ -191,7 +214,7 @@ impl Producer {
     /// Build a producer for `service` (used as client id and in a header).
     pub fn new(args: &KafkaArgs, service: &str) -> Result<Self, ProduceError> {
         let config = producer_config(args, service)?;
-        let producer: FutureProducer = config.create().map_err(ProduceError::Client)?;
+        let producer: Client = config.create_with_context(QuietContext).map_err(ProduceError::Client)?;
         metrics::init_producer();
         Ok(Producer {
             shared: Arc::new(Shared {
@@ -287,7 +310,7 @@ impl Producer {
         self.current().1.flush(timeout)
     }
 
-    fn current(&self) -> (u64, FutureProducer) {
+    fn current(&self) -> (u64, Client) {
         let cur = self.shared.current.read().unwrap_or_else(|e| e.into_inner());
         (cur.generation, cur.producer.clone())
     }
@@ -296,7 +319,7 @@ impl Producer {
     /// it cannot be used any more (a fatal error, or a timed-out message after
     /// which librdkafka would bump the epoch). Returns whether the send failed
     /// on an instance that is no longer current, i.e. sending again may work.
-    fn replace_if_unusable(&self, generation: u64, used: &FutureProducer, code: Option<RDKafkaErrorCode>) -> bool {
+    fn replace_if_unusable(&self, generation: u64, used: &Client, code: Option<RDKafkaErrorCode>) -> bool {
         let (reason, detail) = match used.client().fatal_error() {
             Some((_, why)) => ("fatal", why),
             None if code == Some(RDKafkaErrorCode::MessageTimedOut) => ("timed_out", "a message timed out".into()),
@@ -306,7 +329,7 @@ impl Producer {
         if cur.generation != generation {
             return true; // another send replaced it already
         }
-        match self.shared.config.create::<FutureProducer>() {
+        match self.shared.config.create_with_context::<_, Client>(QuietContext) {
             Ok(fresh) => {
                 cur.generation += 1;
                 // The old instance is destroyed when its last in-flight send
@@ -343,5 +366,39 @@ mod tests {
         assert_eq!((refused.code(), refused.is_retryable()), (Code::PublishFailed, false));
         assert_eq!(HandlerError::from(away).disposition, Disposition::Retryable);
         assert_eq!(HandlerError::from(refused).disposition, Disposition::Permanent);
+    }
+
+    /// The lines `log` emits through [`QuietContext`], at debug and above.
+    fn logged(log: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_gapless_guarantee_warning_is_debug_and_other_warnings_stay_warnings() {
+        let experimental = "Configuration property enable.gapless.guarantee is experimental: When set to `true`, ...";
+        let line = logged(|| QuietContext.log(RDKafkaLogLevel::Warning, "CONFWARN", experimental));
+        assert!(line.contains(" DEBUG ") && !line.contains(" WARN "), "{line}");
+        let other = "Configuration property queue.buffering.max.ms is deprecated";
+        let line = logged(|| QuietContext.log(RDKafkaLogLevel::Warning, "CONFWARN", other));
+        assert!(line.contains(" WARN ") && line.contains("queue.buffering.max.ms"), "{line}");
     }
 }
