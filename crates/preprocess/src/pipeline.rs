@@ -239,19 +239,32 @@ pub fn process(
         if frame.is_empty() {
             return Err(PreprocessError::Data { part: part.into(), message: "no rows".into() });
         }
-        stats.rows_dropped += clean::drop_unfilled(frame, c.drop_unfilled, part)?;
+        let rows = frame.len();
+        let trimmed = clean::drop_unfilled(frame, c.drop_unfilled, part)?;
+        stats.rows_dropped += trimmed;
         let in_gap = clean::in_ranges(&frame.timestamps, &long);
         let gap_rows = in_gap.iter().filter(|g| **g).count();
-        if gap_rows as f64 > clean::MAX_LONG_GAP_SHARE * frame.len() as f64 {
+        // Rows trimmed because they miss a value at the part's start or end
+        // are as unmeasured as a long gap's: a gap that runs across the
+        // train/test cut ends one part and starts the other.
+        let unmeasured = gap_rows + trimmed;
+        if unmeasured as f64 > clean::MAX_LONG_GAP_SHARE * rows as f64 {
+            let trimmed_note = if trimmed > 0 {
+                format!(" or miss a value at the start or end of the part ({trimmed} of them)")
+            } else {
+                String::new()
+            };
             return Err(PreprocessError::Data {
                 part: part.into(),
                 message: format!(
-                    "mostly gap: {gap_rows} of {} rows are in gaps longer than clean.fill_limit = {}; \
-                     fix the input or raise fill_limit",
-                    frame.len(),
+                    "mostly gap: {unmeasured} of {rows} rows are in gaps longer than clean.fill_limit = {}\
+                     {trimmed_note}; fix the input or raise fill_limit",
                     c.fill_limit
                 ),
             });
+        }
+        if trimmed > 0 {
+            warn!(part, rows = trimmed, of = rows, "rows missing a value at the start or end of the part were dropped");
         }
         stats.long_gap_rows += gap_rows;
         part_gaps.push(clean::ranges(&frame.timestamps, &in_gap));
@@ -490,6 +503,16 @@ mod tests {
             e.to_string(),
             "train part: mostly gap: 1500 of 2400 rows are in gaps longer than clean.fill_limit = 30; fix the \
              input or raise fill_limit"
+        );
+        // A gap across the train/test cut is trimmed from the end of the
+        // training part (and the start of the test part): it counts too.
+        let spec_cut = Spec { long_gap: Some((1_000, 2_000)), ..spec };
+        let e =
+            process(&config(json!({})), input(&dataset::write_raw_csv(&traffic(&spec_cut), "time")), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "train part: mostly gap: 1400 of 2400 rows are in gaps longer than clean.fill_limit = 30 or miss a \
+             value at the start or end of the part (1400 of them); fix the input or raise fill_limit"
         );
         // Exactly half is not "mostly".
         let spec = Spec { long_gap: Some((500, 1_200)), ..spec };
