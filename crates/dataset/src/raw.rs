@@ -62,8 +62,14 @@ pub struct RawOptions {
     pub timestamp_format: Option<String>,
     /// Unit of epoch-number timestamps; `None` guesses from the magnitude.
     pub timestamp_unit: Option<TimestampUnit>,
-    /// CSV field separator.
+    /// CSV field separator. A CSV whose header line does not contain it is
+    /// read with the first of `;`, tab, `|` and `,` that it does contain (see
+    /// [`RawOptions::for_csv`]).
     pub separator: u8,
+    /// Numbers written with a decimal comma (`1234,5`). Set by
+    /// [`RawOptions::for_csv`] when a CSV separated by something other than
+    /// `,` writes its numbers so, as European spreadsheets export them.
+    pub decimal_comma: bool,
     /// What the file may claim (rows, columns, decoded bytes), checked
     /// before it is decoded.
     pub limits: ReadLimits,
@@ -77,9 +83,49 @@ impl Default for RawOptions {
             timestamp_format: None,
             timestamp_unit: None,
             separator: b',',
+            decimal_comma: false,
             limits: ReadLimits::default(),
         }
     }
+}
+
+/// Separators tried, in this order, when a CSV header does not contain the
+/// configured one.
+const SEPARATORS: [u8; 4] = [b';', b'\t', b'|', b','];
+
+impl RawOptions {
+    /// These options for the CSV file `bytes`: when its header line does not
+    /// contain [`RawOptions::separator`], the first of [`SEPARATORS`] it
+    /// does; and, when the separator is not `,`, decimal commas if a field of
+    /// the first data line is a number written with one. Nothing else is
+    /// guessed, and a file that fits the options is read exactly as they say.
+    pub fn for_csv(&self, bytes: &[u8]) -> RawOptions {
+        let mut lines = bytes.split(|&b| b == b'\n');
+        let header = lines.next().unwrap_or_default();
+        let mut opts = self.clone();
+        if !header.contains(&self.separator)
+            && let Some(&sep) = SEPARATORS.iter().find(|s| header.contains(s))
+        {
+            opts.separator = sep;
+        }
+        if opts.separator != b',' && !opts.decimal_comma {
+            let first = String::from_utf8_lossy(lines.next().unwrap_or_default());
+            opts.decimal_comma = first.split(opts.separator as char).any(is_decimal_comma_number);
+        }
+        opts
+    }
+}
+
+/// `1234,5`, `-0,25`, `"3,0e2"`: digits, one comma, digits, an optional exponent.
+fn is_decimal_comma_number(field: &str) -> bool {
+    let f = field.trim().trim_matches('"');
+    let f = f.strip_prefix(['-', '+']).unwrap_or(f);
+    let (mantissa, exponent) = match f.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['-', '+']).unwrap_or(e))),
+        None => (f, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    mantissa.split_once(',').is_some_and(|(a, b)| digits(a) && digits(b)) && exponent.is_none_or(digits)
 }
 
 /// Read a raw CSV or Parquet file (`file` names it in errors). What the file
@@ -118,6 +164,13 @@ fn checked_columns(
 
 fn read_raw_inner(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, DatasetError> {
     let format = RawFormat::detect(bytes);
+    let csv_opts;
+    let opts = if format == RawFormat::Csv {
+        csv_opts = opts.for_csv(bytes);
+        &csv_opts
+    } else {
+        opts
+    };
     // Sizes the file claims are checked before anything is decoded.
     let available = checked_columns(file, bytes, format, opts)?;
     let wanted = select_columns(file, &available, opts)?;
@@ -160,6 +213,13 @@ fn read_raw_inner(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, 
 /// `timestamp_column`. Limits are checked before anything is decoded.
 pub fn find_timestamp_column(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<String, DatasetError> {
     let format = RawFormat::detect(bytes);
+    let csv_opts;
+    let opts = if format == RawFormat::Csv {
+        csv_opts = opts.for_csv(bytes);
+        &csv_opts
+    } else {
+        opts
+    };
     crate::limits::no_panic(file, format.name(), || {
         let names = checked_columns(file, bytes, format, opts)?;
         if let Some(name) = TIMESTAMP_NAMES.iter().find_map(|t| names.iter().find(|n| n.eq_ignore_ascii_case(t))) {
@@ -278,13 +338,17 @@ impl Reader<'_> {
         }
     }
 
+    fn csv_parse_options(&self) -> CsvParseOptions {
+        CsvParseOptions::default().with_separator(self.opts.separator).with_decimal_comma(self.opts.decimal_comma)
+    }
+
     fn csv(&self, bytes: &[u8], wanted: &[String], as_text: bool) -> Result<DataFrame, DatasetError> {
         let columns: std::sync::Arc<[PlSmallStr]> = wanted.iter().map(|c| PlSmallStr::from(c.as_str())).collect();
         CsvReadOptions::default()
             .with_has_header(true)
             .with_columns(Some(columns))
             .with_infer_schema_length(Some(if as_text { 0 } else { INFER_ROWS }))
-            .with_parse_options(CsvParseOptions::default().with_separator(self.opts.separator))
+            .with_parse_options(self.csv_parse_options())
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish()
             .map_err(|e| self.read_error(e))
@@ -311,7 +375,7 @@ impl Reader<'_> {
             .with_columns(Some(all))
             .with_n_rows(Some(DETECT_ROWS))
             .with_infer_schema_length(Some(0))
-            .with_parse_options(CsvParseOptions::default().with_separator(self.opts.separator))
+            .with_parse_options(self.csv_parse_options())
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish()
             .map_err(|e| self.read_error(e))?;
@@ -461,7 +525,12 @@ impl Reader<'_> {
                         if s.is_empty() {
                             return Ok(f64::NAN);
                         }
-                        s.parse::<f64>().map_err(|_| DatasetError::NotNumeric {
+                        let parsed = if self.opts.decimal_comma && s.contains(',') {
+                            s.replacen(',', ".", 1).parse::<f64>()
+                        } else {
+                            s.parse::<f64>()
+                        };
+                        parsed.map_err(|_| DatasetError::NotNumeric {
                             file: self.file.into(),
                             row: self.row(i),
                             column: col.name().to_string(),
@@ -590,6 +659,35 @@ mod tests {
         let eu = "time;v\n28/03/2018 15:56;1\n28/03/2018 15:58;2\n";
         let o = RawOptions { timestamp_format: Some("%d/%m/%Y %H:%M".into()), separator: b';', ..opts("time") };
         assert_eq!(read_raw("eu.csv", eu.as_bytes(), &o).unwrap().timestamps, f.timestamps);
+    }
+
+    #[test]
+    fn other_separators_and_decimal_commas_are_read_without_settings() {
+        let comma = csv("time,down,up\n2018-03-28 15:56:00,1.5,2\n2018-03-28 15:58:00,2.5,3\n").unwrap();
+        for (name, text) in [
+            ("semicolon", "time;down;up\n2018-03-28 15:56:00;1.5;2\n2018-03-28 15:58:00;2.5;3\n"),
+            ("tab", "time\tdown\tup\n2018-03-28 15:56:00\t1.5\t2\n2018-03-28 15:58:00\t2.5\t3\n"),
+            ("pipe", "time|down|up\n2018-03-28 15:56:00|1.5|2\n2018-03-28 15:58:00|2.5|3\n"),
+            ("decimal comma", "time;down;up\n2018-03-28 15:56:00;1,5;2\n2018-03-28 15:58:00;2,5;3\n"),
+            (
+                "quoted decimal comma",
+                "time;down;up\r\n\"2018-03-28 15:56:00\";\"1,5\";2\r\n\"2018-03-28 15:58:00\";\"2,5\";3\r\n",
+            ),
+        ] {
+            assert_eq!(csv(text).unwrap(), comma, "{name}");
+            let ts = find_timestamp_column("in.csv", text.as_bytes(), &RawOptions::default()).unwrap();
+            assert_eq!(ts, "time", "{name}");
+        }
+        // A file that fits the configured separator is read as it says: a
+        // comma in a `;` file's header is part of a name.
+        let o = RawOptions { separator: b';', ..opts("time") };
+        let f = read_raw("in.csv", b"time;down,bytes\n2018-03-28 15:56:00;1.5\n", &o).unwrap();
+        assert_eq!(f.column_names().collect::<Vec<_>>(), ["down,bytes"]);
+        // Decimal commas only where the separator is not a comma.
+        assert!(is_decimal_comma_number("1234,5") && is_decimal_comma_number("\"-0,25e-3\""));
+        assert!(
+            !is_decimal_comma_number("1234.5") && !is_decimal_comma_number("1,234,5") && !is_decimal_comma_number(",")
+        );
     }
 
     #[test]

@@ -106,7 +106,10 @@ pub struct PreprocessConfig {
     pub timestamp_format: Option<String>,
     /// Unit of epoch-number timestamps (s, ms, us, ns); unset guesses from the magnitude.
     pub timestamp_unit: Option<TimestampUnit>,
-    /// CSV field separator.
+    /// CSV field separator. A file whose header line does not contain it is
+    /// read with the first of `;`, tab, `|` and `,` that it does, with
+    /// decimal commas (`1234,5`) when its separator is not `,` and its first
+    /// data line writes numbers so.
     pub csv_separator: char,
     /// Numeric input columns, in model input order; empty takes every column but the timestamp.
     pub features: Vec<String>,
@@ -387,7 +390,7 @@ pub struct ConfigArgs {
     /// Unit of epoch-number timestamps: s, ms, us or ns (default: guessed).
     #[arg(long, env = "TIMESTAMP_UNIT")]
     pub timestamp_unit: Option<TimestampUnit>,
-    /// CSV field separator.
+    /// CSV field separator (default `,`; a file whose header does not contain it is read with the one it uses: `;`, tab or `|`).
     #[arg(long, env = "CSV_SEPARATOR")]
     pub csv_separator: Option<char>,
     /// Input columns in model input order, comma-separated (default: all but the timestamp).

@@ -138,9 +138,21 @@ pub fn process(
         timestamp_format: config.timestamp_format.clone(),
         timestamp_unit: config.timestamp_unit,
         separator: config.csv_separator as u8,
+        decimal_comma: false,
         limits: config.read_limits(),
     };
     let input_name = input.name;
+    let read_as = opts.for_csv(&input.bytes);
+    if dataset::RawFormat::detect(&input.bytes) == dataset::RawFormat::Csv
+        && (read_as.separator, read_as.decimal_comma) != (opts.separator, opts.decimal_comma)
+    {
+        info!(
+            file = input_name,
+            separator = %(read_as.separator as char).escape_default(),
+            decimal_comma = read_as.decimal_comma,
+            "the CSV header does not use csv_separator: read with the separator it uses"
+        );
+    }
     if config.timestamp_column.is_none() {
         opts.timestamp_column = dataset::find_timestamp_column(input_name, &input.bytes, &opts)?;
         info!(file = input_name, column = %opts.timestamp_column, "timestamp column found (timestamp_column unset)");
