@@ -29,6 +29,7 @@ pub use processed::{
     write_processed,
 };
 pub use raw::{
-    RawFormat, RawOptions, TIMESTAMP_NAMES, find_timestamp_column, read_raw, write_raw_csv, write_raw_parquet,
+    RawFormat, RawOptions, TIMESTAMP_NAMES, find_timestamp_column, read_raw, read_raw_numeric, write_raw_csv,
+    write_raw_parquet,
 };
 pub use timestamp::TimestampUnit;

@@ -133,7 +133,17 @@ fn is_decimal_comma_number(field: &str) -> bool {
 /// of the decoder on hostile bytes is an unreadable file, not a crash.
 pub fn read_raw(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, DatasetError> {
     let format = RawFormat::detect(bytes).name();
-    crate::limits::no_panic(file, format, || read_raw_inner(file, bytes, opts))
+    crate::limits::no_panic(file, format, || read_raw_inner(file, bytes, opts, false)).map(|(frame, _)| frame)
+}
+
+/// [`read_raw`] of every column but the timestamp (`opts.columns` is
+/// ignored), leaving out the text columns that hold no number at all (a site
+/// name, a cell id, a comment), which it returns by name. A column with some
+/// numbers and some text is still an error at its first text value.
+pub fn read_raw_numeric(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<(Frame, Vec<String>), DatasetError> {
+    let format = RawFormat::detect(bytes).name();
+    let opts = RawOptions { columns: None, ..opts.clone() };
+    crate::limits::no_panic(file, format, || read_raw_inner(file, bytes, &opts, true))
 }
 
 /// The file's column names, once what it claims (sizes, columns) is checked
@@ -162,7 +172,12 @@ fn checked_columns(
     }
 }
 
-fn read_raw_inner(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, DatasetError> {
+fn read_raw_inner(
+    file: &str,
+    bytes: &[u8],
+    opts: &RawOptions,
+    skip_text: bool,
+) -> Result<(Frame, Vec<String>), DatasetError> {
     let format = RawFormat::detect(bytes);
     let csv_opts;
     let opts = if format == RawFormat::Csv {
@@ -198,10 +213,16 @@ fn read_raw_inner(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<Frame, 
         });
     }
     let mut columns = Vec::with_capacity(wanted.len() - 1);
+    let mut skipped = Vec::new();
     for name in &wanted[1..] {
-        columns.push(Column { name: name.clone(), values: reader.numbers(&take(name)?)? });
+        let col = take(name)?;
+        if skip_text && reader.holds_no_number(&col)? {
+            skipped.push(name.clone());
+            continue;
+        }
+        columns.push(Column { name: name.clone(), values: reader.numbers(&col)? });
     }
-    Ok(Frame::new(timestamps, columns)?)
+    Ok((Frame::new(timestamps, columns)?, skipped))
 }
 
 /// The timestamp column of a raw file when the user names none
@@ -513,6 +534,21 @@ impl Reader<'_> {
 
     /// The column as `f64`: missing values and blanks become NaN; text that is
     /// not a number is an error at its row.
+    /// A text column with at least one value and no value that is a number.
+    fn holds_no_number(&self, col: &PlColumn) -> Result<bool, DatasetError> {
+        if col.dtype() != &DataType::String {
+            return Ok(false);
+        }
+        let ca = col.str().map_err(|e| self.read_error(e))?;
+        let mut values = ca.iter().flatten().map(str::trim).filter(|s| !s.is_empty()).peekable();
+        Ok(values.peek().is_some() && values.all(|s| self.parse_number(s).is_none()))
+    }
+
+    /// A text value as a number (with a decimal comma when the file uses them).
+    fn parse_number(&self, s: &str) -> Option<f64> {
+        if self.opts.decimal_comma && s.contains(',') { s.replacen(',', ".", 1).parse().ok() } else { s.parse().ok() }
+    }
+
     fn numbers(&self, col: &PlColumn) -> Result<Vec<f64>, DatasetError> {
         match col.dtype() {
             DataType::Null => Ok(vec![f64::NAN; col.len()]),
@@ -525,12 +561,7 @@ impl Reader<'_> {
                         if s.is_empty() {
                             return Ok(f64::NAN);
                         }
-                        let parsed = if self.opts.decimal_comma && s.contains(',') {
-                            s.replacen(',', ".", 1).parse::<f64>()
-                        } else {
-                            s.parse::<f64>()
-                        };
-                        parsed.map_err(|_| DatasetError::NotNumeric {
+                        self.parse_number(s).ok_or_else(|| DatasetError::NotNumeric {
                             file: self.file.into(),
                             row: self.row(i),
                             column: col.name().to_string(),
@@ -688,6 +719,20 @@ mod tests {
         assert!(
             !is_decimal_comma_number("1234.5") && !is_decimal_comma_number("1,234,5") && !is_decimal_comma_number(",")
         );
+    }
+
+    #[test]
+    fn text_columns_without_a_number_are_left_out_only_when_asked() {
+        let text = "time,site,down,note\n2018-03-28 15:56:00,El Born,1.5,\n2018-03-28 15:58:00,El Born,2.5,ok\n";
+        let (f, skipped) = read_raw_numeric("in.csv", text.as_bytes(), &opts("time")).unwrap();
+        assert_eq!(skipped, ["site", "note"]);
+        assert_eq!(f.column_names().collect::<Vec<_>>(), ["down"]);
+        let e = csv(text).unwrap_err();
+        assert_eq!(e.to_string(), "in.csv: row 1 (line 2), column `site`: `El Born` is not a number");
+        // Some numbers and some text: still an error, at the text.
+        let mixed = "time,down\n2018-03-28 15:56:00,1.5\n2018-03-28 15:58:00,n/a\n";
+        let e = read_raw_numeric("in.csv", mixed.as_bytes(), &opts("time")).unwrap_err();
+        assert_eq!(e.to_string(), "in.csv: row 2 (line 3), column `down`: `n/a` is not a number");
     }
 
     #[test]

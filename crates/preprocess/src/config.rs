@@ -111,7 +111,9 @@ pub struct PreprocessConfig {
     /// decimal commas (`1234,5`) when its separator is not `,` and its first
     /// data line writes numbers so.
     pub csv_separator: char,
-    /// Numeric input columns, in model input order; empty takes every column but the timestamp.
+    /// Numeric input columns, in model input order; empty takes every column
+    /// but the timestamp that holds numbers (a text-only column such as a site
+    /// name is left out, with a warning).
     pub features: Vec<String>,
     /// Predicted columns, a subset of the features; empty predicts one: the
     /// column named (any case) y, target or value, in that order, else the
@@ -393,7 +395,7 @@ pub struct ConfigArgs {
     /// CSV field separator (default `,`; a file whose header does not contain it is read with the one it uses: `;`, tab or `|`).
     #[arg(long, env = "CSV_SEPARATOR")]
     pub csv_separator: Option<char>,
-    /// Input columns in model input order, comma-separated (default: all but the timestamp).
+    /// Input columns in model input order, comma-separated (default: all but the timestamp, less text-only columns).
     #[arg(long, env = "FEATURE_COLUMNS", value_delimiter = ',')]
     pub features: Option<Vec<String>>,
     /// Predicted columns, comma-separated (default: the column y, target or value, else the first feature).

@@ -116,7 +116,16 @@ fn load(
     part: &str,
     stats: &mut Stats,
 ) -> Result<Frame, PreprocessError> {
-    let mut frame = dataset::read_raw(input.name, &input.bytes, opts)?;
+    let mut frame = if opts.columns.is_none() {
+        // No features named: every column that holds numbers is one.
+        let (frame, skipped) = dataset::read_raw_numeric(input.name, &input.bytes, opts)?;
+        if !skipped.is_empty() {
+            warn!(file = input.name, columns = ?skipped, "columns that hold no number are not features");
+        }
+        frame
+    } else {
+        dataset::read_raw(input.name, &input.bytes, opts)?
+    };
     drop(input);
     stats.rows_in += frame.len();
     clean::non_finite_to_nan(&mut frame);
