@@ -39,7 +39,7 @@ pub enum DatasetError {
     #[error("{file}: {row}, column `{column}`: `{value}` is not a number")]
     NotNumeric { file: String, row: Row, column: String, value: String },
     #[error(
-        "{file}: no timestamp column: none is named time, timestamp, datetime, date or ds, and {why}; \
+        "{file}: no timestamp column: none is named time, timestamp, datetime, date, ds, ts, date_time or time_stamp, and {why}; \
          set timestamp_column (columns: {columns:?})"
     )]
     NoTimestampColumn { file: String, why: &'static str, columns: Vec<String> },

@@ -23,7 +23,7 @@ const INFER_ROWS: usize = 10_000;
 
 /// Names that mark the timestamp column when none is given, in order of
 /// preference, compared case-insensitively.
-pub const TIMESTAMP_NAMES: [&str; 5] = ["time", "timestamp", "datetime", "date", "ds"];
+pub const TIMESTAMP_NAMES: [&str; 8] = ["time", "timestamp", "datetime", "date", "ds", "ts", "date_time", "time_stamp"];
 
 /// CSV rows looked at to pick the columns that may hold date-times (each
 /// such column is then checked whole).
@@ -776,17 +776,20 @@ mod tests {
     #[test]
     fn timestamp_column_is_found_by_name_then_by_values() {
         let find = |text: &str| find_timestamp_column("in.csv", text.as_bytes(), &RawOptions::default());
-        // By name, any case, in the order time, timestamp, datetime, date, ds.
+        // By name, any case, in the order of TIMESTAMP_NAMES.
         assert_eq!(find("v,Time\n1,2018-03-28 15:56:00\n").unwrap(), "Time");
         assert_eq!(find("ds,v,TIMESTAMP\n2018-03-28,1,2018-03-28\n").unwrap(), "TIMESTAMP");
         assert_eq!(find("date,ds\n2018-03-28,2018-03-28\n").unwrap(), "date");
+        // Epoch numbers under a timestamp's name: the name decides.
+        assert_eq!(find("TS,v\n1522252560,1\n").unwrap(), "TS");
+        assert_eq!(find("v,Date_Time\n1,2018-03-28 15:56:00\n").unwrap(), "Date_Time");
         // Else the only column of date-times; epoch numbers are never guessed.
         assert_eq!(find("v,when,n\n1,2018-03-28 15:56:00,3\n2,2018-03-28T15:58:00Z,4\n").unwrap(), "when");
         let e = find("v,epoch\n1,1522252560\n").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "in.csv: no timestamp column: none is named time, timestamp, datetime, date or ds, and no column \
-             holds only date-times; set timestamp_column (columns: [\"v\", \"epoch\"])"
+            "in.csv: no timestamp column: none is named time, timestamp, datetime, date, ds, ts, date_time or \
+             time_stamp, and no column holds only date-times; set timestamp_column (columns: [\"v\", \"epoch\"])"
         );
         let e = find("start,end,v\n2018-03-28,2018-03-29,1\n").unwrap_err();
         assert_eq!(

@@ -98,7 +98,8 @@ impl Default for CleanConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PreprocessConfig {
     /// The timestamp column of the raw input; unset finds it: the column named
-    /// (any case) time, timestamp, datetime, date or ds, in that order, else the
+    /// (any case) time, timestamp, datetime, date, ds, ts, date_time or
+    /// time_stamp, in that order (epoch numbers under such a name too), else the
     /// only Datetime/Date column (Parquet) or the only column whose every value
     /// is a date-time (CSV). Processed data always calls it `timestamp`.
     pub timestamp_column: Option<String>,
