@@ -77,6 +77,12 @@ async fn a_failed_trainer_and_the_timeout_still_promote_and_say_why() {
     let gru = d.outcome.candidates.iter().find(|c| c.model_type == ModelType::Gru).expect("GRU recorded");
     assert!(gru.note.contains("nan_loss"), "{}", gru.note);
     let sel = w.selected_events(1, Duration::from_secs(30));
+    assert!(
+        !sel.is_empty(),
+        "no model-selected event within 30 s of the published promotion {p:?}; watermarks of {}: {:?}",
+        w.selected,
+        watermarks(&w.selected)
+    );
     assert_eq!(sel[0].missing, vec![ModelType::Lstm], "the event says what was missing");
     stop(cancel, task).await;
 }

@@ -297,6 +297,23 @@ pub fn read_topic_from(bootstrap: &str, topic: &str, expected: usize, timeout: D
     out
 }
 
+/// Low and high watermarks of every partition of `topic` (what a test prints
+/// when a record it waited for is not there: was it never written, or not read?).
+pub fn watermarks(topic: &str) -> Vec<String> {
+    let consumer = plain_consumer(&unique("watermarks"));
+    let partitions = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .ok()
+        .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
+        .unwrap_or(0);
+    (0..partitions as i32)
+        .map(|p| match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+            Ok((low, high)) => format!("partition {p}: offsets {low}..{high}"),
+            Err(e) => format!("partition {p}: {e}"),
+        })
+        .collect()
+}
+
 /// The decoded DLQ envelopes among `messages`.
 pub fn envelopes(messages: &[OwnedMessage]) -> Vec<contracts::DlqEnvelope> {
     messages
