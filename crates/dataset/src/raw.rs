@@ -536,10 +536,13 @@ impl Reader<'_> {
     /// not a number is an error at its row.
     /// A text column with at least one value and no value that is a number.
     fn holds_no_number(&self, col: &PlColumn) -> Result<bool, DatasetError> {
-        if col.dtype() != &DataType::String {
-            return Ok(false);
-        }
-        let ca = col.str().map_err(|e| self.read_error(e))?;
+        let text = match col.dtype() {
+            DataType::String => col.clone(),
+            // A Parquet dictionary of strings (pandas' category, Arrow's dictionary).
+            dt if dt.is_categorical() || dt.is_enum() => col.cast(&DataType::String).map_err(|e| self.read_error(e))?,
+            _ => return Ok(false),
+        };
+        let ca = text.str().map_err(|e| self.read_error(e))?;
         let mut values = ca.iter().flatten().map(str::trim).filter(|s| !s.is_empty()).peekable();
         Ok(values.peek().is_some() && values.all(|s| self.parse_number(s).is_none()))
     }
@@ -570,7 +573,8 @@ impl Reader<'_> {
                     })
                     .collect()
             }
-            dt if dt.is_primitive_numeric() => {
+            // Flags read as 0 and 1; decimals (from databases, pandas) as floats.
+            dt if dt.is_primitive_numeric() || dt.is_bool() || dt.is_decimal() => {
                 let cast = col.cast(&DataType::Float64).map_err(|e| self.read_error(e))?;
                 let ca = cast.f64().map_err(|e| self.read_error(e))?;
                 Ok(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
@@ -636,6 +640,7 @@ pub fn write_raw_parquet(frame: &Frame, timestamp_column: &str) -> Result<Vec<u8
 mod tests {
     use super::*;
     use crate::generate::{Spec, traffic};
+    use polars::prelude::{BooleanChunked, Categories, Int128Chunked, NewChunkedArray, StringChunked};
 
     fn opts(ts: &str) -> RawOptions {
         RawOptions { timestamp_column: ts.into(), ..Default::default() }
@@ -733,6 +738,31 @@ mod tests {
         let mixed = "time,down\n2018-03-28 15:56:00,1.5\n2018-03-28 15:58:00,n/a\n";
         let e = read_raw_numeric("in.csv", mixed.as_bytes(), &opts("time")).unwrap_err();
         assert_eq!(e.to_string(), "in.csv: row 2 (line 3), column `down`: `n/a` is not a number");
+    }
+
+    #[test]
+    fn parquet_flags_decimals_and_string_dictionaries_as_pandas_and_databases_write_them() {
+        let ts = Int64Chunked::from_vec("time".into(), vec![1_522_252_560_000, 1_522_252_680_000])
+            .into_datetime(TimeUnit::Milliseconds, None)
+            .into_column();
+        let flag = BooleanChunked::from_slice("flag".into(), &[true, false]).into_column();
+        let price =
+            Int128Chunked::from_vec("price".into(), vec![12_345, -500]).into_decimal(10, 2).unwrap().into_column();
+        let site = StringChunked::from_slice("site".into(), &["El Born", "El Born"])
+            .into_column()
+            .cast(&DataType::from_categories(Categories::global()))
+            .unwrap();
+        assert!(site.dtype().is_categorical());
+        let mut df = DataFrame::new(2, vec![ts, flag, price, site]).unwrap();
+        let mut buf = Vec::new();
+        ParquetWriter::new(&mut buf).finish(&mut df).unwrap();
+
+        let (f, skipped) = read_raw_numeric("in.parquet", &buf, &opts("time")).unwrap();
+        assert_eq!(skipped, ["site"], "a dictionary of names is text");
+        assert_eq!(f.column("flag").unwrap(), &[1.0, 0.0]);
+        assert_eq!(f.column("price").unwrap(), &[123.45, -5.0]);
+        let e = read_raw("in.parquet", &buf, &opts("time")).unwrap_err();
+        assert!(e.to_string().contains("column `site`"), "{e}");
     }
 
     #[test]
