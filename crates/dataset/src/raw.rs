@@ -64,10 +64,10 @@ pub struct RawOptions {
     pub timestamp_unit: Option<TimestampUnit>,
     /// CSV field separator. A CSV whose header line does not contain it is
     /// read with the first of `;`, tab, `|` and `,` that it does contain (see
-    /// [`RawOptions::for_csv`]).
+    /// [`RawOptions::for_file`]).
     pub separator: u8,
     /// Numbers written with a decimal comma (`1234,5`). Set by
-    /// [`RawOptions::for_csv`] when a CSV separated by something other than
+    /// [`RawOptions::for_file`] when a CSV separated by something other than
     /// `,` writes its numbers so, as European spreadsheets export them.
     pub decimal_comma: bool,
     /// What the file may claim (rows, columns, decoded bytes), checked
@@ -94,15 +94,20 @@ impl Default for RawOptions {
 const SEPARATORS: [u8; 4] = [b';', b'\t', b'|', b','];
 
 impl RawOptions {
-    /// These options for the CSV file `bytes`: when its header line does not
-    /// contain [`RawOptions::separator`], the first of [`SEPARATORS`] it
-    /// does; and, when the separator is not `,`, decimal commas if a field of
-    /// the first data line is a number written with one. Nothing else is
-    /// guessed, and a file that fits the options is read exactly as they say.
-    pub fn for_csv(&self, bytes: &[u8]) -> RawOptions {
+    /// These options for the file `bytes`. A Parquet file is read as they
+    /// say. A CSV file whose header line does not contain
+    /// [`RawOptions::separator`] is read with the first of [`SEPARATORS`] it
+    /// does; and, when the separator is not `,`, with decimal commas if a
+    /// field of the first data line is a number written with one. Nothing
+    /// else is guessed, and a CSV that fits the options is read exactly as
+    /// they say.
+    pub fn for_file(&self, bytes: &[u8]) -> RawOptions {
+        let mut opts = self.clone();
+        if RawFormat::detect(bytes) != RawFormat::Csv {
+            return opts;
+        }
         let mut lines = bytes.split(|&b| b == b'\n');
         let header = lines.next().unwrap_or_default();
-        let mut opts = self.clone();
         if !header.contains(&self.separator)
             && let Some(&sep) = SEPARATORS.iter().find(|s| header.contains(s))
         {
@@ -179,13 +184,7 @@ fn read_raw_inner(
     skip_text: bool,
 ) -> Result<(Frame, Vec<String>), DatasetError> {
     let format = RawFormat::detect(bytes);
-    let csv_opts;
-    let opts = if format == RawFormat::Csv {
-        csv_opts = opts.for_csv(bytes);
-        &csv_opts
-    } else {
-        opts
-    };
+    let opts = &opts.for_file(bytes);
     // Sizes the file claims are checked before anything is decoded.
     let available = checked_columns(file, bytes, format, opts)?;
     let wanted = select_columns(file, &available, opts)?;
@@ -234,13 +233,7 @@ fn read_raw_inner(
 /// `timestamp_column`. Limits are checked before anything is decoded.
 pub fn find_timestamp_column(file: &str, bytes: &[u8], opts: &RawOptions) -> Result<String, DatasetError> {
     let format = RawFormat::detect(bytes);
-    let csv_opts;
-    let opts = if format == RawFormat::Csv {
-        csv_opts = opts.for_csv(bytes);
-        &csv_opts
-    } else {
-        opts
-    };
+    let opts = &opts.for_file(bytes);
     crate::limits::no_panic(file, format.name(), || {
         let names = checked_columns(file, bytes, format, opts)?;
         if let Some(name) = TIMESTAMP_NAMES.iter().find_map(|t| names.iter().find(|n| n.eq_ignore_ascii_case(t))) {

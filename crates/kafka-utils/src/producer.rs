@@ -182,7 +182,7 @@ struct Instance {
 /// that nobody can act on teaches operators to ignore warnings. It goes to
 /// debug instead.
 #[derive(Clone, Copy)]
-pub struct QuietContext;
+struct QuietContext;
 
 impl ClientContext for QuietContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {

@@ -151,10 +151,8 @@ pub fn process(
         limits: config.read_limits(),
     };
     let input_name = input.name;
-    let read_as = opts.for_csv(&input.bytes);
-    if dataset::RawFormat::detect(&input.bytes) == dataset::RawFormat::Csv
-        && (read_as.separator, read_as.decimal_comma) != (opts.separator, opts.decimal_comma)
-    {
+    let read_as = opts.for_file(&input.bytes);
+    if (read_as.separator, read_as.decimal_comma) != (opts.separator, opts.decimal_comma) {
         info!(
             file = input_name,
             separator = %(read_as.separator as char).escape_default(),
