@@ -55,12 +55,6 @@ fn wait_for_line(path: &std::path::Path, line: &str, timeout: Duration) {
     }
 }
 
-fn temp_log(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join("flts-tests");
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join(format!("{}.log", unique(name)))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_before_commit_gets_the_record_again() {
     let topic = unique("t-crash-before");

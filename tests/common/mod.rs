@@ -119,8 +119,7 @@ impl StageProcess {
     }
 
     pub fn spawn(mut cmd: Command) -> Self {
-        let name =
-            Path::new(cmd.get_program()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = program_name(&cmd);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         StageProcess { name, child, log: None }
     }
@@ -131,11 +130,7 @@ impl StageProcess {
     /// at whatever level `cmd`'s `RUST_LOG` asks for, without the noise of the
     /// runs that pass.
     pub fn spawn_logged(mut cmd: Command) -> Self {
-        let name =
-            Path::new(cmd.get_program()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let dir = std::env::temp_dir().join("flts-tests");
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let path = dir.join(format!("{}.log", unique(&name)));
+        let path = temp_log(&program_name(&cmd));
         let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
         cmd.stdout(file.try_clone().expect("clone log handle")).stderr(file);
         let mut stage = StageProcess::spawn(cmd);
@@ -174,6 +169,18 @@ impl StageProcess {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The file name of `cmd`'s program.
+fn program_name(cmd: &Command) -> String {
+    Path::new(cmd.get_program()).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// A new log file path `flts-tests/{name}-….log` in the temp dir (the dir is created).
+pub fn temp_log(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("flts-tests");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir.join(format!("{}.log", unique(name)))
 }
 
 /// Lines of a logged stage's output printed when its test fails.
@@ -274,8 +281,7 @@ pub fn read_topic_from(bootstrap: &str, topic: &str, expected: usize, timeout: D
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     let partitions = loop {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
-        let count = metadata.ok().and_then(|m| m.topics().first().map(|t| t.partitions().len())).unwrap_or(0);
+        let count = partition_count(&consumer, topic, Duration::from_secs(5));
         if count > 0 {
             break count;
         }
@@ -301,17 +307,18 @@ pub fn read_topic_from(bootstrap: &str, topic: &str, expected: usize, timeout: D
 /// when a record it waited for is not there: was it never written, or not read?).
 pub fn watermarks(topic: &str) -> Vec<String> {
     let consumer = plain_consumer(&unique("watermarks"));
-    let partitions = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .ok()
-        .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
-        .unwrap_or(0);
-    (0..partitions as i32)
+    (0..partition_count(&consumer, topic, Duration::from_secs(10)) as i32)
         .map(|p| match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
             Ok((low, high)) => format!("partition {p}: offsets {low}..{high}"),
             Err(e) => format!("partition {p}: {e}"),
         })
         .collect()
+}
+
+/// Partitions of `topic` as the broker's metadata lists them (0: no such topic, or no answer).
+fn partition_count(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> usize {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout);
+    metadata.ok().and_then(|m| m.topics().first().map(|t| t.partitions().len())).unwrap_or(0)
 }
 
 /// The decoded DLQ envelopes among `messages`.
