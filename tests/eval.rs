@@ -10,8 +10,7 @@ use eval::state::{SetState, Trigger};
 use flts_tests::*;
 use mlflow_client::MlflowClient;
 
-#[path = "worlds/eval_world.rs"]
-mod eval_world;
+use crate::eval_world;
 use eval_world::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,6 +83,41 @@ async fn a_failed_trainer_and_the_timeout_still_promote_and_say_why() {
         watermarks(&w.selected)
     );
     assert_eq!(sel[0].missing, vec![ModelType::Lstm], "the event says what was missing");
+    stop(cancel, task).await;
+}
+
+/// A timeout decision whose publish fails is decided again at the sweeper's
+/// next tick, and that decision publishes the model-selected event the first
+/// one could not send (it used to take the saved promotion as done, and the
+/// event was never sent). The publish fails here because model-selected does
+/// not exist yet: the broker does not create topics on use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_decision_whose_publish_failed_publishes_when_decided_again() {
+    let mut w = World::new("republish").await;
+    w.selected = unique("t-republish-selected-later");
+    let mut cli = w.cli("GRU,LSTM", 2);
+    cli.kafka.delivery_timeout_ms = 2_000;
+    let (cancel, task) = start(cli);
+    let gru = w.success(ModelType::Gru, 0.3, 1.0).await;
+    w.send(&gru).await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while w.decision().await.is_none() {
+        assert!(Instant::now() < deadline, "no timeout decision within 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Longer than a publish attempt: at least one has failed by now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let d = w.decision().await.expect("decision");
+    assert!(!d.published, "published to a topic that does not exist: {d:?}");
+    assert!(read_topic(&w.selected, 1, Duration::from_secs(1)).is_empty());
+
+    create_topic_with_dlq(&w.selected, 1).await;
+    let d = w.wait_decision(Duration::from_secs(60)).await;
+    assert_eq!(d.promotion.expect("promoted").run_id, gru.run_id);
+    let sel = w.selected_events(1, Duration::from_secs(30));
+    assert_eq!(sel.len(), 1, "the retried decision sent model-selected; watermarks: {:?}", watermarks(&w.selected));
+    assert_eq!(sel[0].run_id, gru.run_id);
     stop(cancel, task).await;
 }
 

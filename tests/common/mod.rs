@@ -295,10 +295,18 @@ pub fn read_topic_from(bootstrap: &str, topic: &str, expected: usize, timeout: D
         tpl.add_partition_offset(topic, p as i32, Offset::Beginning).expect("partition offset");
     }
     consumer.assign(&tpl).expect("assign reader");
+    let mut errors = Vec::new();
     while out.len() < expected && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            out.push(m.detach());
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(e)) if !errors.contains(&e.to_string()) => errors.push(e.to_string()),
+            Some(Err(_)) => {}
+            None => {}
         }
+    }
+    if out.len() < expected && !errors.is_empty() {
+        // A test that then fails shows why its reader got nothing (a passing one prints nothing).
+        eprintln!("read_topic {topic}: {} of {expected} read; consumer errors: {errors:?}", out.len());
     }
     out
 }

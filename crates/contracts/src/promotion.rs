@@ -383,6 +383,16 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// What a decision of the same set taken again keeps of this one: its
+    /// promotion when the new winner is the run it promoted, with whether
+    /// that promotion was published. An unpublished one must be published
+    /// by the new decision: this one stopped part-way (eval's timeout
+    /// sweeper decides again at its next tick after a failed publish), and
+    /// its model-selected event may never have been sent.
+    pub fn kept_promotion(&self, winner_run: &str) -> Option<(ModelSelected, bool)> {
+        self.promotion.clone().filter(|p| p.run_id == winner_run).map(|p| (p, self.published))
+    }
+
     /// The decision for people: per candidate what it was scored on, its
     /// score, its validation choice and its test NRMSE per target beside the
     /// naive forecasts', then the ensemble, the fallback and the winner.
@@ -555,7 +565,32 @@ mod tests {
     }
 
     #[test]
+    fn a_decision_taken_again_keeps_the_promotion_of_the_same_run_and_publishes_it_if_unpublished() {
+        let mut d = decision();
+        assert_eq!(d.kept_promotion("run-a"), None, "nothing promoted, nothing kept");
+        let promoted = selected(4, "run-a");
+        d.promotion = Some(promoted.clone());
+        assert_eq!(d.kept_promotion("run-b"), None, "another winner gets a promotion of its own");
+        assert_eq!(d.kept_promotion("run-a"), Some((promoted.clone(), false)), "unpublished: publish it");
+        d.published = true;
+        assert_eq!(d.kept_promotion("run-a"), Some((promoted, true)), "published: done");
+    }
+
+    #[test]
     fn a_rendered_decision_shows_the_choice_the_nrmse_and_the_fallback() {
+        let mut d = decision();
+        d.naive_test_nrmse =
+            BTreeMap::from([("down".to_string(), NaiveNrmse { last_value: Some(1.026), seasonal_naive: Some(1.2) })]);
+        let text = d.render();
+        for want in
+            ["NRMSE down", "0.8123", "outliers = percentile", "1.2000", "fallback: no model", "winner: BASELINE"]
+        {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    /// A decision of a GRU and a BASELINE candidate, won by the baseline, not promoted.
+    fn decision() -> Decision {
         let candidate = |model_type, status: &str, nrmse: f64| Candidate {
             model_type,
             run_id: "r".into(),
@@ -570,7 +605,7 @@ mod tests {
             choice: BTreeMap::from([("outliers".to_string(), "percentile".to_string())]),
             test_nrmse: BTreeMap::from([("down".to_string(), nrmse)]),
         };
-        let d = Decision {
+        Decision {
             identifier: "site-1".into(),
             config_hash: "c".repeat(64),
             decided_at: Utc::now(),
@@ -592,16 +627,7 @@ mod tests {
             revision: 0,
             ensemble: None,
             fallback: Some("no model beat the naive baselines".into()),
-            naive_test_nrmse: BTreeMap::from([(
-                "down".to_string(),
-                NaiveNrmse { last_value: Some(1.026), seasonal_naive: Some(1.2) },
-            )]),
-        };
-        let text = d.render();
-        for want in
-            ["NRMSE down", "0.8123", "outliers = percentile", "1.2000", "fallback: no model", "winner: BASELINE"]
-        {
-            assert!(text.contains(want), "missing {want:?} in\n{text}");
+            naive_test_nrmse: BTreeMap::new(),
         }
     }
 

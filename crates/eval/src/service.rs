@@ -307,8 +307,7 @@ impl Eval {
         let decision_object = state::decision_key(&set.identifier, &set.config_hash);
         let previous = self.load::<Decision>(&decision_object).await?;
         let winner_run = outcome.winner.map(|i| outcome.candidates[i].run_id.clone());
-        let unchanged =
-            previous.as_ref().and_then(|d| d.promotion.clone()).filter(|p| Some(&p.run_id) == winner_run.as_ref());
+        let unchanged = previous.as_ref().zip(winner_run.as_deref()).and_then(|(d, run)| d.kept_promotion(run));
         let sequence = match (&winner_run, &unchanged) {
             (Some(_), None) => self.promoter.next_sequence(&set.identifier).await?,
             _ => 0,
@@ -331,9 +330,11 @@ impl Eval {
             );
             Some(ModelSelected { missing: missing.clone(), ..selected })
         });
-        // A decision taken again that keeps the promoted run keeps its promotion.
+        // A decision taken again that keeps the promoted run keeps its
+        // promotion, and publishes it if the previous decision did not get
+        // that far (a timeout decision whose publish failed is retried here).
         let (promotion, published) = match unchanged {
-            Some(p) => (Some(p), true),
+            Some((p, published)) => (Some(p), published),
             None => (promotion, false),
         };
         let revision = match &previous {
