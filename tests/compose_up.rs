@@ -15,7 +15,7 @@
 //!
 //! It takes minutes and needs podman, so `cargo test --workspace` skips it
 //! (ignored); scripts/test runs it as its own step:
-//!     cargo test --workspace --test compose_up -- --ignored --nocapture
+//!     cargo test --test integration compose_up:: -- --ignored --nocapture
 //! FLTS_COMPOSE_KEEP=1 leaves the stack up afterwards (project flts-test).
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -33,8 +33,7 @@ use rdkafka::message::Message as _;
 use serde_json::{Value, json};
 use series::{Column, Frame, ProcessedMeta, Roles, Scaler, ScalerKind};
 
-#[path = "support/unchecked_parquet.rs"]
-mod unchecked;
+use crate::unchecked;
 use unchecked::unchecked_parquet;
 
 const RAW: &str = "raw-data";
@@ -354,8 +353,10 @@ fn the_lying_file_breaks_an_unguarded_reader() {
         dataset::write_raw_parquet(&traffic(&Spec { rows: 600, ..Default::default() }), "time").expect("parquet");
     let path = std::env::temp_dir().join(format!("{}.parquet", unique("hostile")));
     std::fs::write(&path, lying_parquet(&good, TRILLION, TRILLION)).expect("write");
+    // The test's name in this binary: its module path without the crate.
+    let child = concat!(module_path!(), "::unguarded_polars_reader").split_once("::").expect("a module path").1;
     let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--ignored", "--exact", "unguarded_polars_reader", "--nocapture"])
+        .args(["--ignored", "--exact", child, "--nocapture"])
         .env("HOSTILE_PARQUET", &path)
         .output()
         .expect("run the child");

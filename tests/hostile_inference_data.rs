@@ -11,8 +11,7 @@ use contracts::*;
 use flts_tests::*;
 use model_runtime::synthetic::Cell;
 
-#[path = "worlds/inference_world.rs"]
-mod inference_world;
+use crate::inference_world;
 use inference_world::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,10 +14,8 @@ use mlflow_client::{KeyValue, MlflowClient};
 use model_runtime::synthetic::Cell;
 use serde_json::json;
 
-#[path = "worlds/eval_world.rs"]
-mod eval_world;
-#[path = "worlds/inference_world.rs"]
-mod inference_world;
+use crate::eval_world;
+use crate::inference_world;
 
 use eval::state::Trigger;
 

@@ -14,8 +14,7 @@ use flts_tests::*;
 use model_runtime::synthetic::{Cell, SyntheticNet};
 use serde_json::{Value, json};
 
-#[path = "worlds/inference_world.rs"]
-mod inference_world;
+use crate::inference_world;
 use inference_world::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

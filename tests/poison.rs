@@ -37,8 +37,7 @@ use rdkafka::message::Message as _;
 use serde_json::json;
 use series::{Frame, ProcessedMeta, Roles, Scaler, ScalerKind};
 
-#[path = "support/unchecked_parquet.rs"]
-mod unchecked;
+use crate::unchecked;
 use unchecked::unchecked_parquet;
 
 const RAW: &str = "raw-data";

@@ -16,10 +16,8 @@ use mlflow_client::{KeyValue, Metric, RunStatus};
 use model_runtime::synthetic::{Cell, SyntheticNet};
 use serde_json::Value;
 
-#[path = "worlds/eval_world.rs"]
-mod eval_world;
-#[path = "worlds/inference_world.rs"]
-mod inference_world;
+use crate::eval_world;
+use crate::inference_world;
 
 const LONG: Duration = Duration::from_secs(60);
 /// How soon a running inference must serve an operator's promotion.
