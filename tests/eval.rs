@@ -9,6 +9,7 @@ use contracts::*;
 use eval::state::{SetState, Trigger};
 use flts_tests::*;
 use mlflow_client::MlflowClient;
+use rdkafka::message::Message as _;
 
 use crate::eval_world;
 use eval_world::*;
@@ -90,9 +91,12 @@ async fn a_failed_trainer_and_the_timeout_still_promote_and_say_why() {
 /// next tick, and that decision publishes the model-selected event the first
 /// one could not send (it used to take the saved promotion as done, and the
 /// event was never sent). The publish fails here because model-selected does
-/// not exist yet: the broker does not create topics on use.
+/// not exist yet: the broker does not create topics on use. Meanwhile another
+/// eval, publishing to another topic from the same bucket, starts and
+/// promotes its own set: it leaves the unfinished decision alone (its start-up
+/// recovery used to publish it on its own topic and mark it published).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_decision_whose_publish_failed_publishes_when_decided_again() {
+async fn a_decision_whose_publish_failed_is_published_later_by_its_own_eval_only() {
     let mut w = World::new("republish").await;
     w.selected = unique("t-republish-selected-later");
     let mut cli = w.cli("GRU,LSTM", 2);
@@ -111,6 +115,22 @@ async fn a_timeout_decision_whose_publish_failed_publishes_when_decided_again() 
     let d = w.decision().await.expect("decision");
     assert!(!d.published, "published to a topic that does not exist: {d:?}");
     assert!(read_topic(&w.selected, 1, Duration::from_secs(1)).is_empty());
+
+    // Another eval on the same bucket: it recovers before it consumes, so
+    // once its own set is promoted its recovery has passed this decision.
+    let other = World::new("republish-other").await;
+    let (other_cancel, other_task) = start(other.cli("GRU", 3600));
+    let other_gru = other.success(ModelType::Gru, 0.3, 1.0).await;
+    other.send(&other_gru).await;
+    other.wait_decision(Duration::from_secs(60)).await;
+    let on_other: Vec<ModelSelected> = read_topic(&other.selected, 2, Duration::from_secs(5))
+        .iter()
+        .map(|m| decode(m.payload().unwrap_or_default()).expect("model-selected"))
+        .collect();
+    let ids: Vec<&str> = on_other.iter().map(|s| s.identifier.as_str()).collect();
+    assert_eq!(ids, [other.identifier.as_str()], "the other eval published only its own promotion");
+    assert!(!w.decision().await.expect("decision").published, "the other eval left this decision alone");
+    stop(other_cancel, other_task).await;
 
     create_topic_with_dlq(&w.selected, 1).await;
     let d = w.wait_decision(Duration::from_secs(60)).await;

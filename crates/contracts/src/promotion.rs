@@ -380,6 +380,12 @@ pub struct Decision {
     /// The naive forecasts' test NRMSE per target, beside the candidates' `test_nrmse`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub naive_test_nrmse: BTreeMap<String, NaiveNrmse>,
+    /// The model-selected topic of the eval that took the decision: only an
+    /// eval publishing there finishes it if it was interrupted, so two evals
+    /// sharing a bucket never publish each other's promotions. None for
+    /// `eval --once` and for records written before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_to: Option<String>,
 }
 
 impl Decision {
@@ -391,6 +397,12 @@ impl Decision {
     /// its model-selected event may never have been sent.
     pub fn kept_promotion(&self, winner_run: &str) -> Option<(ModelSelected, bool)> {
         self.promotion.clone().filter(|p| p.run_id == winner_run).map(|p| (p, self.published))
+    }
+
+    /// Whether an eval publishing to `topic` finishes this decision on start:
+    /// it was not published, and it is that eval's (or names no topic).
+    pub fn is_unfinished_for(&self, topic: &str) -> bool {
+        !self.published && self.published_to.as_deref().is_none_or(|t| t == topic)
     }
 
     /// The decision for people: per candidate what it was scored on, its
@@ -577,6 +589,26 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_decision_is_finished_only_by_an_eval_publishing_where_it_would_have() {
+        let mut d = decision();
+        assert!(d.is_unfinished_for("model-selected"), "a record without a topic: any eval finishes it");
+        d.published_to = Some("model-selected".into());
+        assert!(d.is_unfinished_for("model-selected"));
+        assert!(!d.is_unfinished_for("staging-model-selected"), "another eval's decision");
+        d.published = true;
+        assert!(!d.is_unfinished_for("model-selected"), "published: nothing to finish");
+        let old: Decision = serde_json::from_value(serde_json::json!({
+            "identifier": "site-1", "config_hash": "c", "decided_at": "2026-12-01T00:00:00Z",
+            "trigger": "complete", "expected": ["GRU"], "missing": [],
+            "weights": {"rmse": 0.5, "mae": 0.3, "mse": 0.2}, "baseline_gate": true,
+            "outcome": {"candidates": [], "winner": null, "reason": "r"},
+            "promotion": null, "published": false
+        }))
+        .expect("a record from before published_to");
+        assert_eq!(old.published_to, None);
+    }
+
+    #[test]
     fn a_rendered_decision_shows_the_choice_the_nrmse_and_the_fallback() {
         let mut d = decision();
         d.naive_test_nrmse =
@@ -628,6 +660,7 @@ mod tests {
             ensemble: None,
             fallback: Some("no model beat the naive baselines".into()),
             naive_test_nrmse: BTreeMap::new(),
+            published_to: None,
         }
     }
 

@@ -181,6 +181,7 @@ pub fn decide(args: &EvalArgs, once: &OnceArgs) -> anyhow::Result<Decision> {
         ensemble: plan.ensemble,
         fallback: plan.fallback,
         naive_test_nrmse: plan.naive_test_nrmse,
+        published_to: None,
     })
 }
 

@@ -361,6 +361,7 @@ impl Eval {
             ensemble: plan.ensemble,
             fallback: plan.fallback,
             naive_test_nrmse: plan.naive_test_nrmse,
+            published_to: Some(self.promoter.selected_topic().to_string()),
         };
         self.save(&decision_object, &decision).await?;
         if published {
@@ -548,7 +549,8 @@ impl Eval {
                     self.promoter.ensure_registered(&p).await;
                 }
             } else if let Some(prefix) = key.strip_suffix("/decision.json") {
-                if let Some(d) = self.load::<Decision>(key).await?.filter(|d| !d.published) {
+                let topic = self.promoter.selected_topic();
+                if let Some(d) = self.load::<Decision>(key).await?.filter(|d| d.is_unfinished_for(topic)) {
                     info!(set = prefix, "finishing a decision interrupted before publishing");
                     self.finish(d).await?;
                 }

@@ -304,6 +304,11 @@ impl Promoter {
         Ok(records)
     }
 
+    /// The model-selected topic this promoter publishes to.
+    pub fn selected_topic(&self) -> &str {
+        &self.selected_topic
+    }
+
     /// Steps 2-6 for promotion `p` (its sequence already taken): idempotent,
     /// so a redelivery or a recover may run it again. Returns the registry
     /// version, `None` when registration failed after retries (logged, counted).
