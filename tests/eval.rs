@@ -141,6 +141,41 @@ async fn a_decision_whose_publish_failed_is_published_later_by_its_own_eval_only
     stop(cancel, task).await;
 }
 
+/// A set still waiting for models is another eval's business: an eval that
+/// starts while it is pending (on the same bucket, publishing to another
+/// topic) neither takes it up nor decides it when its own, shorter, timeout
+/// runs out. Its recovery used to adopt every pending set in the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_evals_recovery_leaves_a_pending_set_alone() {
+    let w = World::new("pending-own").await;
+    let (cancel, task) = start(w.cli("GRU,LSTM", 3600));
+    w.send(&w.success(ModelType::Gru, 0.3, 1.0).await).await;
+    let store = ClaimCheckStore::new(&stack().s3);
+    let key = eval::state::state_key(&w.identifier, &w.config_hash);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.get_object(BUCKET, &key).await.is_err() {
+        assert!(Instant::now() < deadline, "the set's state was not saved within 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Another eval with a 2 s timeout: it recovers before it consumes, so
+    // once its own set is promoted its recovery has passed the pending set.
+    let other = World::new("pending-other").await;
+    let (other_cancel, other_task) = start(other.cli("GRU", 2));
+    other.send(&other.success(ModelType::Gru, 0.3, 1.0).await).await;
+    other.wait_decision(Duration::from_secs(60)).await;
+    // Past the other eval's timeout and a sweep tick.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(w.decision().await.map(|d| d.trigger), None, "the other eval decided a set it does not track");
+    stop(other_cancel, other_task).await;
+
+    w.send(&w.success(ModelType::Lstm, 0.2, 1.0).await).await;
+    let d = w.wait_decision(Duration::from_secs(60)).await;
+    assert_eq!(d.trigger, Trigger::Complete, "decided by its own eval when complete");
+    assert_eq!(w.selected_events(1, Duration::from_secs(30)).len(), 1);
+    stop(cancel, task).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_promoted_when_every_model_is_worse_than_naive() {
     let w = World::new("naive").await;

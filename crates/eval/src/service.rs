@@ -172,7 +172,7 @@ impl Eval {
             let mut set = self
                 .load::<SetState>(&state::state_key(&id, &hash))
                 .await?
-                .unwrap_or_else(|| SetState::new(&id, &hash));
+                .unwrap_or_else(|| SetState::new(&id, &hash).tracked_by(self.promoter.selected_topic()));
             if !set.is_new_success(&ev) {
                 info!(identifier = %id, config_hash = %hash, model_type = %ev.model_type, "set already decided; event changes nothing");
                 return Ok(());
@@ -187,7 +187,7 @@ impl Eval {
             Some(s) => (s, true),
             None => match self.load::<SetState>(&state::state_key(&id, &hash)).await? {
                 Some(s) => (s, true),
-                None => (SetState::new(&id, &hash), false),
+                None => (SetState::new(&id, &hash).tracked_by(self.promoter.selected_topic()), false),
             },
         };
         // Persist before the offset is committed: a restart must not lose it.
@@ -542,6 +542,8 @@ impl Eval {
         let keys = self.store.list(&self.args.promotion_bucket, "").await.map_err(HandlerError::from)?;
         let names: std::collections::BTreeSet<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         let mut pending = self.pending.lock().await;
+        // Only this eval's sets and decisions: another eval may share the bucket.
+        let topic = self.promoter.selected_topic();
         for key in &names {
             if flts_promotion::is_registry_pending_key(key) {
                 // A registration that failed after its promotion is completed here.
@@ -549,7 +551,6 @@ impl Eval {
                     self.promoter.ensure_registered(&p).await;
                 }
             } else if let Some(prefix) = key.strip_suffix("/decision.json") {
-                let topic = self.promoter.selected_topic();
                 if let Some(d) = self.load::<Decision>(key).await?.filter(|d| d.is_unfinished_for(topic)) {
                     info!(set = prefix, "finishing a decision interrupted before publishing");
                     self.finish(d).await?;
@@ -558,7 +559,7 @@ impl Eval {
                 if names.contains(format!("{prefix}/decision.json").as_str()) {
                     continue;
                 }
-                if let Some(s) = self.load::<SetState>(key).await? {
+                if let Some(s) = self.load::<SetState>(key).await?.filter(|s| s.is_tracked_by(topic)) {
                     pending.insert((s.identifier.clone(), s.config_hash.clone()), s);
                 }
             }

@@ -19,6 +19,12 @@ pub struct SetState {
     pub first_seen: DateTime<Utc>,
     /// The latest final (SUCCESS or FAILED) event per model type.
     pub reports: BTreeMap<ModelType, ModelTraining>,
+    /// The model-selected topic of the eval tracking the set: only an eval
+    /// publishing there takes the set up again on start (and times it out),
+    /// so two evals sharing a bucket never decide each other's sets. None for
+    /// `eval --once` and for records written before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_to: Option<String>,
 }
 
 impl SetState {
@@ -28,7 +34,18 @@ impl SetState {
             config_hash: config_hash.into(),
             first_seen: Utc::now(),
             reports: BTreeMap::new(),
+            published_to: None,
         }
+    }
+
+    /// This set, tracked by the eval publishing to `topic`.
+    pub fn tracked_by(self, topic: &str) -> Self {
+        SetState { published_to: Some(topic.to_string()), ..self }
+    }
+
+    /// Whether the eval publishing to `topic` takes this set up on start.
+    pub fn is_tracked_by(&self, topic: &str) -> bool {
+        self.published_to.as_deref().is_none_or(|t| t == topic)
     }
 
     /// Take in a verified event; returns whether the state changed. RUNNING
@@ -96,5 +113,20 @@ mod tests {
         assert!(!s.is_new_success(&lstm));
         lstm.run_id = "another-run".into();
         assert!(s.is_new_success(&lstm), "a SUCCESS of another run is new");
+    }
+
+    #[test]
+    fn a_set_is_taken_up_only_by_the_eval_that_tracks_it() {
+        let untracked = SetState::new("site-1", "h");
+        assert!(untracked.is_tracked_by("model-selected"), "a record without a topic: any eval takes it up");
+        let s = untracked.tracked_by("model-selected");
+        assert!(s.is_tracked_by("model-selected"));
+        assert!(!s.is_tracked_by("staging-model-selected"), "another eval's set");
+        let json = serde_json::to_value(&s).expect("json");
+        assert_eq!(json["published_to"], "model-selected");
+        let mut old = json;
+        old.as_object_mut().expect("object").remove("published_to");
+        let old: SetState = serde_json::from_value(old).expect("a record from before published_to");
+        assert_eq!(old.published_to, None);
     }
 }
