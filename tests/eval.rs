@@ -1,15 +1,14 @@
 //! The eval stage against the real stack, with events produced by the test
 //! and MLflow runs holding the metrics the events claim.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use claim_check::ClaimCheckStore;
 use contracts::topics::dlq_topic;
 use contracts::*;
-use eval::state::{SetState, Trigger};
+use eval::state::Trigger;
 use flts_tests::*;
 use mlflow_client::MlflowClient;
-use rdkafka::message::Message as _;
 
 use crate::eval_world;
 use eval_world::*;
@@ -105,28 +104,16 @@ async fn a_decision_whose_publish_failed_is_published_later_by_its_own_eval_only
     let gru = w.success(ModelType::Gru, 0.3, 1.0).await;
     w.send(&gru).await;
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while w.decision().await.is_none() {
-        assert!(Instant::now() < deadline, "no timeout decision within 60 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(Duration::from_secs(60), "timeout decision", async || w.decision().await).await;
     // Longer than a publish attempt: at least one has failed by now.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let d = w.decision().await.expect("decision");
     assert!(!d.published, "published to a topic that does not exist: {d:?}");
     assert!(read_topic(&w.selected, 1, Duration::from_secs(1)).is_empty());
 
-    // Another eval on the same bucket: it recovers before it consumes, so
-    // once its own set is promoted its recovery has passed this decision.
-    let other = World::new("republish-other").await;
-    let (other_cancel, other_task) = start(other.cli("GRU", 3600));
-    let other_gru = other.success(ModelType::Gru, 0.3, 1.0).await;
-    other.send(&other_gru).await;
-    other.wait_decision(Duration::from_secs(60)).await;
-    let on_other: Vec<ModelSelected> = read_topic(&other.selected, 2, Duration::from_secs(5))
-        .iter()
-        .map(|m| decode(m.payload().unwrap_or_default()).expect("model-selected"))
-        .collect();
+    // Another eval on the same bucket, past its start-up recovery.
+    let (other, other_cancel, other_task) = another_eval_promoting_its_own("republish-other", 3600).await;
+    let on_other = other.selected_topic_events(2, Duration::from_secs(5));
     let ids: Vec<&str> = on_other.iter().map(|s| s.identifier.as_str()).collect();
     assert_eq!(ids, [other.identifier.as_str()], "the other eval published only its own promotion");
     assert!(!w.decision().await.expect("decision").published, "the other eval left this decision alone");
@@ -150,20 +137,10 @@ async fn another_evals_recovery_leaves_a_pending_set_alone() {
     let w = World::new("pending-own").await;
     let (cancel, task) = start(w.cli("GRU,LSTM", 3600));
     w.send(&w.success(ModelType::Gru, 0.3, 1.0).await).await;
-    let store = ClaimCheckStore::new(&stack().s3);
-    let key = eval::state::state_key(&w.identifier, &w.config_hash);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store.get_object(BUCKET, &key).await.is_err() {
-        assert!(Instant::now() < deadline, "the set's state was not saved within 60 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until(Duration::from_secs(60), "saved set state", async || w.state().await).await;
 
-    // Another eval with a 2 s timeout: it recovers before it consumes, so
-    // once its own set is promoted its recovery has passed the pending set.
-    let other = World::new("pending-other").await;
-    let (other_cancel, other_task) = start(other.cli("GRU", 2));
-    other.send(&other.success(ModelType::Gru, 0.3, 1.0).await).await;
-    other.wait_decision(Duration::from_secs(60)).await;
+    // Another eval with a 2 s timeout on the same bucket, past its start-up recovery.
+    let (_other, other_cancel, other_task) = another_eval_promoting_its_own("pending-other", 2).await;
     // Past the other eval's timeout and a sweep tick.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(w.decision().await.map(|d| d.trigger), None, "the other eval decided a set it does not track");
@@ -217,19 +194,8 @@ async fn eval_killed_after_two_of_three_events_promotes_once_after_restart() {
     w.send(&w.success(ModelType::Lstm, 0.2, 1.0).await).await;
 
     // Wait until eval has persisted both reports, then SIGKILL it.
-    let store = ClaimCheckStore::new(&stack().s3);
-    let key = eval::state::state_key(&w.identifier, &w.config_hash);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(bytes) = store.get_object(BUCKET, &key).await {
-            let s: SetState = serde_json::from_slice(&bytes).expect("state JSON");
-            if s.reports.len() == 2 {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "eval did not persist two reports");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let two = async || w.state().await.filter(|s| s.reports.len() == 2);
+    wait_until(Duration::from_secs(60), "state with two reports persisted by eval", two).await;
     first.crash();
 
     let _second = spawn_eval(&w, &group);

@@ -11,7 +11,7 @@ use chrono::{TimeZone, Utc};
 use claim_check::ClaimCheckStore;
 use contracts::promotion::run_tags;
 use contracts::*;
-use eval::state::Decision;
+use eval::state::{Decision, SetState};
 use flts_tests::*;
 use kafka_utils::{ConsumerArgs, Producer};
 use mlflow_client::{KeyValue, Metric, MlflowClient, RunStatus};
@@ -252,11 +252,20 @@ impl World {
             .expect("ack");
     }
 
+    /// The set's decision record, published or not.
     pub async fn decision(&self) -> Option<Decision> {
         let store = ClaimCheckStore::new(&stack().s3);
         let key = eval::state::decision_key(&self.identifier, &self.config_hash);
         let bytes = store.get_object(BUCKET, &key).await.ok()?;
         Some(serde_json::from_slice(&bytes).expect("decision JSON"))
+    }
+
+    /// The set's tracking state as eval persisted it.
+    pub async fn state(&self) -> Option<SetState> {
+        let store = ClaimCheckStore::new(&stack().s3);
+        let key = eval::state::state_key(&self.identifier, &self.config_hash);
+        let bytes = store.get_object(BUCKET, &key).await.ok()?;
+        Some(serde_json::from_slice(&bytes).expect("state JSON"))
     }
 
     pub async fn wait_decision(&self, timeout: Duration) -> Decision {
@@ -265,14 +274,8 @@ impl World {
 
     /// The first published decision that `accept`s, within `timeout`.
     pub async fn wait_decision_where(&self, timeout: Duration, accept: impl Fn(&Decision) -> bool) -> Decision {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(d) = self.decision().await.filter(|d| d.published && accept(d)) {
-                return d;
-            }
-            assert!(Instant::now() < deadline, "no such published decision for {} within {timeout:?}", self.identifier);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let what = format!("a published decision for {}", self.identifier);
+        wait_until(timeout, &what, async || self.decision().await.filter(|d| d.published && accept(d))).await
     }
 
     pub async fn pointer(&self) -> Option<ModelSelected> {
@@ -281,11 +284,18 @@ impl World {
         Some(serde_json::from_slice(&bytes).expect("current.json"))
     }
 
+    /// This world's dataset's events on its model-selected topic.
     pub fn selected_events(&self, at_least: usize, wait: Duration) -> Vec<ModelSelected> {
+        let mut events = self.selected_topic_events(at_least, wait);
+        events.retain(|s| s.identifier == self.identifier);
+        events
+    }
+
+    /// Every event on this world's model-selected topic, whatever its dataset.
+    pub fn selected_topic_events(&self, at_least: usize, wait: Duration) -> Vec<ModelSelected> {
         read_topic(&self.selected, at_least, wait)
             .iter()
             .map(|m| decode(m.payload().unwrap_or_default()).expect("model-selected"))
-            .filter(|s: &ModelSelected| s.identifier == self.identifier)
             .collect()
     }
 
@@ -293,6 +303,33 @@ impl World {
     pub fn dead_letters(&self, at_least: usize, wait: Duration) -> Vec<DlqEnvelope> {
         envelopes(&read_topic(&topics::dlq_topic(&self.training), at_least, wait))
     }
+}
+
+/// What `probe` returns first within `timeout` (polled every 200 ms); the
+/// test fails naming `what` if nothing comes.
+pub async fn wait_until<T>(timeout: Duration, what: &str, probe: impl AsyncFn() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no {what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Another eval on the same bucket, with a world of its own whose one-GRU set
+/// it promotes (`timeout_secs` is its timeout). eval recovers before it
+/// consumes, so when this returns its start-up recovery has run.
+pub async fn another_eval_promoting_its_own(
+    name: &str,
+    timeout_secs: u64,
+) -> (World, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let other = World::new(name).await;
+    let (cancel, task) = start(other.cli("GRU", timeout_secs));
+    other.send(&other.success(ModelType::Gru, 0.3, 1.0).await).await;
+    other.wait_decision(Duration::from_secs(60)).await;
+    (other, cancel, task)
 }
 
 /// A run artifact: its path and bytes.
