@@ -388,6 +388,13 @@ pub struct Decision {
     pub published_to: Option<String>,
 }
 
+/// Whether a record eval keeps in the bucket (a decision, a set's state)
+/// belongs to the eval publishing to `topic`: it names that topic, or none
+/// (`eval --once`, and records from before the field existed).
+pub fn is_owned_by(published_to: Option<&str>, topic: &str) -> bool {
+    published_to.is_none_or(|t| t == topic)
+}
+
 impl Decision {
     /// What a decision of the same set taken again keeps of this one: its
     /// promotion when the new winner is the run it promoted, with whether
@@ -402,7 +409,7 @@ impl Decision {
     /// Whether an eval publishing to `topic` finishes this decision on start:
     /// it was not published, and it is that eval's (or names no topic).
     pub fn is_unfinished_for(&self, topic: &str) -> bool {
-        !self.published && self.published_to.as_deref().is_none_or(|t| t == topic)
+        !self.published && is_owned_by(self.published_to.as_deref(), topic)
     }
 
     /// The decision for people: per candidate what it was scored on, its

@@ -45,7 +45,7 @@ impl SetState {
 
     /// Whether the eval publishing to `topic` takes this set up on start.
     pub fn is_tracked_by(&self, topic: &str) -> bool {
-        self.published_to.as_deref().is_none_or(|t| t == topic)
+        contracts::promotion::is_owned_by(self.published_to.as_deref(), topic)
     }
 
     /// Take in a verified event; returns whether the state changed. RUNNING
